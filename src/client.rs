@@ -1,0 +1,138 @@
+//! The client library the console, the tests (and later the benchmark)
+//! share: typed get, put, inspect and status calls against one coordinator.
+//!
+//! One multiplexed connection, opened on first use and reopened after it
+//! breaks, so a client survives its coordinator restarting. Every failure is
+//! a `KvError` with the same kinds the replicas use on the wire.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::error::KvError;
+use crate::frame::DEFAULT_MAX_FRAME_BYTES;
+use crate::mux::{CallError, MuxConnection};
+use crate::proto::{
+    Body, Consistency, GetRequest, InspectReply, InspectRequest, PutRequest, StatusReply,
+    StatusRequest, Versioned,
+};
+use crate::rt;
+
+/// How long a client waits for its coordinator by default: longer than the
+/// replicas' own 2 s request timeouts, so their typed TIMEOUT arrives first.
+pub const DEFAULT_CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A connection to one coordinator.
+pub struct Client {
+    addr: String,
+    timeout: Duration,
+    connection: rt::AsyncMutex<Option<Arc<MuxConnection>>>,
+}
+
+impl Client {
+    /// A client of the coordinator at `addr`; connects on first use.
+    pub fn new(addr: impl Into<String>) -> Client {
+        Client {
+            addr: addr.into(),
+            timeout: DEFAULT_CLIENT_TIMEOUT,
+            connection: rt::AsyncMutex::new(None),
+        }
+    }
+
+    /// Changes how long each request waits for an answer.
+    pub fn with_timeout(mut self, timeout: Duration) -> Client {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The coordinator's address.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// The key's value at `level`: `None` if no replica asked holds it.
+    pub async fn get(&self, key: u32, level: Consistency) -> Result<Option<Versioned>, KvError> {
+        let request = Body::Get(GetRequest {
+            key: Some(key),
+            consistency: level as i32,
+        });
+        match self.call(request).await? {
+            Body::GetReply(reply) => Ok(reply.found),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Writes the value at `level`; returns the timestamp it was given.
+    pub async fn put(&self, key: u32, value: &str, level: Consistency) -> Result<u64, KvError> {
+        let request = Body::Put(PutRequest {
+            key: Some(key),
+            value: value.to_string(),
+            consistency: level as i32,
+        });
+        match self.call(request).await? {
+            Body::PutReply(reply) => Ok(reply.timestamp_micros),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// What each replica of the key holds locally.
+    pub async fn inspect(&self, key: u32) -> Result<InspectReply, KvError> {
+        match self
+            .call(Body::Inspect(InspectRequest { key: Some(key) }))
+            .await?
+        {
+            Body::InspectReply(reply) => Ok(reply),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// The coordinator's own state and its view of its peers.
+    pub async fn status(&self) -> Result<StatusReply, KvError> {
+        match self.call(Body::Status(StatusRequest {})).await? {
+            Body::StatusReply(reply) => Ok(reply),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Sends any request body and returns the reply body; typed errors from
+    /// the coordinator come back as `Err`.
+    pub async fn call(&self, body: Body) -> Result<Body, KvError> {
+        let connection = self.connection().await?;
+        match connection.call(body, self.timeout).await {
+            Ok(reply) => Ok(reply),
+            Err(CallError::Remote(error)) => Err(error),
+            Err(CallError::Disconnected(reason)) => Err(KvError::timeout(format!(
+                "lost the connection to the coordinator at {} before it answered ({reason}); a put may have been applied",
+                self.addr
+            ))),
+            Err(CallError::TimedOut) => Err(KvError::timeout(format!(
+                "the coordinator at {} did not answer within {} ms",
+                self.addr,
+                self.timeout.as_millis()
+            ))),
+        }
+    }
+
+    async fn connection(&self) -> Result<Arc<MuxConnection>, KvError> {
+        let mut slot = self.connection.lock().await;
+        if let Some(connection) = slot.as_ref().filter(|c| !c.is_broken()) {
+            return Ok(connection.clone());
+        }
+        let connection = MuxConnection::connect(
+            &self.addr,
+            Duration::from_secs(2),
+            DEFAULT_MAX_FRAME_BYTES,
+            |_| {},
+        )
+        .await
+        .map_err(|reason| KvError::unavailable(format!("coordinator unreachable: {reason}")))?;
+        *slot = Some(connection.clone());
+        Ok(connection)
+    }
+}
+
+fn unexpected(body: Body) -> KvError {
+    KvError::internal(format!(
+        "the coordinator answered with an unexpected {}",
+        body.kind_name()
+    ))
+}

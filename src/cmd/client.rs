@@ -1,0 +1,114 @@
+//! `ringkv client`: the line-based console. One coordinator per process; one
+//! line of output per answer; a prompt only when stdin is a terminal, so
+//! piping a file of commands through it gives clean output.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use argh::FromArgs;
+
+use crate::client::Client;
+use crate::console::{parse_line, render_holdings, render_value, Command, HELP};
+use crate::error::KvError;
+use crate::proto::Consistency;
+use crate::ring::Ring;
+use crate::rt;
+
+/// Open a console on one coordinator: get, put, consistency, where, help, quit.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "client")]
+pub struct ClientArgs {
+    /// the cluster file: one `ID HOST:PORT` line per replica
+    #[argh(option)]
+    pub config: PathBuf,
+    /// id of the replica that coordinates every request of this console
+    #[argh(option)]
+    pub coordinator: u32,
+    /// starting consistency level: ONE, QUORUM (default) or ALL
+    #[argh(option, default = "Consistency::Quorum", from_str_fn(parse_level))]
+    pub consistency: Consistency,
+    /// how long to wait for each answer, in milliseconds (default 10000)
+    #[argh(option, default = "10_000")]
+    pub timeout_ms: u64,
+}
+
+fn parse_level(text: &str) -> Result<Consistency, String> {
+    text.parse().map_err(|e: KvError| e.message)
+}
+
+/// Runs the console until `quit` or the end of input.
+pub fn run(args: ClientArgs) -> Result<(), String> {
+    let ring = Ring::load(&args.config).map_err(|e| e.to_string())?;
+    let member = ring.member(args.coordinator).ok_or_else(|| {
+        format!(
+            "replica {} is not in {}",
+            args.coordinator,
+            args.config.display()
+        )
+    })?;
+    let client =
+        Client::new(member.addr.clone()).with_timeout(Duration::from_millis(args.timeout_ms));
+    let interactive = std::io::stdin().is_terminal();
+    let prompt = format!("ringkv@{}> ", args.coordinator);
+    if interactive {
+        println!(
+            "ringkv console on replica {} ({}), consistency {}. Type 'help' for commands.",
+            args.coordinator, member.addr, args.consistency
+        );
+    }
+    rt::block_on(async {
+        let mut level = args.consistency;
+        let stdin = rt::stdin();
+        let mut line = String::new();
+        loop {
+            if interactive {
+                print!("{prompt}");
+                let _ = std::io::stdout().flush();
+            }
+            line.clear();
+            match stdin.read_line(&mut line).await {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) => return Err(format!("cannot read standard input: {e}")),
+            }
+            let answer = match parse_line(&line) {
+                Ok(Command::Quit) => break,
+                Ok(Command::Nothing) => continue,
+                Ok(command) => execute(&client, &mut level, command).await,
+                Err(error) => Err(error),
+            };
+            match answer {
+                Ok(text) => println!("{text}"),
+                Err(error) => println!("ERROR {error}"),
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Carries out one command; the text is the one line that answers it.
+async fn execute(
+    client: &Client,
+    level: &mut Consistency,
+    command: Command,
+) -> Result<String, KvError> {
+    match command {
+        Command::Get(key) => Ok(match client.get(key, *level).await? {
+            Some(version) => render_value(&version.value),
+            None => "NOT FOUND".to_string(),
+        }),
+        Command::Put(key, value) => client
+            .put(key, &value, *level)
+            .await
+            .map(|_| "OK".to_string()),
+        Command::Where(key) => Ok(render_holdings(key, &client.inspect(key).await?)),
+        Command::Consistency(None) => Ok(format!("Current consistency level is {level}.")),
+        Command::Consistency(Some(new_level)) => {
+            *level = new_level;
+            Ok(format!("Consistency level set to {level}."))
+        }
+        Command::Help => Ok(HELP.to_string()),
+        Command::Quit | Command::Nothing => Ok(String::new()),
+    }
+}

@@ -1,0 +1,4 @@
+//! One module per `ringkv` subcommand: its flags and its `run`.
+
+pub mod client;
+pub mod replica;

@@ -1,0 +1,177 @@
+//! Frames on a TCP stream: a 4-byte big-endian length, then that many bytes
+//! of one protobuf `Envelope`.
+//!
+//! The reader checks the length against the limit before reading the body,
+//! and grows its buffer only as bytes actually arrive, so a peer that claims
+//! a huge frame (or claims one and stalls) never makes us allocate it.
+
+use std::fmt;
+use std::io;
+
+use byteorder::{BigEndian, ByteOrder};
+use prost::Message;
+
+use crate::proto::Envelope;
+use crate::rt::{Read, ReadExt};
+
+/// The default frame limit: room for a 16 MiB value plus the envelope.
+pub const DEFAULT_MAX_FRAME_BYTES: usize = 16 * 1024 * 1024 + 64 * 1024;
+
+/// How much body buffer to reserve up front, whatever the frame claims.
+const INITIAL_BODY_CAPACITY: usize = 64 * 1024;
+
+/// Why a frame could not be read.
+#[derive(Debug)]
+pub enum FrameError {
+    /// The length prefix is over the limit; the connection must be closed,
+    /// since the stream can no longer be trusted to be in step.
+    TooLong {
+        /// What the prefix claimed.
+        claimed: usize,
+        /// The limit in force.
+        limit: usize,
+    },
+    /// The stream ended inside a frame (after a partial length or body).
+    Truncated {
+        /// Bytes of the frame that did arrive.
+        received: usize,
+        /// Bytes the frame should have had, prefix included.
+        expected: usize,
+    },
+    /// The socket failed.
+    Io(io::Error),
+}
+
+impl fmt::Display for FrameError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FrameError::TooLong { claimed, limit } => {
+                write!(
+                    f,
+                    "frame of {claimed} bytes exceeds the limit of {limit} bytes"
+                )
+            }
+            FrameError::Truncated { received, expected } => write!(
+                f,
+                "connection closed mid-frame after {received} of {expected} bytes"
+            ),
+            FrameError::Io(error) => write!(f, "socket error: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for FrameError {}
+
+/// Reads one frame's body. `Ok(None)` is a clean end of stream: the peer
+/// closed between frames. An end of stream inside a frame is an error.
+pub async fn read_frame<R>(reader: &mut R, limit: usize) -> Result<Option<Vec<u8>>, FrameError>
+where
+    R: Read + Unpin,
+{
+    let mut prefix = [0u8; 4];
+    let mut filled = 0;
+    while filled < prefix.len() {
+        let n = reader
+            .read(&mut prefix[filled..])
+            .await
+            .map_err(FrameError::Io)?;
+        if n == 0 {
+            return if filled == 0 {
+                Ok(None)
+            } else {
+                Err(FrameError::Truncated {
+                    received: filled,
+                    expected: 4,
+                })
+            };
+        }
+        filled += n;
+    }
+    let claimed = BigEndian::read_u32(&prefix) as usize;
+    if claimed > limit {
+        return Err(FrameError::TooLong { claimed, limit });
+    }
+    let mut body = Vec::with_capacity(claimed.min(INITIAL_BODY_CAPACITY));
+    reader
+        .take(claimed as u64)
+        .read_to_end(&mut body)
+        .await
+        .map_err(FrameError::Io)?;
+    if body.len() < claimed {
+        return Err(FrameError::Truncated {
+            received: 4 + body.len(),
+            expected: 4 + claimed,
+        });
+    }
+    Ok(Some(body))
+}
+
+/// Encodes an envelope as one frame, prefix included, ready to write.
+pub fn encode_frame(envelope: &Envelope) -> Vec<u8> {
+    let body_len = envelope.encoded_len();
+    let mut frame = Vec::with_capacity(4 + body_len);
+    frame.extend_from_slice(&(body_len as u32).to_be_bytes());
+    envelope
+        .encode(&mut frame)
+        .expect("a Vec grows to fit, so encoding cannot run out of room");
+    frame
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::{Body, Ping};
+
+    fn read_all(bytes: &[u8], limit: usize) -> Vec<Result<Option<Vec<u8>>, String>> {
+        crate::rt::block_on(async {
+            let mut reader = bytes;
+            let mut out = Vec::new();
+            loop {
+                let next = read_frame(&mut reader, limit)
+                    .await
+                    .map_err(|e| e.to_string());
+                let stop = !matches!(next, Ok(Some(_)));
+                out.push(next);
+                if stop {
+                    return out;
+                }
+            }
+        })
+    }
+
+    #[test]
+    fn frames_round_trip_and_clean_eof_ends_the_stream() {
+        let envelope = Envelope {
+            request_id: 7,
+            body: Some(Body::Ping(Ping { sender_id: 2 })),
+        };
+        let mut stream = encode_frame(&envelope);
+        stream.extend(encode_frame(&envelope));
+        let frames = read_all(&stream, 1024);
+        assert_eq!(frames.len(), 3);
+        let body = frames[0].clone().expect("first frame").expect("a frame");
+        assert_eq!(Envelope::decode(body.as_slice()), Ok(envelope));
+        assert_eq!(frames[2], Ok(None));
+    }
+
+    #[test]
+    fn a_frame_over_the_limit_is_refused_before_its_body_is_read() {
+        let mut stream = (u32::MAX).to_be_bytes().to_vec();
+        stream.extend_from_slice(b"abc");
+        let frames = read_all(&stream, 1024);
+        assert_eq!(
+            frames,
+            vec![Err(
+                "frame of 4294967295 bytes exceeds the limit of 1024 bytes".to_string()
+            )]
+        );
+    }
+
+    #[test]
+    fn a_stream_cut_mid_frame_is_an_error_not_a_clean_end() {
+        let frames = read_all(&[0, 0], 1024);
+        assert!(matches!(&frames[0], Err(m) if m.contains("after 2 of 4 bytes")));
+        let frames = read_all(&[0, 0, 0, 10, 1, 2, 3], 1024);
+        assert!(matches!(&frames[0], Err(m) if m.contains("after 7 of 14 bytes")));
+    }
+}

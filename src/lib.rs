@@ -1,0 +1,22 @@
+//! ringkv: a small Cassandra-style replicated key-value store.
+//!
+//! Four replicas (by default) on a static byte-ordered ring, keys 0-255,
+//! string values, three copies of each key, and a consistency level (ONE,
+//! QUORUM, ALL) chosen per request. See README.md for the map of modules.
+
+pub mod client;
+pub mod clock;
+pub mod cmd;
+pub mod console;
+pub mod coordinator;
+pub mod error;
+pub mod frame;
+pub mod logging;
+pub mod mux;
+pub mod node;
+pub mod peers;
+pub mod proto;
+pub mod replica;
+pub mod ring;
+pub mod rt;
+pub mod store;

@@ -1,0 +1,216 @@
+//! The requesting side of a connection: many requests in flight at once on
+//! one TCP stream, each reply matched to its request by request id.
+//!
+//! Every request keeps its own state (a one-shot reply channel) in a table
+//! keyed by request id, so concurrent requests can never see each other's
+//! replies. A writer task owns the socket's write half and coalesces queued
+//! frames into as few writes as it can; a reader task owns the read half
+//! and routes each reply. When the stream breaks, every waiting request is
+//! failed at once rather than left to time out.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use prost::Message;
+
+use crate::error::KvError;
+use crate::frame::{encode_frame, read_frame};
+use crate::proto::{Body, Envelope};
+use crate::rt::{self, WriteExt};
+
+/// How many encoded frames may wait for the writer before senders wait.
+const OUTBOUND_QUEUE: usize = 1024;
+
+/// Why a request got no reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallError {
+    /// The connection broke (or was never made) before the reply came.
+    Disconnected(String),
+    /// No reply within the time allowed.
+    TimedOut,
+    /// The other side answered with a typed error.
+    Remote(KvError),
+}
+
+/// Replies not yet received, by request id, and whether the stream is gone.
+#[derive(Default)]
+struct InFlight {
+    waiting: HashMap<u64, rt::Sender<Envelope>>,
+    closed: Option<String>,
+}
+
+/// One multiplexed connection to a replica.
+pub struct MuxConnection {
+    addr: String,
+    outbound: rt::Sender<Vec<u8>>,
+    in_flight: Arc<Mutex<InFlight>>,
+    next_request_id: AtomicU64,
+    broken: Arc<AtomicBool>,
+}
+
+impl MuxConnection {
+    /// Connects and starts the reader and writer tasks. `on_broken` runs
+    /// once, with the reason, when the stream ends: the peer links use it to
+    /// mark a replica down the moment its socket closes.
+    pub async fn connect(
+        addr: &str,
+        connect_timeout: Duration,
+        max_frame_bytes: usize,
+        on_broken: impl FnOnce(&str) + Send + 'static,
+    ) -> Result<Arc<Self>, String> {
+        let stream = match rt::timeout(connect_timeout, rt::TcpStream::connect(addr)).await {
+            Some(Ok(stream)) => stream,
+            Some(Err(e)) => return Err(format!("cannot connect to {addr}: {e}")),
+            None => {
+                return Err(format!(
+                    "cannot connect to {addr}: no answer within {connect_timeout:?}"
+                ))
+            }
+        };
+        // Requests are small and latency matters more than packet count.
+        let _ = stream.set_nodelay(true);
+        let (outbound, queued) = rt::bounded(OUTBOUND_QUEUE);
+        let in_flight = Arc::new(Mutex::new(InFlight::default()));
+        let broken = Arc::new(AtomicBool::new(false));
+        rt::spawn(write_frames(stream.clone(), queued, broken.clone()));
+        let reader = route_replies(stream, max_frame_bytes, in_flight.clone(), broken.clone());
+        let addr_owned = addr.to_string();
+        rt::spawn(async move {
+            let reason = format!("connection to {addr_owned} ended: {}", reader.await);
+            on_broken(&reason);
+        });
+        Ok(Arc::new(MuxConnection {
+            addr: addr.to_string(),
+            outbound,
+            in_flight,
+            next_request_id: AtomicU64::new(1),
+            broken,
+        }))
+    }
+
+    /// Whether the stream has failed; a broken connection is replaced, not reused.
+    pub fn is_broken(&self) -> bool {
+        self.broken.load(Ordering::Relaxed)
+    }
+
+    /// Sends one request and waits up to `timeout` for its reply. A typed
+    /// error reply comes back as `CallError::Remote`.
+    pub async fn call(&self, body: Body, timeout: Duration) -> Result<Body, CallError> {
+        let request_id = self.next_request_id.fetch_add(1, Ordering::Relaxed);
+        let (reply_to, reply) = rt::bounded(1);
+        {
+            let mut in_flight = lock(&self.in_flight);
+            if let Some(reason) = &in_flight.closed {
+                return Err(CallError::Disconnected(reason.clone()));
+            }
+            in_flight.waiting.insert(request_id, reply_to);
+        }
+        let frame = encode_frame(&Envelope {
+            request_id,
+            body: Some(body),
+        });
+        let sent_and_answered = async {
+            self.outbound.send(frame).await.map_err(|_| {
+                CallError::Disconnected(format!("connection to {} closed", self.addr))
+            })?;
+            reply.recv().await.map_err(|_| {
+                let reason = lock(&self.in_flight).closed.clone();
+                CallError::Disconnected(
+                    reason.unwrap_or_else(|| format!("connection to {} closed", self.addr)),
+                )
+            })
+        };
+        let outcome = rt::timeout(timeout, sent_and_answered).await;
+        match outcome {
+            Some(Ok(envelope)) => match envelope.body {
+                Some(Body::Error(error)) => Err(CallError::Remote(error.into())),
+                Some(body) => Ok(body),
+                None => Err(CallError::Remote(KvError::internal(format!(
+                    "{} sent a reply with no body",
+                    self.addr
+                )))),
+            },
+            Some(Err(error)) => Err(error),
+            None => {
+                lock(&self.in_flight).waiting.remove(&request_id);
+                Err(CallError::TimedOut)
+            }
+        }
+    }
+}
+
+impl Drop for MuxConnection {
+    fn drop(&mut self) {
+        // Closing the queue stops the writer, which shuts the socket down,
+        // which ends the reader.
+        self.outbound.close();
+    }
+}
+
+/// Writes queued frames, batching whatever is queued into one flush.
+async fn write_frames(
+    stream: rt::TcpStream,
+    queued: rt::Receiver<Vec<u8>>,
+    broken: Arc<AtomicBool>,
+) {
+    let mut writer = rt::BufWriter::new(stream.clone());
+    'stream: while let Ok(frame) = queued.recv().await {
+        if writer.write_all(&frame).await.is_err() {
+            break;
+        }
+        while let Ok(frame) = queued.try_recv() {
+            if writer.write_all(&frame).await.is_err() {
+                break 'stream;
+            }
+        }
+        if writer.flush().await.is_err() {
+            break;
+        }
+    }
+    broken.store(true, Ordering::Relaxed);
+    let _ = stream.shutdown(std::net::Shutdown::Both);
+}
+
+/// Routes each reply to the request waiting for it; fails every waiting
+/// request when the stream ends, and returns why it ended.
+async fn route_replies(
+    stream: rt::TcpStream,
+    max_frame_bytes: usize,
+    in_flight: Arc<Mutex<InFlight>>,
+    broken: Arc<AtomicBool>,
+) -> String {
+    let mut reader = rt::BufReader::new(stream.clone());
+    let reason = loop {
+        let frame = match read_frame(&mut reader, max_frame_bytes).await {
+            Ok(Some(frame)) => frame,
+            Ok(None) => break "the other side closed the connection".to_string(),
+            Err(error) => break error.to_string(),
+        };
+        let envelope = match Envelope::decode(frame.as_slice()) {
+            Ok(envelope) => envelope,
+            Err(error) => break format!("undecodable reply: {error}"),
+        };
+        let waiter = lock(&in_flight).waiting.remove(&envelope.request_id);
+        if let Some(waiter) = waiter {
+            let _ = waiter.try_send(envelope);
+        }
+        // A reply nobody waits for belongs to a request that timed out.
+    };
+    broken.store(true, Ordering::Relaxed);
+    let _ = stream.shutdown(std::net::Shutdown::Both);
+    let mut in_flight = lock(&in_flight);
+    in_flight.closed = Some(reason.clone());
+    // Dropping the senders wakes every waiter with a disconnect.
+    in_flight.waiting.clear();
+    reason
+}
+
+fn lock(in_flight: &Mutex<InFlight>) -> std::sync::MutexGuard<'_, InFlight> {
+    // Every critical section is a single map operation, so a poisoned lock
+    // still guards a consistent table.
+    in_flight
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}

@@ -1,0 +1,111 @@
+//! One accepted connection: read frames, answer each request in its own
+//! task, write the replies back in whatever order they finish.
+//!
+//! Bounded on every side: a frame over the limit is refused before its body
+//! is read and the connection closed; at most `max_requests_per_connection`
+//! requests run at once (the reader waits for a free slot, which pushes back
+//! on the sender through TCP); replies wait in a bounded queue. A frame that
+//! is not a valid envelope gets an INVALID error and the connection goes on,
+//! since the length prefix kept the stream in step.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use prost::Message;
+
+use crate::error::KvError;
+use crate::frame::{encode_frame, read_frame, FrameError};
+use crate::node::Node;
+use crate::proto::{Body, Envelope};
+use crate::rt::{self, WriteExt};
+
+/// Replies that may wait for the writer before request tasks wait.
+const REPLY_QUEUE: usize = 256;
+
+/// Serves one connection until the other side closes it or breaks the protocol.
+pub async fn serve_connection(node: Arc<Node>, stream: rt::TcpStream, remote: SocketAddr) {
+    let _ = stream.set_nodelay(true);
+    let (replies, queued) = rt::bounded::<Vec<u8>>(REPLY_QUEUE);
+    let writer = rt::spawn(write_replies(stream.clone(), queued));
+    // A slot per request in progress: a request takes one before it starts
+    // and gives it back when its reply is queued.
+    let (slots, finished) = rt::bounded::<()>(node.max_requests_per_connection);
+    let mut reader = rt::BufReader::new(stream.clone());
+    loop {
+        let frame = match read_frame(&mut reader, node.max_frame_bytes).await {
+            Ok(Some(frame)) => frame,
+            Ok(None) => break,
+            Err(error @ FrameError::TooLong { .. }) => {
+                crate::warn!("closing connection from {remote}: {error}");
+                let refusal = error_frame(0, KvError::invalid(error.to_string()));
+                let _ = replies.send(refusal).await;
+                break;
+            }
+            Err(error) => {
+                crate::warn!("connection from {remote} ended badly: {error}");
+                break;
+            }
+        };
+        let envelope = match Envelope::decode(frame.as_slice()) {
+            Ok(envelope) => envelope,
+            Err(error) => {
+                crate::warn!(
+                    "undecodable frame of {} bytes from {remote}: {error}",
+                    frame.len()
+                );
+                let message = format!("frame is not a valid Envelope: {error}");
+                if replies
+                    .send(error_frame(0, KvError::invalid(message)))
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+                continue;
+            }
+        };
+        if slots.send(()).await.is_err() {
+            break;
+        }
+        let (node, replies, finished) = (node.clone(), replies.clone(), finished.clone());
+        rt::spawn(async move {
+            let body = node.answer(envelope.body).await;
+            let reply = encode_frame(&Envelope {
+                request_id: envelope.request_id,
+                body: Some(body),
+            });
+            let _ = replies.send(reply).await;
+            let _ = finished.recv().await;
+        });
+    }
+    // The writer ends once every request task has queued its reply and
+    // dropped its handle on the queue.
+    drop(replies);
+    writer.await;
+}
+
+/// Writes replies in the order they are queued, coalescing bursts.
+async fn write_replies(stream: rt::TcpStream, queued: rt::Receiver<Vec<u8>>) {
+    let mut writer = rt::BufWriter::new(stream.clone());
+    'stream: while let Ok(reply) = queued.recv().await {
+        if writer.write_all(&reply).await.is_err() {
+            break;
+        }
+        while let Ok(reply) = queued.try_recv() {
+            if writer.write_all(&reply).await.is_err() {
+                break 'stream;
+            }
+        }
+        if writer.flush().await.is_err() {
+            break;
+        }
+    }
+    let _ = stream.shutdown(std::net::Shutdown::Both);
+}
+
+fn error_frame(request_id: u64, error: KvError) -> Vec<u8> {
+    encode_frame(&Envelope {
+        request_id,
+        body: Some(Body::Error(error.into())),
+    })
+}

@@ -1,0 +1,9 @@
+//! The replica's server side: the accept loop, one task per connection, and
+//! the dispatch of each request to the coordinator or the local replica.
+
+pub mod connection;
+pub mod handler;
+pub mod server;
+
+pub use handler::Node;
+pub use server::serve;

@@ -1,0 +1,182 @@
+//! The generated protobuf types of `schema/kv.proto` and `schema/storage.proto`,
+//! plus the small conversions every side needs: reading a level, checking a
+//! key, ordering versions.
+
+#![allow(missing_docs, clippy::all)]
+
+use std::cmp::Ordering;
+use std::fmt;
+use std::str::FromStr;
+
+use crate::error::KvError;
+
+include!(concat!(env!("OUT_DIR"), "/ringkv.rs"));
+
+pub use envelope::Body;
+
+/// The largest key; keys are 0..=255.
+pub const MAX_KEY: u32 = 255;
+
+/// Checks a key field from the wire: present and within 0..=255.
+pub fn checked_key(key: Option<u32>) -> Result<u8, KvError> {
+    match key {
+        None => Err(KvError::invalid("the request has no key")),
+        Some(k) => u8::try_from(k).map_err(|_| {
+            KvError::invalid(format!("key {k} is out of range: keys are 0-{MAX_KEY}"))
+        }),
+    }
+}
+
+impl Consistency {
+    /// Reads a level from the wire, refusing unset and unknown values.
+    pub fn from_wire(value: i32) -> Result<Self, KvError> {
+        match Consistency::try_from(value) {
+            Ok(Consistency::Unspecified) => Err(KvError::invalid(
+                "the request names no consistency level (ONE, QUORUM or ALL)",
+            )),
+            Ok(level) => Ok(level),
+            Err(_) => Err(KvError::invalid(format!(
+                "unknown consistency level {value}: expected ONE, QUORUM or ALL"
+            ))),
+        }
+    }
+
+    /// How many of `replication_factor` replicas must answer at this level.
+    pub fn required_acks(self, replication_factor: usize) -> usize {
+        match self {
+            Consistency::One | Consistency::Unspecified => 1,
+            Consistency::Quorum => replication_factor / 2 + 1,
+            Consistency::All => replication_factor,
+        }
+    }
+
+    /// The name users type and see.
+    pub fn name(self) -> &'static str {
+        match self {
+            Consistency::Unspecified => "UNSPECIFIED",
+            Consistency::One => "ONE",
+            Consistency::Quorum => "QUORUM",
+            Consistency::All => "ALL",
+        }
+    }
+}
+
+impl fmt::Display for Consistency {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Consistency {
+    type Err = KvError;
+
+    /// Parses ONE, QUORUM or ALL, in any case.
+    fn from_str(text: &str) -> Result<Self, KvError> {
+        match text.to_ascii_uppercase().as_str() {
+            "ONE" => Ok(Consistency::One),
+            "QUORUM" => Ok(Consistency::Quorum),
+            "ALL" => Ok(Consistency::All),
+            _ => Err(KvError::invalid(format!(
+                "unknown consistency level '{text}': expected ONE, QUORUM or ALL"
+            ))),
+        }
+    }
+}
+
+impl Versioned {
+    /// The last-write-wins order: timestamp first, then coordinator id, so
+    /// two replicas comparing the same pair of versions always agree.
+    pub fn lww_cmp(&self, other: &Versioned) -> Ordering {
+        (self.timestamp_micros, self.coordinator_id)
+            .cmp(&(other.timestamp_micros, other.coordinator_id))
+    }
+
+    /// The newest of two optional versions.
+    pub fn newest(a: Option<Versioned>, b: Option<Versioned>) -> Option<Versioned> {
+        match (a, b) {
+            (Some(a), Some(b)) => Some(if b.lww_cmp(&a) == Ordering::Greater {
+                b
+            } else {
+                a
+            }),
+            (a, None) => a,
+            (None, b) => b,
+        }
+    }
+}
+
+impl Body {
+    /// A short name for logs and "unexpected message" errors.
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            Body::Get(_) => "get",
+            Body::Put(_) => "put",
+            Body::Inspect(_) => "inspect",
+            Body::Status(_) => "status",
+            Body::GetReply(_) => "get reply",
+            Body::PutReply(_) => "put reply",
+            Body::InspectReply(_) => "inspect reply",
+            Body::StatusReply(_) => "status reply",
+            Body::ReplicaWrite(_) => "replica write",
+            Body::ReplicaWriteAck(_) => "replica write ack",
+            Body::ReplicaRead(_) => "replica read",
+            Body::ReplicaReadReply(_) => "replica read reply",
+            Body::Ping(_) => "ping",
+            Body::Pong(_) => "pong",
+            Body::Error(_) => "error",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn version(ts: u64, coordinator: u32, value: &str) -> Versioned {
+        Versioned {
+            value: value.to_string(),
+            timestamp_micros: ts,
+            coordinator_id: coordinator,
+        }
+    }
+
+    #[test]
+    fn newer_timestamp_wins_and_ties_break_by_coordinator() {
+        let old = version(10, 3, "old");
+        let new = version(11, 0, "new");
+        assert_eq!(
+            Versioned::newest(Some(old.clone()), Some(new.clone())),
+            Some(new.clone())
+        );
+        assert_eq!(Versioned::newest(Some(new.clone()), Some(old)), Some(new));
+        let tie_low = version(10, 1, "low");
+        let tie_high = version(10, 2, "high");
+        assert_eq!(
+            Versioned::newest(Some(tie_high.clone()), Some(tie_low.clone())),
+            Some(tie_high.clone())
+        );
+        assert_eq!(
+            Versioned::newest(Some(tie_low), Some(tie_high.clone())),
+            Some(tie_high)
+        );
+    }
+
+    #[test]
+    fn levels_parse_and_count() {
+        assert_eq!("quorum".parse::<Consistency>(), Ok(Consistency::Quorum));
+        assert!("TWO".parse::<Consistency>().is_err());
+        assert_eq!(Consistency::One.required_acks(3), 1);
+        assert_eq!(Consistency::Quorum.required_acks(3), 2);
+        assert_eq!(Consistency::All.required_acks(3), 3);
+        assert!(Consistency::from_wire(0).is_err());
+        assert!(Consistency::from_wire(9).is_err());
+        assert_eq!(Consistency::from_wire(2), Ok(Consistency::Quorum));
+    }
+
+    #[test]
+    fn keys_outside_the_ring_are_refused() {
+        assert_eq!(checked_key(Some(255)), Ok(255));
+        assert!(checked_key(Some(256)).is_err());
+        assert!(checked_key(None).is_err());
+    }
+}

@@ -1,0 +1,190 @@
+//! This replica's own copy of its keys: the write-ahead log and the memory
+//! it rebuilds.
+//!
+//! The one rule this module exists to keep: memory changes only after the
+//! WAL says durable. A write is encoded, handed to the WAL thread, appended
+//! and fdatasync'ed, and only then merged into the store and acknowledged.
+//!
+//! Group commit: the WAL thread takes every write that is waiting when it
+//! finishes a sync and makes them durable together, with one write and one
+//! fdatasync, so throughput grows with the number of concurrent writers
+//! instead of being capped at one write per disk sync. Disk work happens on
+//! that thread only, never on the async executor's threads.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
+
+use prost::Message;
+
+use crate::error::KvError;
+use crate::proto::{log_record, LogRecord, ReplicaWrite, Versioned};
+use crate::rt;
+use crate::store::Store;
+
+/// The most bytes of records one group commit writes before syncing.
+const MAX_BATCH_BYTES: usize = 8 * 1024 * 1024;
+
+/// A write waiting for the WAL thread, and where to say it is durable.
+struct PendingWrite {
+    payload: Vec<u8>,
+    durable: rt::Sender<Result<(), String>>,
+}
+
+/// The replica's durable store: WAL on disk, newest versions in memory.
+pub struct LocalReplica {
+    store: Store,
+    to_wal_thread: mpsc::Sender<PendingWrite>,
+    wal_bytes: Arc<AtomicU64>,
+}
+
+/// What opening the data directory found, for the start-up log line.
+pub struct OpenReport {
+    /// Where the WAL lives.
+    pub wal_dir: PathBuf,
+    /// What replay did.
+    pub replay: wal::ReplayReport,
+    /// Keys in memory after replay.
+    pub keys_held: usize,
+}
+
+impl LocalReplica {
+    /// Opens (or creates) the data directory, replays the WAL into memory
+    /// and starts the WAL thread. Blocking: call it before serving.
+    pub fn open(
+        data_dir: &Path,
+        options: wal::Options,
+    ) -> Result<(LocalReplica, OpenReport), String> {
+        let wal_dir = data_dir.join("wal");
+        let store = Store::new();
+        let (log, replay) = wal::Wal::open(&wal_dir, options, |payload| {
+            let (key, version) = decode_record(payload)?;
+            store.merge(key, version);
+            Ok(())
+        })
+        .map_err(|e| e.to_string())?;
+        let wal_bytes = Arc::new(AtomicU64::new(log.total_bytes()));
+        let (to_wal_thread, requests) = mpsc::channel();
+        let thread_bytes = wal_bytes.clone();
+        std::thread::Builder::new()
+            .name("wal".to_string())
+            .spawn(move || run_wal_thread(log, requests, thread_bytes))
+            .map_err(|e| format!("cannot start the WAL thread: {e}"))?;
+        let report = OpenReport {
+            wal_dir,
+            replay,
+            keys_held: store.keys_held(),
+        };
+        Ok((
+            LocalReplica {
+                store,
+                to_wal_thread,
+                wal_bytes,
+            },
+            report,
+        ))
+    }
+
+    /// Makes the write durable, then merges it into memory. A version no
+    /// newer than the one held is acknowledged without logging: the newer
+    /// one is already durable and would win on replay anyway.
+    pub async fn write(&self, key: u8, version: Versioned) -> Result<(), KvError> {
+        if self.store.supersedes(key, &version) {
+            return Ok(());
+        }
+        let payload = encode_record(key, &version);
+        let (durable, is_durable) = rt::bounded(1);
+        self.to_wal_thread
+            .send(PendingWrite { payload, durable })
+            .map_err(|_| KvError::internal("the write-ahead log thread has stopped"))?;
+        match is_durable.recv().await {
+            Ok(Ok(())) => {
+                self.store.merge(key, version);
+                Ok(())
+            }
+            Ok(Err(reason)) => Err(KvError::internal(format!(
+                "write-ahead log failed: {reason}"
+            ))),
+            Err(_) => Err(KvError::internal("the write-ahead log thread has stopped")),
+        }
+    }
+
+    /// The newest version held for the key.
+    pub fn read(&self, key: u8) -> Option<Versioned> {
+        self.store.get(key)
+    }
+
+    /// Keys with a value, for status.
+    pub fn keys_held(&self) -> usize {
+        self.store.keys_held()
+    }
+
+    /// Bytes in the WAL's segments, for status.
+    pub fn wal_bytes(&self) -> u64 {
+        self.wal_bytes.load(Ordering::Relaxed)
+    }
+}
+
+/// Encodes a write as the payload of one WAL record.
+pub fn encode_record(key: u8, version: &Versioned) -> Vec<u8> {
+    LogRecord {
+        entry: Some(log_record::Entry::Write(ReplicaWrite {
+            key: Some(u32::from(key)),
+            version: Some(version.clone()),
+        })),
+    }
+    .encode_to_vec()
+}
+
+/// Decodes a WAL record payload back into a write.
+pub fn decode_record(payload: &[u8]) -> Result<(u8, Versioned), String> {
+    let record = LogRecord::decode(payload).map_err(|e| format!("undecodable record: {e}"))?;
+    match record.entry {
+        Some(log_record::Entry::Write(ReplicaWrite {
+            key: Some(key),
+            version: Some(version),
+        })) => {
+            let key = u8::try_from(key).map_err(|_| format!("record for key {key}, beyond 255"))?;
+            Ok((key, version))
+        }
+        Some(log_record::Entry::Write(_)) => Err("write record without key or version".into()),
+        None => Err("record of an unknown kind (written by a newer ringkv?)".into()),
+    }
+}
+
+/// The WAL thread: waits for a write, gathers every write queued behind it,
+/// appends them all with one write and one fdatasync, then tells each
+/// waiter. Exits when every `LocalReplica` handle is gone.
+fn run_wal_thread(
+    mut log: wal::Wal,
+    requests: mpsc::Receiver<PendingWrite>,
+    wal_bytes: Arc<AtomicU64>,
+) {
+    while let Ok(first) = requests.recv() {
+        let mut batch_bytes = first.payload.len();
+        let mut batch = vec![first];
+        while batch_bytes < MAX_BATCH_BYTES {
+            match requests.try_recv() {
+                Ok(next) => {
+                    batch_bytes += next.payload.len();
+                    batch.push(next);
+                }
+                Err(_) => break,
+            }
+        }
+        let payloads: Vec<&[u8]> = batch.iter().map(|w| w.payload.as_slice()).collect();
+        let outcome = log.append_batch(&payloads).map_err(|e| e.to_string());
+        if let Err(reason) = &outcome {
+            crate::error!(
+                "write-ahead log append of {} records failed: {reason}",
+                batch.len()
+            );
+        }
+        wal_bytes.store(log.total_bytes(), Ordering::Relaxed);
+        for write in batch {
+            // The waiter may have given up (its request timed out); the write
+            // is durable all the same, so nothing is lost by ignoring that.
+            let _ = write.durable.try_send(outcome.clone());
+        }
+    }
+}

@@ -1,0 +1,217 @@
+//! The one error type of the crate, and the reports replay hands back.
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+
+/// Everything that can go wrong opening or appending to a WAL. Each variant
+/// is a distinct kind a caller can match on; messages name the file (and
+/// offset, where there is one) so an operator can go and look.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum WalError {
+    /// An operating-system call failed on `path`.
+    Io {
+        /// The file or directory the call was made on.
+        path: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// Another handle (in this process or another) holds the directory's lock.
+    Locked {
+        /// The lock file.
+        path: PathBuf,
+    },
+    /// A record that is not a torn tail failed its checks: acknowledged data
+    /// may be damaged, so open refuses to continue (see `Options::skip_corrupt`).
+    Corrupt {
+        /// The segment file.
+        file: PathBuf,
+        /// Byte offset of the damaged record within the file.
+        offset: u64,
+        /// What exactly was wrong.
+        reason: String,
+    },
+    /// A segment's name or header is not what this crate writes (wrong magic,
+    /// unsupported version, number not matching the file name, torn header on
+    /// a segment that is not the newest).
+    BadHeader {
+        /// The segment file.
+        file: PathBuf,
+        /// What exactly was wrong.
+        reason: String,
+    },
+    /// Segment numbers are not contiguous from 1: replaying past the gap
+    /// would silently lose the records of the missing segment.
+    MissingSegment {
+        /// The WAL directory.
+        dir: PathBuf,
+        /// The number that should have been present.
+        expected: u32,
+        /// The next number that is present.
+        found: u32,
+    },
+    /// The caller's `on_record` callback rejected a record during replay.
+    Replay {
+        /// The segment file.
+        file: PathBuf,
+        /// Byte offset of the rejected record within the file.
+        offset: u64,
+        /// The callback's message.
+        message: String,
+    },
+    /// `append_batch` was given an empty payload; empty records are refused so
+    /// that a zero-filled region can never be mistaken for one.
+    EmptyPayload {
+        /// Position of the payload within the batch.
+        index: usize,
+    },
+    /// `append_batch` was given a payload above [`crate::MAX_RECORD_BYTES`].
+    PayloadTooLarge {
+        /// Position of the payload within the batch.
+        index: usize,
+        /// Its length.
+        len: usize,
+    },
+    /// An earlier append failed to write or fsync; the WAL refuses every
+    /// further append until it is reopened (which repairs the tail).
+    Poisoned {
+        /// The WAL directory.
+        dir: PathBuf,
+        /// The error that poisoned it.
+        cause: String,
+    },
+}
+
+impl WalError {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: io::Error) -> WalError {
+        WalError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+impl fmt::Display for WalError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WalError::Io { path, source } => {
+                write!(f, "WAL I/O error on {}: {source}", path.display())
+            }
+            WalError::Locked { path } => write!(
+                f,
+                "WAL is locked by another open handle: {}",
+                path.display()
+            ),
+            WalError::Corrupt { file, offset, reason } => write!(
+                f,
+                "WAL corrupt: {} at offset {offset}: {reason}",
+                file.display()
+            ),
+            WalError::BadHeader { file, reason } => {
+                write!(f, "WAL segment {} is invalid: {reason}", file.display())
+            }
+            WalError::MissingSegment { dir, expected, found } => write!(
+                f,
+                "WAL {}: segment {expected:020}.wal is missing (next present is {found:020}.wal); \
+                 refusing to replay across the gap",
+                dir.display()
+            ),
+            WalError::Replay { file, offset, message } => write!(
+                f,
+                "WAL replay aborted: record at {} offset {offset} was rejected: {message}",
+                file.display()
+            ),
+            WalError::EmptyPayload { index } => write!(
+                f,
+                "WAL append refused: payload {index} of the batch is empty"
+            ),
+            WalError::PayloadTooLarge { index, len } => write!(
+                f,
+                "WAL append refused: payload {index} of the batch is {len} bytes, above the {} byte limit",
+                crate::MAX_RECORD_BYTES
+            ),
+            WalError::Poisoned { dir, cause } => write!(
+                f,
+                "WAL {} refuses appends after an earlier failed write or fsync ({cause}); \
+                 reopen it to recover",
+                dir.display()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for WalError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            WalError::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+/// What replay found and did, so the server can log it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReplayReport {
+    /// Records handed to `on_record`.
+    pub records: u64,
+    /// Segment files read (0 for a freshly created WAL).
+    pub segments: u32,
+    /// The incomplete final write that was cut off, if any.
+    pub torn_tail: Option<TornTail>,
+    /// Damaged regions skipped because `Options::skip_corrupt` was set.
+    pub skipped: Vec<Corruption>,
+}
+
+/// An incomplete final write found at the end of the newest segment and
+/// truncated away. Expected after a crash; never an acknowledged record
+/// unless the disk itself damaged the last record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TornTail {
+    /// The segment file that was truncated.
+    pub file: PathBuf,
+    /// The new length of the file: where the incomplete record began.
+    pub offset: u64,
+    /// Bytes removed.
+    pub bytes_dropped: u64,
+}
+
+impl fmt::Display for TornTail {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "WAL torn tail repaired: {} truncated at offset {}, {} bytes of an incomplete write dropped",
+            self.file.display(),
+            self.offset,
+            self.bytes_dropped
+        )
+    }
+}
+
+/// A damaged region that replay stepped over (only with `skip_corrupt`).
+/// Records inside it are lost; this is the record of that loss.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Corruption {
+    /// The segment file.
+    pub file: PathBuf,
+    /// Offset of the first damaged byte.
+    pub offset: u64,
+    /// Bytes skipped (to the next record boundary, or to end of file when no
+    /// boundary can be trusted).
+    pub bytes: u64,
+    /// What was wrong.
+    pub reason: String,
+}
+
+impl fmt::Display for Corruption {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "WAL corruption skipped: {} at offset {}, {} bytes: {}",
+            self.file.display(),
+            self.offset,
+            self.bytes,
+            self.reason
+        )
+    }
+}
