@@ -16,6 +16,7 @@ struct Ringkv {
 enum Subcommand {
     Replica(cmd::replica::ReplicaArgs),
     Client(cmd::client::ClientArgs),
+    Status(cmd::status::StatusArgs),
 }
 
 fn main() {
@@ -23,6 +24,7 @@ fn main() {
     let outcome = match args.command {
         Subcommand::Replica(args) => cmd::replica::run(args),
         Subcommand::Client(args) => cmd::client::run(args),
+        Subcommand::Status(args) => cmd::status::run(args),
     };
     if let Err(message) = outcome {
         eprintln!("ringkv: {message}");

@@ -86,6 +86,21 @@
 //! * Skip damage silently: every dropped byte is in the [`ReplayReport`].
 //! * Delete segments (there is no compaction yet), or modify anything but
 //!   the newest segment's torn tail or torn header.
+//!
+//! # Costs and limits
+//!
+//! * Replay reads one whole segment into memory at a time (at most
+//!   `segment_max_bytes` plus one batch).
+//! * Telling a torn tail from corruption may scan ahead for an intact
+//!   record; that work is capped at 256 MiB of checksumming, past which the
+//!   damage is conservatively reported as [`WalError::Corrupt`].
+//! * Without batch framing, a crash that persisted a *later* page of the
+//!   final unsynced write but not an earlier one (possible on some file
+//!   systems) leaves intact records behind a hole and is reported as
+//!   [`WalError::Corrupt`], not repaired: the safe direction. An operator
+//!   can recover with [`Options::skip_corrupt`].
+
+#![deny(missing_docs)]
 
 mod error;
 mod log;

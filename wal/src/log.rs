@@ -5,7 +5,7 @@ use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::error::{ReplayReport, WalError};
+use crate::error::{ReplayReport, TornTail, WalError};
 use crate::record::{self, MAX_RECORD_BYTES};
 use crate::segment::{self, HeaderCheck, SEGMENT_HEADER_LEN};
 
@@ -109,7 +109,7 @@ impl Wal {
                     .map_err(|e| WalError::io(&path, e))?
                     .len();
                 segment::rewrite_header(dir, number)?;
-                report.torn_tail = Some(crate::TornTail {
+                report.torn_tail = Some(TornTail {
                     file: path,
                     offset: 0,
                     bytes_dropped: len,
@@ -347,4 +347,44 @@ fn read_header(path: &Path, number: u32) -> Result<HeaderCheck, WalError> {
         .read_to_end(&mut start)
         .map_err(|e| WalError::io(path, e))?;
     Ok(segment::check_header(&start, len, number))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_write_poisons_until_reopen() {
+        let dir =
+            std::env::temp_dir().join(format!("ringkv-wal-unit-poison-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let (mut wal, _) = Wal::open(&dir, Options::default(), |_| Ok(())).expect("open");
+        wal.append_batch(&[b"durable"]).expect("append");
+        // Swap in a read-only handle: the next write fails like a dying disk.
+        let path = segment::path(&dir, wal.active_number);
+        wal.active = File::open(&path).expect("read-only handle");
+        match wal.append_batch(&[b"lost"]) {
+            Err(WalError::Io { path: p, .. }) => assert_eq!(p, path),
+            other => panic!("expected Io, got {other:?}"),
+        }
+        for _ in 0..2 {
+            match wal.append_batch(&[b"refused"]) {
+                Err(e @ WalError::Poisoned { .. }) => {
+                    assert!(e.to_string().contains("reopen"), "{e}")
+                }
+                other => panic!("expected Poisoned, got {other:?}"),
+            }
+        }
+        drop(wal);
+        let mut seen = Vec::new();
+        let (mut wal, _) = Wal::open(&dir, Options::default(), |p| {
+            seen.push(p.to_vec());
+            Ok(())
+        })
+        .expect("reopen");
+        assert_eq!(seen, [b"durable".to_vec()]);
+        wal.append_batch(&[b"again"]).expect("append after reopen");
+        drop(wal);
+        fs::remove_dir_all(&dir).expect("cleanup");
+    }
 }

@@ -79,7 +79,9 @@ fn every_bit_flip_is_detected_never_replayed() {
                 // Only a larger, still plausible length on the last record
                 // looks like a torn write; everything else is corruption.
                 let in_length = byte < bounds[i] + 4;
-                let new_len = u32::from_be_bytes(data[bounds[i]..bounds[i] + 4].try_into().expect("4 bytes")) as usize;
+                let new_len =
+                    u32::from_be_bytes(data[bounds[i]..bounds[i] + 4].try_into().expect("4 bytes"))
+                        as usize;
                 let torn = i == last
                     && (!in_length || (new_len > record.len() && new_len <= MAX_RECORD_BYTES));
                 let what = format!("record {i} byte {byte} bit {bit}");
@@ -95,14 +97,21 @@ fn every_bit_flip_is_detected_never_replayed() {
                 // With skip_corrupt nothing wrong is replayed either.
                 let tmp = TempDir::new("flip-skip");
                 fs::write(tmp.seg(1), &data).expect("write");
-                let (_, report, seen) = open(tmp.path(), skipping()).unwrap_or_else(|e| panic!("{what}: {e}"));
+                let (_, report, seen) =
+                    open(tmp.path(), skipping()).unwrap_or_else(|e| panic!("{what}: {e}"));
                 let mut expected = records.clone();
                 expected.remove(i);
                 assert!(is_subsequence(&seen, &expected), "{what}: {seen:?}");
                 assert!(seen.len() >= i, "{what}");
-                assert!(report.torn_tail.is_some() || !report.skipped.is_empty(), "{what}");
+                assert!(
+                    report.torn_tail.is_some() || !report.skipped.is_empty(),
+                    "{what}"
+                );
                 if !in_length {
-                    assert_eq!(seen, expected, "{what}: a payload/crc flip costs one record");
+                    assert_eq!(
+                        seen, expected,
+                        "{what}: a payload/crc flip costs one record"
+                    );
                 }
             }
         }
@@ -123,15 +132,30 @@ fn zero_filled_tail_is_truncated() {
         append_each(&mut wal, &records);
     }
     let len = file_len(&tmp.seg(1));
-    let mut f = OpenOptions::new().append(true).open(tmp.seg(1)).expect("open segment");
+    let mut f = OpenOptions::new()
+        .append(true)
+        .open(tmp.seg(1))
+        .expect("open segment");
     f.write_all(&[0u8; 4096]).expect("zeros");
     drop(f);
     let (wal, report, seen) = open(tmp.path(), Options::default()).expect("open");
     assert_eq!(seen, records);
     let tail = report.torn_tail.expect("torn tail");
-    assert_eq!(tail, TornTail { file: tmp.seg(1), offset: len, bytes_dropped: 4096 });
+    assert_eq!(
+        tail,
+        TornTail {
+            file: tmp.seg(1),
+            offset: len,
+            bytes_dropped: 4096
+        }
+    );
     let line = tail.to_string();
-    assert!(line.contains("00000000000000000001.wal") && line.contains(&len.to_string()) && line.contains("4096"), "{line}");
+    assert!(
+        line.contains("00000000000000000001.wal")
+            && line.contains(&len.to_string())
+            && line.contains("4096"),
+        "{line}"
+    );
     assert_eq!(file_len(&tmp.seg(1)), len);
     assert_eq!(wal.total_bytes(), len);
 }
@@ -152,7 +176,11 @@ fn torn_header_of_the_newest_segment_is_rewritten() {
         assert_eq!(report.segments, 3);
         assert_eq!(
             report.torn_tail,
-            Some(TornTail { file: tmp.seg(3), offset: 0, bytes_dropped: torn.len() as u64 })
+            Some(TornTail {
+                file: tmp.seg(3),
+                offset: 0,
+                bytes_dropped: torn.len() as u64
+            })
         );
         assert_eq!(fs::read(tmp.seg(3)).expect("read"), header(3));
         wal.append_batch(&[b"into three"]).expect("append");
@@ -177,7 +205,13 @@ fn missing_segments_are_reported() {
     three_segments(&tmp);
     fs::remove_file(tmp.seg(2)).expect("rm");
     match open(tmp.path(), Options::default()) {
-        Err(e @ WalError::MissingSegment { expected: 2, found: 3, .. }) => {
+        Err(
+            e @ WalError::MissingSegment {
+                expected: 2,
+                found: 3,
+                ..
+            },
+        ) => {
             assert!(e.to_string().contains("00000000000000000002.wal"), "{e}");
         }
         other => panic!("expected MissingSegment, got {:?}", other.map(|_| ())),
@@ -187,7 +221,11 @@ fn missing_segments_are_reported() {
     fs::remove_file(tmp.seg(1)).expect("rm");
     assert!(matches!(
         open(tmp.path(), Options::default()),
-        Err(WalError::MissingSegment { expected: 1, found: 2, .. })
+        Err(WalError::MissingSegment {
+            expected: 1,
+            found: 2,
+            ..
+        })
     ));
 }
 
@@ -254,7 +292,10 @@ fn corruption_in_an_older_segment_fails_or_is_skipped() {
     assert_eq!(seen, expected);
     assert_eq!(report.skipped.len(), 1);
     let skipped = &report.skipped[0];
-    assert_eq!((skipped.file.clone(), skipped.offset, skipped.bytes), (tmp.seg(1), 44, 28));
+    assert_eq!(
+        (skipped.file.clone(), skipped.offset, skipped.bytes),
+        (tmp.seg(1), 44, 28)
+    );
     assert!(skipped.to_string().contains("00000000000000000001.wal"));
     wal.append_batch(&[b"more"]).expect("append");
     drop(wal);
@@ -274,8 +315,15 @@ fn damage_before_valid_records_in_the_newest_segment_is_corruption() {
     data[16 + 4] ^= 1; // checksum of the first record
     fs::write(tmp.seg(1), &data).expect("write");
     let len = file_len(&tmp.seg(1));
-    assert_eq!(expect_corrupt(open(tmp.path(), Options::default())), (tmp.seg(1), 16));
-    assert_eq!(file_len(&tmp.seg(1)), len, "nothing is truncated on corruption");
+    assert_eq!(
+        expect_corrupt(open(tmp.path(), Options::default())),
+        (tmp.seg(1), 16)
+    );
+    assert_eq!(
+        file_len(&tmp.seg(1)),
+        len,
+        "nothing is truncated on corruption"
+    );
 }
 
 #[test]
@@ -289,18 +337,31 @@ fn unparseable_newest_segment_moves_appends_to_a_fresh_segment() {
     let mut data = fs::read(tmp.seg(1)).expect("read");
     data[16 + 13..16 + 17].copy_from_slice(&[0xff; 4]); // length of record 2
     fs::write(tmp.seg(1), &data).expect("write");
-    assert_eq!(expect_corrupt(open(tmp.path(), Options::default())), (tmp.seg(1), 29));
+    assert_eq!(
+        expect_corrupt(open(tmp.path(), Options::default())),
+        (tmp.seg(1), 29)
+    );
 
     let (mut wal, report, seen) = open(tmp.path(), skipping()).expect("skip");
     assert_eq!(seen, records[..1]);
     assert_eq!(report.skipped.len(), 1);
-    assert_eq!((report.skipped[0].offset, report.skipped[0].bytes), (29, 26));
+    assert_eq!(
+        (report.skipped[0].offset, report.skipped[0].bytes),
+        (29, 26)
+    );
     assert_eq!(segment_numbers(tmp.path()), [1, 2]);
-    assert_eq!(file_len(&tmp.seg(1)), data.len() as u64, "damaged bytes are kept");
+    assert_eq!(
+        file_len(&tmp.seg(1)),
+        data.len() as u64,
+        "damaged bytes are kept"
+    );
     wal.append_batch(&[b"fresh"]).expect("append");
     drop(wal);
     let (_, _, seen) = open(tmp.path(), skipping()).expect("reopen");
     assert_eq!(seen, [records[0].clone(), b"fresh".to_vec()]);
     // Without skip_corrupt the damage still stops the open.
-    assert_eq!(expect_corrupt(open(tmp.path(), Options::default())), (tmp.seg(1), 29));
+    assert_eq!(
+        expect_corrupt(open(tmp.path(), Options::default())),
+        (tmp.seg(1), 29)
+    );
 }

@@ -111,11 +111,11 @@ pub fn open(dir: &Path, options: Options) -> Result<(Wal, ReplayReport, Vec<Vec<
     Ok((wal, report, seen))
 }
 
+/// What [`Wal::open`] returns.
+pub type Opened = Result<(Wal, ReplayReport), WalError>;
+
 /// Like [`open`] but also returns what was replayed before an error.
-pub fn open_partial(
-    dir: &Path,
-    options: Options,
-) -> (Result<(Wal, ReplayReport), WalError>, Vec<Vec<u8>>) {
+pub fn open_partial(dir: &Path, options: Options) -> (Opened, Vec<Vec<u8>>) {
     let mut seen = Vec::new();
     let result = Wal::open(dir, options, |p| {
         seen.push(p.to_vec());

@@ -1,0 +1,280 @@
+//! Starting real clusters for the integration tests: the built `ringkv`
+//! binary, one process per replica, on free loopback ports, each with its
+//! own data directory and log file. Replicas are stopped with SIGKILL, never
+//! politely, because that is the failure the store must survive.
+
+#![allow(dead_code)] // each test binary uses its own part of this module
+
+use std::fs;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use ringkv::client::Client;
+use ringkv::error::KvError;
+use ringkv::proto::{replica_holding, Consistency, Versioned};
+use ringkv::rt;
+
+/// How long a cluster may take to start or a view to settle before the test fails.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// A cluster of replica processes that lives as long as the test.
+pub struct Cluster {
+    pub dir: PathBuf,
+    pub config: PathBuf,
+    pub addrs: Vec<String>,
+    replicas: Vec<Option<Child>>,
+    extra_args: Vec<String>,
+}
+
+impl Cluster {
+    /// Starts `n` replicas and waits until each sees all the others up.
+    pub fn start(n: usize) -> Cluster {
+        Cluster::start_with(n, &[])
+    }
+
+    /// Starts `n` replicas with extra `ringkv replica` flags.
+    pub fn start_with(n: usize, extra_args: &[&str]) -> Cluster {
+        let dir = unique_dir();
+        let addrs = free_ports(n);
+        let config = dir.join("cluster.conf");
+        let text: String = addrs
+            .iter()
+            .enumerate()
+            .map(|(id, addr)| format!("{id} {addr}\n"))
+            .collect();
+        fs::write(&config, text).expect("write cluster file");
+        let mut cluster = Cluster {
+            dir,
+            config,
+            addrs,
+            replicas: (0..n).map(|_| None).collect(),
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+        };
+        for id in 0..n {
+            cluster.spawn(id);
+        }
+        cluster.wait_until_all_see_each_other();
+        cluster
+    }
+
+    /// The replica's data directory.
+    pub fn data_dir(&self, id: usize) -> PathBuf {
+        self.dir.join(format!("data-{id}"))
+    }
+
+    /// The replica's log file (stderr of every run, appended).
+    pub fn log_path(&self, id: usize) -> PathBuf {
+        self.dir.join(format!("replica-{id}.log"))
+    }
+
+    /// Everything the replica has logged.
+    pub fn log(&self, id: usize) -> String {
+        fs::read_to_string(self.log_path(id)).unwrap_or_default()
+    }
+
+    fn spawn(&mut self, id: usize) {
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path(id))
+            .expect("open log");
+        let child = Command::new(env!("CARGO_BIN_EXE_ringkv"))
+            .arg("replica")
+            .arg("--config")
+            .arg(&self.config)
+            .arg("--id")
+            .arg(id.to_string())
+            .arg("--data")
+            .arg(self.data_dir(id))
+            .args(&self.extra_args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start replica");
+        self.replicas[id] = Some(child);
+    }
+
+    /// SIGKILLs the replica and waits for it to be gone.
+    pub fn kill(&mut self, id: usize) {
+        if let Some(mut child) = self.replicas[id].take() {
+            child.kill().expect("SIGKILL replica");
+            child.wait().expect("reap replica");
+        }
+    }
+
+    /// Starts a killed replica again on the same data and port, and waits
+    /// until it and every running replica see each other up.
+    pub fn restart(&mut self, id: usize) {
+        assert!(self.replicas[id].is_none(), "replica {id} is still running");
+        self.spawn(id);
+        self.wait_until_all_see_each_other();
+    }
+
+    /// Whether the replica's process is running (it may have exited on its own).
+    pub fn is_running(&mut self, id: usize) -> bool {
+        match self.replicas[id].as_mut() {
+            Some(child) => child.try_wait().expect("poll replica").is_none(),
+            None => false,
+        }
+    }
+
+    /// Waits for a started replica to exit on its own (a refused start) and
+    /// returns whether it exited successfully.
+    pub fn wait_for_exit(&mut self, id: usize) -> bool {
+        let mut child = self.replicas[id].take().expect("replica was started");
+        child.wait().expect("wait for replica").success()
+    }
+
+    /// A client whose coordinator is replica `id`.
+    pub fn client(&self, id: usize) -> Client {
+        Client::new(self.addrs[id].clone())
+    }
+
+    /// put through coordinator `id`.
+    pub fn put(
+        &self,
+        id: usize,
+        key: u32,
+        value: &str,
+        level: Consistency,
+    ) -> Result<u64, KvError> {
+        rt::block_on(self.client(id).put(key, value, level))
+    }
+
+    /// get through coordinator `id`; the value only.
+    pub fn get(&self, id: usize, key: u32, level: Consistency) -> Result<Option<String>, KvError> {
+        rt::block_on(self.client(id).get(key, level)).map(|found| found.map(|v| v.value))
+    }
+
+    /// What each replica of `key` holds locally, asked through coordinator
+    /// `via`: (replica id, Some(holding) if it answered).
+    pub fn holdings(&self, via: usize, key: u32) -> Vec<(u32, Option<Option<Versioned>>)> {
+        let reply = rt::block_on(self.client(via).inspect(key)).expect("inspect");
+        reply
+            .replicas
+            .into_iter()
+            .map(|r| {
+                let held = match r.outcome {
+                    Some(replica_holding::Outcome::Holding(h)) => Some(h.found),
+                    _ => None,
+                };
+                (r.replica_id, held)
+            })
+            .collect()
+    }
+
+    /// Waits until replica `observer` believes replica `subject` is `up` (or not).
+    pub fn wait_for_view(&self, observer: usize, subject: usize, up: bool) {
+        let client = self.client(observer);
+        let deadline = Instant::now() + SETTLE_TIMEOUT;
+        loop {
+            if let Ok(status) = rt::block_on(client.status()) {
+                if status
+                    .peers
+                    .iter()
+                    .any(|p| p.replica_id as usize == subject && p.up == up)
+                {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "replica {observer} never saw replica {subject} {}",
+                if up { "up" } else { "down" }
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits until every running replica answers and sees every other
+    /// running replica up.
+    pub fn wait_until_all_see_each_other(&mut self) {
+        let running: Vec<usize> = (0..self.replicas.len())
+            .filter(|&id| self.is_running(id))
+            .collect();
+        for &observer in &running {
+            for &subject in &running {
+                if observer != subject {
+                    self.wait_for_view(observer, subject, true);
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for id in 0..self.replicas.len() {
+            self.kill(id);
+        }
+        if std::thread::panicking() {
+            eprintln!("cluster data and logs kept in {}", self.dir.display());
+        } else {
+            let _ = fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// A fresh directory under the system temp dir, unique to this test.
+pub fn unique_dir() -> PathBuf {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "ringkv-test-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).expect("create test dir");
+    dir
+}
+
+/// `n` loopback addresses that were free a moment ago. All are held open
+/// together while choosing, so the same port is never handed out twice.
+pub fn free_ports(n: usize) -> Vec<String> {
+    let listeners: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind a free port"))
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().expect("local addr").to_string())
+        .collect()
+}
+
+/// Runs the console against coordinator `id` with `input` on stdin and
+/// returns its stdout lines.
+pub fn console(cluster: &Cluster, id: usize, input: &str) -> Vec<String> {
+    console_with(&cluster.config, id, input, &[])
+}
+
+/// Runs the console with extra flags.
+pub fn console_with(config: &Path, id: usize, input: &str, extra: &[&str]) -> Vec<String> {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ringkv"))
+        .arg("client")
+        .arg("--config")
+        .arg(config)
+        .arg("--coordinator")
+        .arg(id.to_string())
+        .args(extra)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start console");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write console input");
+    let output = child.wait_with_output().expect("console output");
+    String::from_utf8(output.stdout)
+        .expect("utf-8 output")
+        .lines()
+        .map(str::to_string)
+        .collect()
+}

@@ -1,0 +1,140 @@
+//! Every level through every coordinator, and what each level promises when
+//! replicas are SIGKILLed: QUORUM survives one loss, ONE survives two, and a
+//! level that cannot be met is refused up front with nothing written.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::Cluster;
+use ringkv::error::ErrorKind;
+use ringkv::proto::Consistency;
+
+const LEVELS: [Consistency; 3] = [Consistency::One, Consistency::Quorum, Consistency::All];
+
+#[test]
+fn every_level_works_through_every_coordinator_when_all_are_up() {
+    let cluster = Cluster::start(4);
+    for coordinator in 0..4 {
+        for (l, level) in LEVELS.into_iter().enumerate() {
+            // A key in each quarter, so each coordinator is sometimes a
+            // replica of the key and sometimes not.
+            for key in [5u32, 70, 140, 250] {
+                let value = format!("c{coordinator}-{level}-k{key}");
+                cluster.put(coordinator, key, &value, level).expect("put");
+                // Read back through the next coordinator at every level: a
+                // put at ALL is visible to a read at ONE.
+                let reader = (coordinator + 1 + l) % 4;
+                if level == Consistency::All {
+                    for read_level in LEVELS {
+                        assert_eq!(
+                            cluster.get(reader, key, read_level).expect("get"),
+                            Some(value.clone())
+                        );
+                    }
+                } else {
+                    assert_eq!(
+                        cluster.get(reader, key, Consistency::All).expect("get"),
+                        Some(value.clone())
+                    );
+                }
+            }
+        }
+    }
+    assert_eq!(
+        cluster.get(2, 99, Consistency::Quorum).expect("get"),
+        None,
+        "a key never written is not found"
+    );
+}
+
+#[test]
+fn quorum_survives_one_dead_replica_of_the_key() {
+    let mut cluster = Cluster::start(4);
+    cluster
+        .put(0, 100, "before", Consistency::All)
+        .expect("put");
+    // Key 100 lives on 1, 2, 3.
+    cluster.kill(2);
+    for coordinator in [0, 1, 3] {
+        let value = format!("after-via-{coordinator}");
+        cluster
+            .put(coordinator, 100, &value, Consistency::Quorum)
+            .expect("QUORUM put with one replica down");
+        assert_eq!(
+            cluster
+                .get(coordinator, 100, Consistency::Quorum)
+                .expect("QUORUM get"),
+            Some(value)
+        );
+    }
+    cluster.wait_for_view(0, 2, false);
+    let error = cluster
+        .put(0, 100, "x", Consistency::All)
+        .expect_err("ALL cannot be met");
+    assert_eq!(error.kind, ErrorKind::Unavailable, "{error}");
+}
+
+#[test]
+fn two_dead_replicas_make_quorum_and_all_unavailable_fast_and_write_nothing() {
+    let mut cluster = Cluster::start(4);
+    // Key 10 lives on 0, 1, 2.
+    cluster
+        .put(3, 10, "original", Consistency::All)
+        .expect("put");
+    cluster.kill(1);
+    cluster.kill(2);
+    for coordinator in [0, 3] {
+        cluster.wait_for_view(coordinator, 1, false);
+        cluster.wait_for_view(coordinator, 2, false);
+    }
+    for coordinator in [0, 3] {
+        for level in [Consistency::Quorum, Consistency::All] {
+            let started = Instant::now();
+            let error = cluster
+                .put(coordinator, 10, "must-not-land", level)
+                .expect_err("put must fail");
+            assert_eq!(error.kind, ErrorKind::Unavailable, "{error}");
+            let error = cluster
+                .get(coordinator, 10, level)
+                .expect_err("get must fail");
+            assert_eq!(error.kind, ErrorKind::Unavailable, "{error}");
+            assert!(
+                started.elapsed() < Duration::from_millis(500),
+                "UNAVAILABLE is decided before anything is sent, so it is fast (took {:?})",
+                started.elapsed()
+            );
+        }
+    }
+    // Nothing was written: the live replica still holds the original.
+    assert_eq!(
+        cluster.get(3, 10, Consistency::One).expect("ONE get"),
+        Some("original".into())
+    );
+    // ONE still works, through a replica of the key and through another.
+    cluster
+        .put(0, 10, "one-via-0", Consistency::One)
+        .expect("ONE put via 0");
+    assert_eq!(
+        cluster.get(3, 10, Consistency::One).expect("ONE get"),
+        Some("one-via-0".into())
+    );
+    cluster
+        .put(3, 10, "one-via-3", Consistency::One)
+        .expect("ONE put via 3");
+    assert_eq!(
+        cluster.get(0, 10, Consistency::One).expect("ONE get"),
+        Some("one-via-3".into())
+    );
+    // The refused writes never reached the restarted replicas either.
+    cluster.restart(1);
+    cluster.restart(2);
+    for (replica, held) in cluster.holdings(0, 10) {
+        let value = held.expect("replica answers").map(|v| v.value);
+        assert_ne!(
+            value.as_deref(),
+            Some("must-not-land"),
+            "replica {replica} holds a refused write"
+        );
+    }
+}

@@ -1,0 +1,80 @@
+//! A replica killed with SIGKILL right after acknowledging writes comes
+//! back, on the same port at once, with every write it acknowledged.
+
+mod common;
+
+use common::Cluster;
+use ringkv::proto::{Body, Consistency, ReplicaRead};
+use ringkv::rt;
+
+/// What `replica` itself holds for `key`, asked directly.
+fn held_by(cluster: &Cluster, replica: usize, key: u32) -> Option<String> {
+    let reply = rt::block_on(
+        cluster
+            .client(replica)
+            .call(Body::ReplicaRead(ReplicaRead { key: Some(key) })),
+    )
+    .expect("replica read");
+    match reply {
+        Body::ReplicaReadReply(reply) => reply.found.map(|v| v.value),
+        other => panic!("unexpected reply {other:?}"),
+    }
+}
+
+#[test]
+fn a_killed_replica_replays_every_write_it_acknowledged() {
+    let mut cluster = Cluster::start(4);
+    // Replica 0 holds keys 0-63 (owner), 192-255 and 128-191.
+    let keys: Vec<u32> = (0..64).chain(128..256).collect();
+    for round in 0..3 {
+        for &key in &keys {
+            // ALL: replica 0 itself acknowledged every one of these writes.
+            cluster
+                .put(
+                    1 + (key as usize % 3),
+                    key,
+                    &format!("r{round}-k{key}"),
+                    Consistency::All,
+                )
+                .expect("put");
+        }
+    }
+    cluster.kill(0);
+    cluster.restart(0);
+    for &key in &keys {
+        assert_eq!(
+            held_by(&cluster, 0, key),
+            Some(format!("r2-k{key}")),
+            "key {key} after replay"
+        );
+    }
+    for key in 64..128 {
+        assert_eq!(
+            held_by(&cluster, 0, key),
+            None,
+            "replica 0 does not hold key {key}"
+        );
+    }
+    assert!(
+        cluster.log(0).contains("replayed"),
+        "the restart logs its replay"
+    );
+}
+
+#[test]
+fn a_replica_killed_while_coordinating_restarts_at_once_and_keeps_its_writes() {
+    let mut cluster = Cluster::start(4);
+    for cycle in 0..4 {
+        let value = format!("cycle-{cycle}");
+        cluster.put(2, 140, &value, Consistency::All).expect("put");
+        // Killed with client and peer connections open: the restart must be
+        // able to bind the same port straight away.
+        cluster.kill(2);
+        cluster.restart(2);
+        assert_eq!(held_by(&cluster, 2, 140), Some(value.clone()));
+        assert_eq!(
+            cluster.get(2, 140, Consistency::Quorum).expect("get"),
+            Some(value)
+        );
+    }
+}
