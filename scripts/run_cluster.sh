@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Starts a four-replica ringkv cluster on this machine and opens a console.
+#
+#   scripts/run_cluster.sh            build, start the replicas, open a console on replica 0
+#   scripts/run_cluster.sh start      build and start the replicas in the background only
+#   scripts/run_cluster.sh console [N]  open a console on replica N (default 0)
+#   scripts/run_cluster.sh status     which replicas this script started are running, and their view
+#   scripts/run_cluster.sh stop       stop exactly the replicas this script started (by PID file)
+#
+# Environment: RUN_DIR (default ./run) holds data-N/, replica-N.log and
+# replica-N.pid; CONFIG (default scripts/cluster.conf) is the cluster file.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+run_dir=${RUN_DIR:-$root/run}
+config=${CONFIG:-$root/scripts/cluster.conf}
+bin=$root/target/release/ringkv
+
+replica_ids() { grep -v '^[[:space:]]*#' "$config" | awk 'NF >= 2 { print $1 }'; }
+
+build() {
+    (cd "$root" && cargo build --release --quiet)
+}
+
+# Prints the PID in replica N's PID file if that process is still a ringkv
+# replica (so a PID reused by another program is never signalled).
+live_pid() {
+    local pid_file=$run_dir/replica-$1.pid pid
+    [ -f "$pid_file" ] || return 1
+    pid=$(cat "$pid_file")
+    [ -r "/proc/$pid/cmdline" ] || return 1
+    tr '\0' ' ' < "/proc/$pid/cmdline" | grep -q "ringkv replica" || return 1
+    echo "$pid"
+}
+
+start() {
+    build
+    mkdir -p "$run_dir"
+    for id in $(replica_ids); do
+        if pid=$(live_pid "$id"); then
+            echo "replica $id is already running (pid $pid)"
+            continue
+        fi
+        "$bin" replica --config "$config" --id "$id" --data "$run_dir/data-$id" \
+            </dev/null >>"$run_dir/replica-$id.log" 2>&1 &
+        echo $! > "$run_dir/replica-$id.pid"
+        echo "started replica $id (pid $!), log $run_dir/replica-$id.log"
+    done
+    if ! "$bin" status --config "$config" --wait 20; then
+        echo "the cluster did not come up; see the logs in $run_dir" >&2
+        exit 1
+    fi
+}
+
+stop() {
+    local stopped=0
+    for id in $(replica_ids); do
+        if pid=$(live_pid "$id"); then
+            kill -TERM "$pid"
+            for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+            kill -0 "$pid" 2>/dev/null && kill -KILL "$pid"
+            echo "stopped replica $id (pid $pid)"
+            stopped=$((stopped + 1))
+        fi
+        rm -f "$run_dir/replica-$id.pid"
+    done
+    [ "$stopped" -gt 0 ] || echo "no replica started by this script is running"
+}
+
+status() {
+    for id in $(replica_ids); do
+        if pid=$(live_pid "$id"); then
+            echo "replica $id: running (pid $pid)"
+        else
+            echo "replica $id: not running"
+        fi
+    done
+    [ -x "$bin" ] && "$bin" status --config "$config" || true
+}
+
+console() {
+    [ -x "$bin" ] || build
+    "$bin" client --config "$config" --coordinator "${1:-0}"
+}
+
+case "${1:-}" in
+    "")
+        start
+        console 0
+        echo "the cluster is still running: 'scripts/run_cluster.sh stop' stops it"
+        ;;
+    start) start ;;
+    stop) stop ;;
+    status) status ;;
+    console) console "${2:-0}" ;;
+    *) echo "usage: $0 [start|stop|status|console [N]]" >&2; exit 2 ;;
+esac
