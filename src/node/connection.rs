@@ -10,6 +10,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use prost::Message;
 
@@ -26,7 +27,7 @@ const REPLY_QUEUE: usize = 256;
 pub async fn serve_connection(node: Arc<Node>, stream: rt::TcpStream, remote: SocketAddr) {
     let _ = stream.set_nodelay(true);
     let (replies, queued) = rt::bounded::<Vec<u8>>(REPLY_QUEUE);
-    let writer = rt::spawn(write_replies(stream.clone(), queued));
+    let writer = rt::spawn(write_replies(stream.clone(), queued, remote));
     // A slot per request in progress: a request takes one before it starts
     // and gives it back when its reply is queued.
     let (slots, finished) = rt::bounded::<()>(node.max_requests_per_connection);
@@ -84,23 +85,37 @@ pub async fn serve_connection(node: Arc<Node>, stream: rt::TcpStream, remote: So
     writer.await;
 }
 
+/// How long one write of replies may stall before the connection is
+/// dropped: a client that stops reading must not hold a replica's memory
+/// and request slots forever.
+const WRITE_STALL_LIMIT: Duration = Duration::from_secs(30);
+
 /// Writes replies in the order they are queued, coalescing bursts.
-async fn write_replies(stream: rt::TcpStream, queued: rt::Receiver<Vec<u8>>) {
+async fn write_replies(stream: rt::TcpStream, queued: rt::Receiver<Vec<u8>>, remote: SocketAddr) {
     let mut writer = rt::BufWriter::new(stream.clone());
-    'stream: while let Ok(reply) = queued.recv().await {
-        if writer.write_all(&reply).await.is_err() {
-            break;
-        }
-        while let Ok(reply) = queued.try_recv() {
-            if writer.write_all(&reply).await.is_err() {
-                break 'stream;
+    while let Ok(first) = queued.recv().await {
+        let burst = async {
+            writer.write_all(&first).await?;
+            while let Ok(reply) = queued.try_recv() {
+                writer.write_all(&reply).await?;
             }
-        }
-        if writer.flush().await.is_err() {
-            break;
+            writer.flush().await
+        };
+        match rt::timeout(WRITE_STALL_LIMIT, burst).await {
+            Some(Ok(())) => {}
+            Some(Err(_)) => break,
+            None => {
+                crate::warn!(
+                    "closing connection from {remote}: it has not read its replies for {} s",
+                    WRITE_STALL_LIMIT.as_secs()
+                );
+                break;
+            }
         }
     }
     let _ = stream.shutdown(std::net::Shutdown::Both);
+    // Drain so that request tasks blocked on a full queue can finish.
+    queued.close();
 }
 
 fn error_frame(request_id: u64, error: KvError) -> Vec<u8> {
