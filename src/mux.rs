@@ -141,11 +141,18 @@ impl MuxConnection {
     }
 }
 
+impl MuxConnection {
+    /// Closes the connection now, even while requests still hold it: the
+    /// writer stops and shuts the socket down, which ends the reader, which
+    /// fails every waiting request.
+    pub fn close(&self) {
+        self.outbound.close();
+    }
+}
+
 impl Drop for MuxConnection {
     fn drop(&mut self) {
-        // Closing the queue stops the writer, which shuts the socket down,
-        // which ends the reader.
-        self.outbound.close();
+        self.close();
     }
 }
 

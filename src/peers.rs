@@ -116,8 +116,12 @@ impl Peer {
         Ok(connection)
     }
 
-    async fn forget_connection(&self) {
-        *self.connection.lock().await = None;
+    /// Closes the shared connection at once, so that its reader reports
+    /// the break now rather than after a newer connection is up.
+    async fn close_connection(&self) {
+        if let Some(connection) = self.connection.lock().await.take() {
+            connection.close();
+        }
     }
 
     /// Pings the peer for as long as the process runs.
@@ -129,7 +133,7 @@ impl Peer {
                 Err(CallError::TimedOut) => {
                     self.liveness.mark_down("did not answer a ping in time");
                     // A connection that stopped answering is not reused.
-                    self.forget_connection().await;
+                    self.close_connection().await;
                     false
                 }
                 Err(_) => false,

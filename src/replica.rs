@@ -62,7 +62,13 @@ impl LocalReplica {
             store.merge(key, version);
             Ok(())
         })
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| match e {
+            wal::WalError::Corrupt { .. } => format!(
+                "{e}. The replica will not start on a corrupt log; to skip the damaged record \
+                 and lose its data, start it with --skip-corrupt-wal"
+            ),
+            other => other.to_string(),
+        })?;
         let wal_bytes = Arc::new(AtomicU64::new(log.total_bytes()));
         let (to_wal_thread, requests) = mpsc::channel();
         let thread_bytes = wal_bytes.clone();

@@ -76,6 +76,12 @@ impl Cluster {
     }
 
     fn spawn(&mut self, id: usize) {
+        self.spawn_with(id, &[]);
+    }
+
+    /// Starts replica `id` with extra flags on top of the cluster's, and
+    /// does not wait for it: for starts that are expected to fail.
+    pub fn spawn_with(&mut self, id: usize, more_args: &[&str]) {
         let log = fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -90,6 +96,7 @@ impl Cluster {
             .arg("--data")
             .arg(self.data_dir(id))
             .args(&self.extra_args)
+            .args(more_args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
