@@ -8,17 +8,19 @@
 #   scripts/run_cluster.sh stop       stop exactly the replicas this script started (by PID file)
 #
 # Environment: RUN_DIR (default ./run) holds data-N/, replica-N.log and
-# replica-N.pid; CONFIG (default scripts/cluster.conf) is the cluster file.
+# replica-N.pid; CONFIG (default scripts/cluster.conf) is the cluster file;
+# RINGKV_BIN, if set, is a ringkv binary to use instead of building one.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 run_dir=${RUN_DIR:-$root/run}
 config=${CONFIG:-$root/scripts/cluster.conf}
-bin=$root/target/release/ringkv
+bin=${RINGKV_BIN:-$root/target/release/ringkv}
 
 replica_ids() { grep -v '^[[:space:]]*#' "$config" | awk 'NF >= 2 { print $1 }'; }
 
 build() {
+    [ -n "${RINGKV_BIN:-}" ] && return
     (cd "$root" && cargo build --release --quiet)
 }
 
@@ -41,7 +43,8 @@ start() {
             echo "replica $id is already running (pid $pid)"
             continue
         fi
-        "$bin" replica --config "$config" --id "$id" --data "$run_dir/data-$id" \
+        # setsid: the replicas outlive the terminal that started them.
+        setsid "$bin" replica --config "$config" --id "$id" --data "$run_dir/data-$id" \
             </dev/null >>"$run_dir/replica-$id.log" 2>&1 &
         echo $! > "$run_dir/replica-$id.pid"
         echo "started replica $id (pid $!), log $run_dir/replica-$id.log"
@@ -57,8 +60,10 @@ stop() {
     for id in $(replica_ids); do
         if pid=$(live_pid "$id"); then
             kill -TERM "$pid"
-            for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-            kill -0 "$pid" 2>/dev/null && kill -KILL "$pid"
+            # live_pid, not kill -0: an exited replica may linger as a zombie
+            # until whatever adopted it reaps it.
+            for _ in $(seq 50); do live_pid "$id" >/dev/null || break; sleep 0.1; done
+            live_pid "$id" >/dev/null && kill -KILL "$pid"
             echo "stopped replica $id (pid $pid)"
             stopped=$((stopped + 1))
         fi
