@@ -24,14 +24,15 @@ build() {
     (cd "$root" && cargo build --release --quiet)
 }
 
-# Prints the PID in replica N's PID file if that process is still a ringkv
-# replica (so a PID reused by another program is never signalled).
+# Prints the PID in replica N's PID file if that process is still the ringkv
+# replica this script started on RUN_DIR/data-N (so a PID reused by another
+# program, or by another cluster's replica, is never signalled).
 live_pid() {
     local pid_file=$run_dir/replica-$1.pid pid
     [ -f "$pid_file" ] || return 1
     pid=$(cat "$pid_file")
     [ -r "/proc/$pid/cmdline" ] || return 1
-    tr '\0' ' ' < "/proc/$pid/cmdline" | grep -q "ringkv replica" || return 1
+    tr '\0' ' ' < "/proc/$pid/cmdline" | grep -qF -- " replica --config $config --id $1 --data $run_dir/data-$1 " || return 1
     echo "$pid"
 }
 

@@ -96,16 +96,21 @@ impl Client {
     /// Sends any request body and returns the reply body; typed errors from
     /// the coordinator come back as `Err`.
     pub async fn call(&self, body: Body) -> Result<Body, KvError> {
+        let effect = if matches!(body, Body::Put(_)) {
+            "; the put may have been applied"
+        } else {
+            ""
+        };
         let connection = self.connection().await?;
         match connection.call(body, self.timeout).await {
             Ok(reply) => Ok(reply),
-            Err(CallError::Remote(error)) => Err(error),
+            Err(CallError::Refused(error)) => Err(error),
             Err(CallError::Disconnected(reason)) => Err(KvError::timeout(format!(
-                "lost the connection to the coordinator at {} before it answered ({reason}); a put may have been applied",
+                "lost the connection to the coordinator at {} before it answered ({reason}){effect}",
                 self.addr
             ))),
             Err(CallError::TimedOut) => Err(KvError::timeout(format!(
-                "the coordinator at {} did not answer within {} ms",
+                "the coordinator at {} did not answer within {} ms{effect}",
                 self.addr,
                 self.timeout.as_millis()
             ))),

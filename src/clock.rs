@@ -4,6 +4,12 @@
 //! Last-write-wins is only as good as its timestamps. If the wall clock
 //! jumps back, we keep counting up from the last timestamp handed out, so
 //! a later put through this coordinator always beats an earlier one.
+//!
+//! The clock also moves past every timestamp this replica stores (replayed
+//! from its log at start, or written by another coordinator), in the manner
+//! of a Lamport clock: a restart cannot reissue a timestamp this coordinator
+//! already used, and a put through a replica of a key beats every write of
+//! that key the replica has seen, whatever the skew between coordinators.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -20,8 +26,13 @@ impl WriteClock {
         Self::default()
     }
 
+    /// Makes every later timestamp greater than `seen`.
+    pub fn observe(&self, seen: u64) {
+        self.last_issued.fetch_max(seen, Ordering::Relaxed);
+    }
+
     /// The next timestamp: the wall clock, or one past the last timestamp
-    /// issued if the wall clock has not moved past it.
+    /// issued or observed if the wall clock has not moved past it.
     pub fn next(&self) -> u64 {
         self.next_after_wall(wall_micros())
     }
@@ -29,7 +40,9 @@ impl WriteClock {
     fn next_after_wall(&self, wall: u64) -> u64 {
         let mut last = self.last_issued.load(Ordering::Relaxed);
         loop {
-            let candidate = wall.max(last + 1);
+            // Saturating: the store refuses timestamps far in the future, so the
+            // top of the range is never reached in practice.
+            let candidate = wall.max(last.saturating_add(1));
             match self.last_issued.compare_exchange_weak(
                 last,
                 candidate,
@@ -63,6 +76,15 @@ mod tests {
         assert_eq!(clock.next_after_wall(500), 1_001);
         assert_eq!(clock.next_after_wall(1_001), 1_002);
         assert_eq!(clock.next_after_wall(5_000), 5_000);
+    }
+
+    #[test]
+    fn observed_timestamps_push_the_clock_forward() {
+        let clock = WriteClock::new();
+        clock.observe(9_000);
+        assert_eq!(clock.next_after_wall(1_000), 9_001);
+        clock.observe(5_000);
+        assert_eq!(clock.next_after_wall(1_000), 9_002);
     }
 
     #[test]

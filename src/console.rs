@@ -78,13 +78,17 @@ fn only_key(command: &str, rest: &str) -> Result<u32, KvError> {
 }
 
 /// Reads a key. Range checking is the replica's job (it answers INVALID for
-/// keys over 255), so the console and every other client get one rule.
+/// keys over 255), so the console and every other client get one rule; a
+/// number too big to send at all is refused here with the same words.
 fn parse_key(text: &str) -> Result<u32, KvError> {
-    text.parse().map_err(|_| {
-        KvError::invalid(format!(
-            "key '{text}' is not a number: keys are integers 0-255"
-        ))
-    })
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        return text
+            .parse()
+            .map_err(|_| KvError::invalid(format!("key {text} is out of range: keys are 0-255")));
+    }
+    Err(KvError::invalid(format!(
+        "key '{text}' is not a number: keys are integers 0-255"
+    )))
 }
 
 /// The rest of the line, or one double-quoted string with `\"`, `\\`, `\n`
@@ -128,10 +132,16 @@ fn parse_value(text: &str) -> Result<String, KvError> {
     Ok(value)
 }
 
-/// How a value is shown: as it is, unless a line break or a quote would
-/// make the line ambiguous; then quoted with escapes.
+/// How a value is shown: as it is, unless it could be mistaken for
+/// something else — a line break, a leading quote, or the words of another
+/// answer (`OK`, `NOT FOUND`, `ERROR ...`); then quoted with escapes.
 pub fn render_value(value: &str) -> String {
-    if value.chars().any(|c| c.is_control()) || value.starts_with('"') {
+    let ambiguous = value.chars().any(|c| c.is_control())
+        || value.starts_with('"')
+        || value == "OK"
+        || value == "NOT FOUND"
+        || value.starts_with("ERROR");
+    if ambiguous {
         format!("{value:?}")
     } else {
         value.to_string()
@@ -200,6 +210,7 @@ mod tests {
         let message = |line: &str| parse_line(line).expect_err(line).message;
         assert!(message("get abc").contains("not a number"));
         assert!(message("get -1").contains("not a number"));
+        assert!(message("get 4294967296").contains("out of range"));
         assert!(message("get").contains("usage: get KEY"));
         assert!(message("get 1 2").contains("usage: get KEY"));
         assert!(message("put 10").contains("value is missing"));
@@ -216,5 +227,12 @@ mod tests {
         assert_eq!(render_value("hello world"), "hello world");
         assert_eq!(render_value("two\nlines"), "\"two\\nlines\"");
         assert_eq!(render_value("\"quoted\""), "\"\\\"quoted\\\"\"");
+        assert_eq!(render_value("NOT FOUND"), "\"NOT FOUND\"");
+        assert_eq!(render_value("OK"), "\"OK\"");
+        assert_eq!(
+            render_value("ERROR TIMEOUT: fake"),
+            "\"ERROR TIMEOUT: fake\""
+        );
+        assert_eq!(render_value("OKAY"), "OKAY");
     }
 }

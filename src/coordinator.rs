@@ -6,10 +6,11 @@
 //! ring, the peer links and this replica's store, so concurrent requests
 //! cannot see each other's answers.
 //!
-//! A request is sent to every live replica of the key at once and answered
-//! as soon as the level's number of replicas have answered, so ONE really is
-//! faster than QUORUM. UNAVAILABLE is decided before anything is sent, from
-//! the up/down view: in that case nothing is written anywhere.
+//! UNAVAILABLE is decided before anything is sent, from the up/down view: in
+//! that case nothing is written anywhere. Otherwise the request goes to all
+//! of the key's replicas at once (one believed down may be back already) and
+//! is answered as soon as the level's number of replicas have answered, so
+//! ONE really is faster than QUORUM.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,8 +20,9 @@ use crate::error::KvError;
 use crate::mux::CallError;
 use crate::peers::Peers;
 use crate::proto::{
-    checked_key, replica_holding, Body, Consistency, GetReply, GetRequest, Holding, InspectReply,
-    InspectRequest, PutReply, PutRequest, ReplicaHolding, ReplicaRead, ReplicaWrite, Versioned,
+    checked_key, checked_value, replica_holding, Body, Consistency, GetReply, GetRequest, Holding,
+    InspectReply, InspectRequest, PutReply, PutRequest, ReplicaHolding, ReplicaRead, ReplicaWrite,
+    Versioned,
 };
 use crate::replica::LocalReplica;
 use crate::ring::{ReplicaId, Ring};
@@ -79,7 +81,7 @@ pub struct Coordinator {
     ring: Arc<Ring>,
     local: Arc<LocalReplica>,
     peers: Arc<Peers>,
-    clock: WriteClock,
+    clock: Arc<WriteClock>,
     limits: Limits,
 }
 
@@ -90,6 +92,7 @@ impl Coordinator {
         ring: Arc<Ring>,
         local: Arc<LocalReplica>,
         peers: Arc<Peers>,
+        clock: Arc<WriteClock>,
         limits: Limits,
     ) -> Self {
         Coordinator {
@@ -97,22 +100,17 @@ impl Coordinator {
             ring,
             local,
             peers,
-            clock: WriteClock::new(),
+            clock,
             limits,
         }
-    }
-
-    /// The limits in force, for checks made outside the coordinator.
-    pub fn limits(&self) -> &Limits {
-        &self.limits
     }
 
     /// Stamps the write and answers once `level` replicas made it durable.
     pub async fn put(self: &Arc<Self>, request: PutRequest) -> Result<PutReply, KvError> {
         let key = checked_key(request.key)?;
         let level = Consistency::from_wire(request.consistency)?;
-        self.check_value(&request.value)?;
-        let targets = self.live_replicas(key, level, "put")?;
+        checked_value(&request.value, self.limits.max_value_bytes)?;
+        self.check_available(key, level, "put")?;
         let version = Versioned {
             value: request.value,
             timestamp_micros: self.clock.next(),
@@ -122,7 +120,7 @@ impl Coordinator {
         let need = level.required_acks(self.ring.replicas_for(key).len());
         let gathered = self
             .fan_out(
-                &targets,
+                self.ring.replicas_for(key),
                 ReplicaAsk::Write(key, version),
                 Wait::ForAcks(need),
                 self.limits.write_timeout,
@@ -146,11 +144,11 @@ impl Coordinator {
     pub async fn get(self: &Arc<Self>, request: GetRequest) -> Result<GetReply, KvError> {
         let key = checked_key(request.key)?;
         let level = Consistency::from_wire(request.consistency)?;
-        let targets = self.live_replicas(key, level, "get")?;
+        self.check_available(key, level, "get")?;
         let need = level.required_acks(self.ring.replicas_for(key).len());
         let gathered = self
             .fan_out(
-                &targets,
+                self.ring.replicas_for(key),
                 ReplicaAsk::Read(key),
                 Wait::ForAcks(need),
                 self.limits.read_timeout,
@@ -218,26 +216,9 @@ impl Coordinator {
         })
     }
 
-    /// Refuses a value over the limit.
-    pub fn check_value(&self, value: &str) -> Result<(), KvError> {
-        if value.len() > self.limits.max_value_bytes {
-            return Err(KvError::invalid(format!(
-                "value is {} bytes; the limit is {} bytes",
-                value.len(),
-                self.limits.max_value_bytes
-            )));
-        }
-        Ok(())
-    }
-
-    /// The key's replicas believed up, or UNAVAILABLE if they are fewer than
-    /// the level needs.
-    fn live_replicas(
-        &self,
-        key: u8,
-        level: Consistency,
-        what: &str,
-    ) -> Result<Vec<ReplicaId>, KvError> {
+    /// UNAVAILABLE if fewer of the key's replicas are believed up than the
+    /// level needs. Decided from the up/down view alone, before anything is sent.
+    fn check_available(&self, key: u8, level: Consistency, what: &str) -> Result<(), KvError> {
         let replicas = self.ring.replicas_for(key);
         let need = level.required_acks(replicas.len());
         let (up, down): (Vec<ReplicaId>, Vec<ReplicaId>) =
@@ -251,7 +232,7 @@ impl Coordinator {
                 list(&down),
             )));
         }
-        Ok(up)
+        Ok(())
     }
 
     /// Sends `ask` to every target at once and gathers answers until `wait`
@@ -334,7 +315,7 @@ impl Coordinator {
             Ok(Body::ReplicaWriteAck(_)) => Ok(None),
             Ok(Body::ReplicaReadReply(reply)) => Ok(reply.found),
             Ok(other) => Err(format!("answered with an unexpected {}", other.kind_name())),
-            Err(CallError::Remote(error)) => Err(error.to_string()),
+            Err(CallError::Refused(error)) => Err(error.to_string()),
             Err(CallError::Disconnected(reason)) => Err(reason),
             Err(CallError::TimedOut) => Err("no answer in time".to_string()),
         }

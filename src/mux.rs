@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use prost::Message;
 
+use crate::clock::wall_micros;
 use crate::error::KvError;
 use crate::frame::{encode_frame, read_frame};
 use crate::proto::{Body, Envelope};
@@ -30,8 +31,9 @@ pub enum CallError {
     Disconnected(String),
     /// No reply within the time allowed.
     TimedOut,
-    /// The other side answered with a typed error.
-    Remote(KvError),
+    /// The request was refused with a typed error: by the other side, or
+    /// by this side for a request too large to send.
+    Refused(KvError),
 }
 
 /// Replies not yet received, by request id, and whether the stream is gone.
@@ -39,6 +41,9 @@ pub enum CallError {
 struct InFlight {
     waiting: HashMap<u64, rt::Sender<Envelope>>,
     closed: Option<String>,
+    /// An error the other side sent about a frame it could not read
+    /// (request id 0), kept to explain the close that usually follows.
+    refusal: Option<String>,
 }
 
 /// One multiplexed connection to a replica.
@@ -48,6 +53,9 @@ pub struct MuxConnection {
     in_flight: Arc<Mutex<InFlight>>,
     next_request_id: AtomicU64,
     broken: Arc<AtomicBool>,
+    max_frame_bytes: usize,
+    /// When the last frame arrived, in microseconds since the epoch.
+    last_heard_micros: Arc<AtomicU64>,
 }
 
 impl MuxConnection {
@@ -75,7 +83,14 @@ impl MuxConnection {
         let in_flight = Arc::new(Mutex::new(InFlight::default()));
         let broken = Arc::new(AtomicBool::new(false));
         rt::spawn(write_frames(stream.clone(), queued, broken.clone()));
-        let reader = route_replies(stream, max_frame_bytes, in_flight.clone(), broken.clone());
+        let last_heard_micros = Arc::new(AtomicU64::new(wall_micros()));
+        let reader = route_replies(
+            stream,
+            max_frame_bytes,
+            in_flight.clone(),
+            broken.clone(),
+            last_heard_micros.clone(),
+        );
         let addr_owned = addr.to_string();
         rt::spawn(async move {
             let reason = format!("connection to {addr_owned} ended: {}", reader.await);
@@ -87,7 +102,16 @@ impl MuxConnection {
             in_flight,
             next_request_id: AtomicU64::new(1),
             broken,
+            max_frame_bytes,
+            last_heard_micros,
         }))
+    }
+
+    /// Whether a frame arrived within `window`: a connection still
+    /// delivering replies is alive even if one ping waits behind them.
+    pub fn heard_within(&self, window: Duration) -> bool {
+        let last = self.last_heard_micros.load(Ordering::Relaxed);
+        wall_micros().saturating_sub(last) <= window.as_micros() as u64
     }
 
     /// Whether the stream has failed; a broken connection is replaced, not reused.
@@ -99,6 +123,17 @@ impl MuxConnection {
     /// error reply comes back as `CallError::Remote`.
     pub async fn call(&self, body: Body, timeout: Duration) -> Result<Body, CallError> {
         let request_id = self.next_request_id.fetch_add(1, Ordering::Relaxed);
+        let frame = encode_frame(&Envelope {
+            request_id,
+            body: Some(body),
+        });
+        if frame.len() > self.max_frame_bytes {
+            return Err(CallError::Refused(KvError::invalid(format!(
+                "the request is {} bytes, over the frame limit of {} bytes",
+                frame.len(),
+                self.max_frame_bytes
+            ))));
+        }
         let (reply_to, reply) = rt::bounded(1);
         {
             let mut in_flight = lock(&self.in_flight);
@@ -107,10 +142,6 @@ impl MuxConnection {
             }
             in_flight.waiting.insert(request_id, reply_to);
         }
-        let frame = encode_frame(&Envelope {
-            request_id,
-            body: Some(body),
-        });
         let sent_and_answered = async {
             self.outbound.send(frame).await.map_err(|_| {
                 CallError::Disconnected(format!("connection to {} closed", self.addr))
@@ -125,9 +156,9 @@ impl MuxConnection {
         let outcome = rt::timeout(timeout, sent_and_answered).await;
         match outcome {
             Some(Ok(envelope)) => match envelope.body {
-                Some(Body::Error(error)) => Err(CallError::Remote(error.into())),
+                Some(Body::Error(error)) => Err(CallError::Refused(error.into())),
                 Some(body) => Ok(body),
-                None => Err(CallError::Remote(KvError::internal(format!(
+                None => Err(CallError::Refused(KvError::internal(format!(
                     "{} sent a reply with no body",
                     self.addr
                 )))),
@@ -187,6 +218,7 @@ async fn route_replies(
     max_frame_bytes: usize,
     in_flight: Arc<Mutex<InFlight>>,
     broken: Arc<AtomicBool>,
+    last_heard_micros: Arc<AtomicU64>,
 ) -> String {
     let mut reader = rt::BufReader::new(stream.clone());
     let reason = loop {
@@ -199,6 +231,13 @@ async fn route_replies(
             Ok(envelope) => envelope,
             Err(error) => break format!("undecodable reply: {error}"),
         };
+        last_heard_micros.store(wall_micros(), Ordering::Relaxed);
+        if envelope.request_id == 0 {
+            if let Some(Body::Error(error)) = envelope.body {
+                lock(&in_flight).refusal = Some(error.message);
+            }
+            continue;
+        }
         let waiter = lock(&in_flight).waiting.remove(&envelope.request_id);
         if let Some(waiter) = waiter {
             let _ = waiter.try_send(envelope);
@@ -208,6 +247,10 @@ async fn route_replies(
     broken.store(true, Ordering::Relaxed);
     let _ = stream.shutdown(std::net::Shutdown::Both);
     let mut in_flight = lock(&in_flight);
+    let reason = match in_flight.refusal.take() {
+        Some(refusal) => format!("{reason}, after refusing a frame: {refusal}"),
+        None => reason,
+    };
     in_flight.closed = Some(reason.clone());
     // Dropping the senders wakes every waiter with a disconnect.
     in_flight.waiting.clear();

@@ -7,7 +7,7 @@
 //! quarter second while it is down, so a restarted replica is seen within
 //! moments and a killed one as soon as its socket closes.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -49,6 +49,9 @@ struct Liveness {
     id: ReplicaId,
     addr: String,
     up: AtomicBool,
+    /// Counts connections opened; a connection's break marks the peer down
+    /// only if no newer connection has been opened since.
+    connections_opened: AtomicU64,
 }
 
 impl Liveness {
@@ -61,6 +64,12 @@ impl Liveness {
     fn mark_down(&self, reason: &str) {
         if self.up.swap(false, Ordering::Relaxed) {
             crate::warn!("peer {} at {} is down: {reason}", self.id, self.addr);
+        }
+    }
+
+    fn connection_broke(&self, connection_number: u64, reason: &str) {
+        if self.connections_opened.load(Ordering::Relaxed) == connection_number {
+            self.mark_down(reason);
         }
     }
 }
@@ -92,7 +101,7 @@ impl Peer {
         };
         let outcome = connection.call(body, timeout).await;
         match &outcome {
-            Ok(_) | Err(CallError::Remote(_)) => self.liveness.mark_up(),
+            Ok(_) | Err(CallError::Refused(_)) => self.liveness.mark_up(),
             Err(CallError::Disconnected(reason)) => self.liveness.mark_down(reason),
             Err(CallError::TimedOut) => {}
         }
@@ -105,15 +114,28 @@ impl Peer {
             return Ok(connection.clone());
         }
         let liveness = self.liveness.clone();
+        let number = self
+            .liveness
+            .connections_opened
+            .fetch_add(1, Ordering::Relaxed)
+            + 1;
         let connection = MuxConnection::connect(
             &self.liveness.addr,
             self.timing.connect_timeout,
             self.timing.max_frame_bytes,
-            move |reason| liveness.mark_down(reason),
+            move |reason| liveness.connection_broke(number, reason),
         )
         .await?;
         *slot = Some(connection.clone());
         Ok(connection)
+    }
+
+    /// Whether the connection is still delivering replies, so the ping is
+    /// only late behind them.
+    async fn busy_but_alive(&self) -> bool {
+        let slot = self.connection.lock().await;
+        slot.as_ref()
+            .is_some_and(|connection| connection.heard_within(self.timing.ping_timeout))
     }
 
     /// Closes the shared connection at once, so that its reader reports
@@ -130,6 +152,7 @@ impl Peer {
             let ping = Body::Ping(Ping { sender_id: self_id });
             let answered = match self.call(ping, self.timing.ping_timeout).await {
                 Ok(_) => true,
+                Err(CallError::TimedOut) if self.busy_but_alive().await => true,
                 Err(CallError::TimedOut) => {
                     self.liveness.mark_down("did not answer a ping in time");
                     // A connection that stopped answering is not reused.
@@ -168,6 +191,7 @@ impl Peers {
                             id: member.id,
                             addr: member.addr.clone(),
                             up: AtomicBool::new(false),
+                            connections_opened: AtomicU64::new(0),
                         }),
                         connection: rt::AsyncMutex::new(None),
                         timing: timing.clone(),

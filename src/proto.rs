@@ -27,6 +27,17 @@ pub fn checked_key(key: Option<u32>) -> Result<u8, KvError> {
     }
 }
 
+/// Checks a value against the replica's size limit.
+pub fn checked_value(value: &str, max_value_bytes: usize) -> Result<(), KvError> {
+    if value.len() > max_value_bytes {
+        return Err(KvError::invalid(format!(
+            "value is {} bytes; the limit is {max_value_bytes} bytes",
+            value.len()
+        )));
+    }
+    Ok(())
+}
+
 impl Consistency {
     /// Reads a level from the wire, refusing unset and unknown values.
     pub fn from_wire(value: i32) -> Result<Self, KvError> {
@@ -85,10 +96,15 @@ impl FromStr for Consistency {
 
 impl Versioned {
     /// The last-write-wins order: timestamp first, then coordinator id, so
-    /// two replicas comparing the same pair of versions always agree.
+    /// two replicas comparing the same pair of versions always agree. The
+    /// value breaks what is left of a tie, which only a misbehaving client
+    /// can cause, so that even then every replica keeps the same version.
     pub fn lww_cmp(&self, other: &Versioned) -> Ordering {
-        (self.timestamp_micros, self.coordinator_id)
-            .cmp(&(other.timestamp_micros, other.coordinator_id))
+        (self.timestamp_micros, self.coordinator_id, &self.value).cmp(&(
+            other.timestamp_micros,
+            other.coordinator_id,
+            &other.value,
+        ))
     }
 
     /// The newest of two optional versions.

@@ -13,7 +13,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 
 use prost::Message;
 
@@ -25,16 +25,19 @@ use crate::store::Store;
 /// The most bytes of records one group commit writes before syncing.
 const MAX_BATCH_BYTES: usize = 8 * 1024 * 1024;
 
+/// Writes that may wait for the WAL thread before writers wait in turn.
+const WAL_QUEUE: usize = 4096;
+
 /// A write waiting for the WAL thread, and where to say it is durable.
 struct PendingWrite {
     payload: Vec<u8>,
-    durable: rt::Sender<Result<(), String>>,
+    durable: rt::Sender<()>,
 }
 
 /// The replica's durable store: WAL on disk, newest versions in memory.
 pub struct LocalReplica {
     store: Store,
-    to_wal_thread: mpsc::Sender<PendingWrite>,
+    to_wal_thread: rt::Sender<PendingWrite>,
     wal_bytes: Arc<AtomicU64>,
 }
 
@@ -46,6 +49,9 @@ pub struct OpenReport {
     pub replay: wal::ReplayReport,
     /// Keys in memory after replay.
     pub keys_held: usize,
+    /// The greatest write timestamp replayed: this replica's coordinator
+    /// clock starts past it, so a restart never reissues a timestamp.
+    pub newest_timestamp: u64,
 }
 
 impl LocalReplica {
@@ -57,8 +63,10 @@ impl LocalReplica {
     ) -> Result<(LocalReplica, OpenReport), String> {
         let wal_dir = data_dir.join("wal");
         let store = Store::new();
+        let mut newest_timestamp = 0;
         let (log, replay) = wal::Wal::open(&wal_dir, options, |payload| {
             let (key, version) = decode_record(payload)?;
+            newest_timestamp = newest_timestamp.max(version.timestamp_micros);
             store.merge(key, version);
             Ok(())
         })
@@ -70,7 +78,7 @@ impl LocalReplica {
             other => other.to_string(),
         })?;
         let wal_bytes = Arc::new(AtomicU64::new(log.total_bytes()));
-        let (to_wal_thread, requests) = mpsc::channel();
+        let (to_wal_thread, requests) = rt::bounded(WAL_QUEUE);
         let thread_bytes = wal_bytes.clone();
         std::thread::Builder::new()
             .name("wal".to_string())
@@ -80,6 +88,7 @@ impl LocalReplica {
             wal_dir,
             replay,
             keys_held: store.keys_held(),
+            newest_timestamp,
         };
         Ok((
             LocalReplica {
@@ -102,15 +111,13 @@ impl LocalReplica {
         let (durable, is_durable) = rt::bounded(1);
         self.to_wal_thread
             .send(PendingWrite { payload, durable })
+            .await
             .map_err(|_| KvError::internal("the write-ahead log thread has stopped"))?;
         match is_durable.recv().await {
-            Ok(Ok(())) => {
+            Ok(()) => {
                 self.store.merge(key, version);
                 Ok(())
             }
-            Ok(Err(reason)) => Err(KvError::internal(format!(
-                "write-ahead log failed: {reason}"
-            ))),
             Err(_) => Err(KvError::internal("the write-ahead log thread has stopped")),
         }
     }
@@ -161,12 +168,17 @@ pub fn decode_record(payload: &[u8]) -> Result<(u8, Versioned), String> {
 /// The WAL thread: waits for a write, gathers every write queued behind it,
 /// appends them all with one write and one fdatasync, then tells each
 /// waiter. Exits when every `LocalReplica` handle is gone.
+///
+/// A failed append stops the process. After a failed fdatasync the kernel
+/// may have dropped the dirty pages and cleared the error, so neither a
+/// retry nor the page cache can be trusted; the log on disk can. Restarting
+/// replays it, and the writes in the failed batch were never acknowledged.
 fn run_wal_thread(
     mut log: wal::Wal,
-    requests: mpsc::Receiver<PendingWrite>,
+    requests: rt::Receiver<PendingWrite>,
     wal_bytes: Arc<AtomicU64>,
 ) {
-    while let Ok(first) = requests.recv() {
+    while let Ok(first) = rt::block_on(requests.recv()) {
         let mut batch_bytes = first.payload.len();
         let mut batch = vec![first];
         while batch_bytes < MAX_BATCH_BYTES {
@@ -179,18 +191,21 @@ fn run_wal_thread(
             }
         }
         let payloads: Vec<&[u8]> = batch.iter().map(|w| w.payload.as_slice()).collect();
-        let outcome = log.append_batch(&payloads).map_err(|e| e.to_string());
-        if let Err(reason) = &outcome {
+        if let Err(error) = log.append_batch(&payloads) {
             crate::error!(
-                "write-ahead log append of {} records failed: {reason}",
+                "write-ahead log append of {} records failed: {error}; stopping so that a restart replays the log from disk",
                 batch.len()
             );
+            std::process::exit(EXIT_WAL_FAILED);
         }
         wal_bytes.store(log.total_bytes(), Ordering::Relaxed);
         for write in batch {
             // The waiter may have given up (its request timed out); the write
             // is durable all the same, so nothing is lost by ignoring that.
-            let _ = write.durable.try_send(outcome.clone());
+            let _ = write.durable.try_send(());
         }
     }
 }
+
+/// The exit status of a replica whose write-ahead log failed.
+pub const EXIT_WAL_FAILED: i32 = 3;

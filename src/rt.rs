@@ -10,7 +10,7 @@ use std::time::Duration;
 
 pub use async_std::channel::{bounded, unbounded, Receiver, Sender};
 pub use async_std::io::prelude::{ReadExt, WriteExt};
-pub use async_std::io::{stdin, BufReader, BufWriter, Read, Write};
+pub use async_std::io::{copy, sink, stdin, BufReader, BufWriter, Read, Write};
 pub use async_std::net::{TcpListener, TcpStream};
 pub use async_std::sync::Mutex as AsyncMutex;
 pub use async_std::task::JoinHandle;

@@ -460,9 +460,23 @@ fn an_envelope_with_no_body_is_invalid() {
         }),
     );
     assert_invalid(&read_reply(&mut stream), 31, "no body");
-    // An empty frame decodes as an envelope with neither id nor body.
+    // An empty frame decodes as an envelope with neither id nor body; id 0
+    // is reserved for errors about unreadable frames, so it is refused.
     send_raw(&mut stream, &frame_of(&[]));
-    assert_invalid(&read_reply(&mut stream), 0, "no body");
+    assert_invalid(&read_reply(&mut stream), 0, "request id 0 is reserved");
+    // So is a well-formed request that uses id 0: its reply could not be
+    // told apart from an error about an unreadable frame.
+    send_raw(
+        &mut stream,
+        &encode_frame(&Envelope {
+            request_id: 0,
+            body: Some(Body::Get(GetRequest {
+                key: Some(1),
+                consistency: Consistency::One as i32,
+            })),
+        }),
+    );
+    assert_invalid(&read_reply(&mut stream), 0, "request id 0 is reserved");
     assert_connection_serves(&mut stream, 32);
     assert_still_serving(&mut cluster, 1);
 }

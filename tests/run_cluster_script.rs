@@ -10,22 +10,34 @@ use std::process::{Command, Output, Stdio};
 
 fn script(run_dir: &Path, config: &Path, args: &[&str], stdin: &str) -> Output {
     use std::io::Write;
-    let mut child = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/run_cluster.sh"))
-        .args(args)
-        .env("RUN_DIR", run_dir)
-        .env("CONFIG", config)
-        .env("RINGKV_BIN", env!("CARGO_BIN_EXE_ringkv"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run the script");
-    child.stdin.take().expect("stdin").write_all(stdin.as_bytes()).expect("write stdin");
+    let mut child = Command::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/scripts/run_cluster.sh"
+    ))
+    .args(args)
+    .env("RUN_DIR", run_dir)
+    .env("CONFIG", config)
+    .env("RINGKV_BIN", env!("CARGO_BIN_EXE_ringkv"))
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("run the script");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write stdin");
     child.wait_with_output().expect("script output")
 }
 
 fn text(output: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
 }
 
 fn pid_of(run_dir: &Path, id: usize) -> u32 {
@@ -36,40 +48,86 @@ fn pid_of(run_dir: &Path, id: usize) -> u32 {
         .expect("a pid")
 }
 
+/// Runs `stop` when the test ends, passed or failed, so that replicas the
+/// script detached (setsid) never outlive the test.
+struct StopOnDrop<'a> {
+    run_dir: &'a Path,
+    config: &'a Path,
+}
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        script(self.run_dir, self.config, &["stop"], "");
+    }
+}
+
 #[test]
 fn the_script_starts_serves_reports_and_stops_its_own_replicas() {
     let dir = common::unique_dir();
     let run_dir = dir.join("run");
     let config = dir.join("cluster.conf");
-    let lines: String = common::free_ports(4).iter().enumerate().map(|(id, addr)| format!("{id} {addr}\n")).collect();
+    let _stop = StopOnDrop {
+        run_dir: &run_dir,
+        config: &config,
+    };
+    let lines: String = common::free_ports(4)
+        .iter()
+        .enumerate()
+        .map(|(id, addr)| format!("{id} {addr}\n"))
+        .collect();
     fs::write(&config, lines).expect("cluster file");
 
     // With no subcommand: start, then a console on replica 0 (stdin piped).
     let started = script(&run_dir, &config, &[], "put 10 from the script\nget 10\n");
     assert!(started.status.success(), "{}", text(&started));
     let out = text(&started);
-    assert!(out.contains("OK\nfrom the script\n"), "the console answered:\n{out}");
+    assert!(
+        out.contains("OK\nfrom the script\n"),
+        "the console answered:\n{out}"
+    );
     assert!(out.contains("still running"), "{out}");
     let pids: Vec<u32> = (0..4).map(|id| pid_of(&run_dir, id)).collect();
     for pid in &pids {
-        assert!(Path::new(&format!("/proc/{pid}")).exists(), "replica pid {pid} runs after the console exits");
+        assert!(
+            Path::new(&format!("/proc/{pid}")).exists(),
+            "replica pid {pid} runs after the console exits"
+        );
     }
-    assert!(run_dir.join("data-0/wal").is_dir(), "data lives under the run directory");
+    assert!(
+        run_dir.join("data-0/wal").is_dir(),
+        "data lives under the run directory"
+    );
 
     let status = script(&run_dir, &config, &["status"], "");
     let out = text(&status);
-    for id in 0..4 {
-        assert!(out.contains(&format!("replica {id}: running (pid {})", pids[id])), "{out}");
+    for (id, pid) in pids.iter().enumerate() {
+        assert!(
+            out.contains(&format!("replica {id}: running (pid {pid})")),
+            "{out}"
+        );
     }
-    assert!(out.contains("replica 3 ") && out.contains("sees all peers up"), "{out}");
+    assert!(
+        out.contains("replica 3 ") && out.contains("sees all peers up"),
+        "{out}"
+    );
 
     // A second start leaves the running replicas alone.
     let again = script(&run_dir, &config, &["start"], "");
-    assert!(again.status.success() && text(&again).contains("already running"), "{}", text(&again));
-    assert_eq!((0..4).map(|id| pid_of(&run_dir, id)).collect::<Vec<_>>(), pids);
+    assert!(
+        again.status.success() && text(&again).contains("already running"),
+        "{}",
+        text(&again)
+    );
+    assert_eq!(
+        (0..4).map(|id| pid_of(&run_dir, id)).collect::<Vec<_>>(),
+        pids
+    );
 
     let console = script(&run_dir, &config, &["console", "2"], "get 10\n");
-    assert_eq!(String::from_utf8_lossy(&console.stdout), "from the script\n");
+    assert_eq!(
+        String::from_utf8_lossy(&console.stdout),
+        "from the script\n"
+    );
 
     let stopped = script(&run_dir, &config, &["stop"], "");
     assert!(stopped.status.success(), "{}", text(&stopped));
@@ -78,6 +136,10 @@ fn the_script_starts_serves_reports_and_stops_its_own_replicas() {
         assert!(!cmdline.contains("ringkv"), "replica pid {pid} is stopped");
     }
     let status = script(&run_dir, &config, &["status"], "");
-    assert!(text(&status).contains("replica 0: not running"), "{}", text(&status));
+    assert!(
+        text(&status).contains("replica 0: not running"),
+        "{}",
+        text(&status)
+    );
     let _ = fs::remove_dir_all(&dir);
 }

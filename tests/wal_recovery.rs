@@ -28,7 +28,9 @@ fn newest_segment(cluster: &Cluster, id: usize) -> PathBuf {
 fn a_torn_tail_is_cut_off_with_a_warning_and_acknowledged_writes_survive() {
     let mut cluster = Cluster::start(4);
     for key in 0..20u32 {
-        cluster.put(0, key, &format!("v{key}"), Consistency::All).expect("put");
+        cluster
+            .put(0, key, &format!("v{key}"), Consistency::All)
+            .expect("put");
     }
     cluster.kill(1);
     // A crash in the middle of appending: half a record header.
@@ -41,12 +43,27 @@ fn a_torn_tail_is_cut_off_with_a_warning_and_acknowledged_writes_survive() {
         .expect("append torn bytes");
     cluster.restart(1);
     let log = cluster.log(1);
-    assert!(log.contains("WARN"), "the cut is logged as a warning:\n{log}");
-    assert!(log.contains(&segment.display().to_string()), "the warning names the file:\n{log}");
+    assert!(
+        log.contains("WARN"),
+        "the cut is logged as a warning:\n{log}"
+    );
+    assert!(
+        log.contains(&segment.display().to_string()),
+        "the warning names the file:\n{log}"
+    );
     for key in 0..20u32 {
         // Replica 1 holds keys 0-63 as the second replica.
-        let held = cluster.holdings(1, key).into_iter().find(|(id, _)| *id == 1).expect("replica 1 listed").1;
-        assert_eq!(held.flatten().map(|v| v.value), Some(format!("v{key}")), "key {key}");
+        let held = cluster
+            .holdings(1, key)
+            .into_iter()
+            .find(|(id, _)| *id == 1)
+            .expect("replica 1 listed")
+            .1;
+        assert_eq!(
+            held.flatten().map(|v| v.value),
+            Some(format!("v{key}")),
+            "key {key}"
+        );
     }
 }
 
@@ -54,7 +71,9 @@ fn a_torn_tail_is_cut_off_with_a_warning_and_acknowledged_writes_survive() {
 fn corruption_before_the_tail_stops_the_replica_until_the_operator_skips_it() {
     let mut cluster = Cluster::start(4);
     for key in 0..10u32 {
-        cluster.put(0, key, &format!("value-{key}"), Consistency::All).expect("put");
+        cluster
+            .put(0, key, &format!("value-{key}"), Consistency::All)
+            .expect("put");
     }
     cluster.kill(2);
     // Flip a byte inside the first record's payload (after the 16-byte
@@ -65,21 +84,43 @@ fn corruption_before_the_tail_stops_the_replica_until_the_operator_skips_it() {
     fs::write(&segment, &bytes).expect("write segment");
 
     cluster.spawn_with(2, &[]);
-    assert!(!cluster.wait_for_exit(2), "a corrupt log must stop the replica");
+    assert!(
+        !cluster.wait_for_exit(2),
+        "a corrupt log must stop the replica"
+    );
     let log = cluster.log(2);
-    assert!(log.contains(&segment.display().to_string()), "the error names the file:\n{log}");
-    assert!(log.contains("offset 16"), "the error names the offset:\n{log}");
+    assert!(
+        log.contains(&segment.display().to_string()),
+        "the error names the file:\n{log}"
+    );
+    assert!(
+        log.contains("offset 16"),
+        "the error names the offset:\n{log}"
+    );
 
     cluster.spawn_with(2, &["--skip-corrupt-wal"]);
     cluster.wait_until_all_see_each_other();
     let log = cluster.log(2);
-    assert!(log.contains("skipped a corrupt write-ahead log record"), "skipping is loud:\n{log}");
+    assert!(
+        log.contains("skipped a corrupt write-ahead log record"),
+        "skipping is loud:\n{log}"
+    );
     // Only the damaged record (key 0's write) is lost; the rest replayed.
     let holding = |key: u32| {
-        cluster.holdings(0, key).into_iter().find(|(id, _)| *id == 2).expect("replica 2 listed").1.flatten()
+        cluster
+            .holdings(0, key)
+            .into_iter()
+            .find(|(id, _)| *id == 2)
+            .expect("replica 2 listed")
+            .1
+            .flatten()
     };
     assert_eq!(holding(0), None);
     for key in 1..10u32 {
-        assert_eq!(holding(key).map(|v| v.value), Some(format!("value-{key}")), "key {key}");
+        assert_eq!(
+            holding(key).map(|v| v.value),
+            Some(format!("value-{key}")),
+            "key {key}"
+        );
     }
 }

@@ -33,6 +33,9 @@ pub struct ClientArgs {
     pub timeout_ms: u64,
 }
 
+/// The longest answer timeout accepted: an hour.
+const MAX_TIMEOUT_MS: u64 = 3_600_000;
+
 fn parse_level(text: &str) -> Result<Consistency, String> {
     text.parse().map_err(|e: KvError| e.message)
 }
@@ -47,6 +50,11 @@ pub fn run(args: ClientArgs) -> Result<(), String> {
             args.config.display()
         )
     })?;
+    if !(1..=MAX_TIMEOUT_MS).contains(&args.timeout_ms) {
+        return Err(format!(
+            "--timeout-ms must be between 1 and {MAX_TIMEOUT_MS}"
+        ));
+    }
     let client =
         Client::new(member.addr.clone()).with_timeout(Duration::from_millis(args.timeout_ms));
     let interactive = std::io::stdin().is_terminal();

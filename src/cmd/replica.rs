@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use argh::FromArgs;
 
+use crate::clock::WriteClock;
 use crate::coordinator::{Coordinator, Limits};
 use crate::frame::DEFAULT_MAX_FRAME_BYTES;
 use crate::node::{self, Node};
@@ -50,6 +51,9 @@ pub struct ReplicaArgs {
     pub skip_corrupt_wal: bool,
 }
 
+/// The longest request timeout the flags accept: an hour.
+const MAX_TIMEOUT_MS: u64 = 3_600_000;
+
 /// The largest value the flag may allow: what fits in a frame under the limit.
 const MAX_VALUE_LIMIT: usize = 16 * 1024 * 1024;
 
@@ -58,6 +62,14 @@ pub fn run(args: ReplicaArgs) -> Result<(), String> {
     crate::logging::set_process_tag(format!("replica {}", args.id));
     if args.max_value_bytes > MAX_VALUE_LIMIT {
         return Err(format!("--max-value-bytes is at most {MAX_VALUE_LIMIT}"));
+    }
+    for (flag, value) in [
+        ("--write-timeout-ms", args.write_timeout_ms),
+        ("--read-timeout-ms", args.read_timeout_ms),
+    ] {
+        if !(1..=MAX_TIMEOUT_MS).contains(&value) {
+            return Err(format!("{flag} must be between 1 and {MAX_TIMEOUT_MS}"));
+        }
     }
     let ring = Arc::new(Ring::load(&args.config).map_err(|e| e.to_string())?);
     let member = ring
@@ -100,6 +112,9 @@ pub fn run(args: ReplicaArgs) -> Result<(), String> {
         read_timeout: Duration::from_millis(args.read_timeout_ms),
         max_value_bytes: args.max_value_bytes,
     };
+    // Past every timestamp in the log: a restart never reissues one.
+    let clock = Arc::new(WriteClock::new());
+    clock.observe(report.newest_timestamp);
     rt::block_on(async move {
         let listener = rt::TcpListener::bind(&member.addr)
             .await
@@ -112,13 +127,17 @@ pub fn run(args: ReplicaArgs) -> Result<(), String> {
             ring.clone(),
             local.clone(),
             peers.clone(),
-            limits,
+            clock.clone(),
+            limits.clone(),
         ));
         let node = Arc::new(Node {
             self_id: args.id,
             coordinator,
             local,
             peers,
+            ring,
+            clock,
+            limits,
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             max_requests_per_connection: 128,
             max_connections: args.max_connections,

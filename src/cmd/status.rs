@@ -25,9 +25,15 @@ pub struct StatusArgs {
     pub wait: u64,
 }
 
+/// The longest `--wait` accepted: a day.
+const MAX_WAIT_SECONDS: u64 = 86_400;
+
 /// Prints the status; fails (exit 1) unless every replica answered.
 pub fn run(args: StatusArgs) -> Result<(), String> {
     let ring = Ring::load(&args.config).map_err(|e| e.to_string())?;
+    if args.wait > MAX_WAIT_SECONDS {
+        return Err(format!("--wait is at most {MAX_WAIT_SECONDS} seconds"));
+    }
     let deadline = Instant::now() + Duration::from_secs(args.wait);
     rt::block_on(async {
         loop {

@@ -18,10 +18,13 @@ use crate::error::KvError;
 use crate::frame::{encode_frame, read_frame, FrameError};
 use crate::node::Node;
 use crate::proto::{Body, Envelope};
-use crate::rt::{self, WriteExt};
+use crate::rt::{self, ReadExt, WriteExt};
 
 /// Replies that may wait for the writer before request tasks wait.
 const REPLY_QUEUE: usize = 256;
+
+/// How long to keep reading (and discarding) after refusing a frame.
+const REFUSAL_LINGER: Duration = Duration::from_secs(2);
 
 /// Serves one connection until the other side closes it or breaks the protocol.
 pub async fn serve_connection(node: Arc<Node>, stream: rt::TcpStream, remote: SocketAddr) {
@@ -32,14 +35,16 @@ pub async fn serve_connection(node: Arc<Node>, stream: rt::TcpStream, remote: So
     // and gives it back when its reply is queued.
     let (slots, finished) = rt::bounded::<()>(node.max_requests_per_connection);
     let mut reader = rt::BufReader::new(stream.clone());
+    let mut refused_claim = None;
     loop {
         let frame = match read_frame(&mut reader, node.max_frame_bytes).await {
             Ok(Some(frame)) => frame,
             Ok(None) => break,
-            Err(error @ FrameError::TooLong { .. }) => {
+            Err(error @ FrameError::TooLong { claimed, .. }) => {
                 crate::warn!("closing connection from {remote}: {error}");
                 let refusal = error_frame(0, KvError::invalid(error.to_string()));
                 let _ = replies.send(refusal).await;
+                refused_claim = Some(claimed);
                 break;
             }
             Err(error) => {
@@ -65,6 +70,30 @@ pub async fn serve_connection(node: Arc<Node>, stream: rt::TcpStream, remote: So
                 continue;
             }
         };
+        if envelope.request_id == 0 {
+            let message = "request id 0 is reserved for errors about unreadable frames";
+            if replies
+                .send(error_frame(0, KvError::invalid(message)))
+                .await
+                .is_err()
+            {
+                break;
+            }
+            continue;
+        }
+        if matches!(envelope.body, Some(Body::Ping(_))) {
+            // Answered here, not in a request slot: a ping must not queue
+            // behind a burst of writes, or a busy peer would look dead.
+            let pong = node.answer(envelope.body).await;
+            let reply = encode_frame(&Envelope {
+                request_id: envelope.request_id,
+                body: Some(pong),
+            });
+            if replies.send(reply).await.is_err() {
+                break;
+            }
+            continue;
+        }
         if slots.send(()).await.is_err() {
             break;
         }
@@ -83,6 +112,13 @@ pub async fn serve_connection(node: Arc<Node>, stream: rt::TcpStream, remote: So
     // dropped its handle on the queue.
     drop(replies);
     writer.await;
+    if let Some(claimed) = refused_claim {
+        // Read what the peer is still sending before closing: closing a
+        // socket with unread input resets it, and the reset can destroy the
+        // refusal before the peer reads it.
+        let mut sink = rt::BufReader::new(stream).take(claimed as u64);
+        let _ = rt::timeout(REFUSAL_LINGER, rt::copy(&mut sink, &mut rt::sink())).await;
+    }
 }
 
 /// How long one write of replies may stall before the connection is
@@ -93,6 +129,7 @@ const WRITE_STALL_LIMIT: Duration = Duration::from_secs(30);
 /// Writes replies in the order they are queued, coalescing bursts.
 async fn write_replies(stream: rt::TcpStream, queued: rt::Receiver<Vec<u8>>, remote: SocketAddr) {
     let mut writer = rt::BufWriter::new(stream.clone());
+    let mut failed = false;
     while let Ok(first) = queued.recv().await {
         let burst = async {
             writer.write_all(&first).await?;
@@ -103,17 +140,27 @@ async fn write_replies(stream: rt::TcpStream, queued: rt::Receiver<Vec<u8>>, rem
         };
         match rt::timeout(WRITE_STALL_LIMIT, burst).await {
             Some(Ok(())) => {}
-            Some(Err(_)) => break,
+            Some(Err(_)) => failed = true,
             None => {
                 crate::warn!(
                     "closing connection from {remote}: it has not read its replies for {} s",
                     WRITE_STALL_LIMIT.as_secs()
                 );
-                break;
+                failed = true;
             }
         }
+        if failed {
+            break;
+        }
     }
-    let _ = stream.shutdown(std::net::Shutdown::Both);
+    // After a failure the reader must stop too; after a clean end only our
+    // sending side is done.
+    let how = if failed {
+        std::net::Shutdown::Both
+    } else {
+        std::net::Shutdown::Write
+    };
+    let _ = stream.shutdown(how);
     // Drain so that request tasks blocked on a full queue can finish.
     queued.close();
 }

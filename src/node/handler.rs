@@ -6,16 +6,23 @@
 //! connection, let alone the process, down.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use crate::coordinator::Coordinator;
+use crate::clock::{wall_micros, WriteClock};
+use crate::coordinator::{Coordinator, Limits};
 use crate::error::KvError;
 use crate::peers::Peers;
 use crate::proto::{
-    checked_key, Body, PeerView, Pong, ReplicaRead, ReplicaReadReply, ReplicaWrite,
+    checked_key, checked_value, Body, PeerView, Pong, ReplicaRead, ReplicaReadReply, ReplicaWrite,
     ReplicaWriteAck, StatusReply,
 };
 use crate::replica::LocalReplica;
-use crate::ring::ReplicaId;
+use crate::ring::{ReplicaId, Ring};
+
+/// How far ahead of this replica's wall clock a write's timestamp may be.
+/// A timestamp from further in the future would win every later write of
+/// its key until the clocks caught up, so it is refused instead.
+const MAX_CLOCK_LEAD: Duration = Duration::from_secs(600);
 
 /// Everything a connection task needs to answer requests.
 pub struct Node {
@@ -27,6 +34,12 @@ pub struct Node {
     pub local: Arc<LocalReplica>,
     /// The up/down view, for status.
     pub peers: Arc<Peers>,
+    /// The ring, to check that a write's coordinator is a member.
+    pub ring: Arc<Ring>,
+    /// The coordinator clock, moved past every timestamp this replica stores.
+    pub clock: Arc<WriteClock>,
+    /// Value size limit, also enforced on writes from peers.
+    pub limits: Limits,
     /// Frames above this size are refused and the connection closed.
     pub max_frame_bytes: usize,
     /// Requests one connection may have in progress at once; the reader
@@ -73,8 +86,24 @@ impl Node {
         let Some(version) = write.version else {
             return Err(KvError::invalid("the replica write has no version"));
         };
-        self.coordinator.check_value(&version.value)?;
+        checked_value(&version.value, self.limits.max_value_bytes)?;
+        if self.ring.member(version.coordinator_id).is_none() {
+            return Err(KvError::invalid(format!(
+                "the write names coordinator {}, which is not in the ring",
+                version.coordinator_id
+            )));
+        }
+        let latest_allowed = wall_micros().saturating_add(MAX_CLOCK_LEAD.as_micros() as u64);
+        if version.timestamp_micros > latest_allowed {
+            return Err(KvError::invalid(format!(
+                "the write's timestamp {} is more than {} s ahead of this replica's clock",
+                version.timestamp_micros,
+                MAX_CLOCK_LEAD.as_secs()
+            )));
+        }
+        let timestamp = version.timestamp_micros;
         self.local.write(key, version).await?;
+        self.clock.observe(timestamp);
         Ok(ReplicaWriteAck {})
     }
 
