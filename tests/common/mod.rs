@@ -105,6 +105,21 @@ impl Cluster {
         self.replicas[id] = Some(child);
     }
 
+    /// The replica's process id, while it runs.
+    pub fn pid(&self, id: usize) -> u32 {
+        self.replicas[id].as_ref().expect("replica is running").id()
+    }
+
+    /// Sends a signal (`STOP`, `CONT`, ...) to the replica's process.
+    pub fn signal(&self, id: usize, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.pid(id).to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} replica {id}");
+    }
+
     /// SIGKILLs the replica and waits for it to be gone.
     pub fn kill(&mut self, id: usize) {
         if let Some(mut child) = self.replicas[id].take() {
