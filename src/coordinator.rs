@@ -202,7 +202,7 @@ impl Coordinator {
             {
                 replica_holding::Outcome::Unreachable(reason.clone())
             } else {
-                replica_holding::Outcome::Unreachable("no answer in time".to_string())
+                replica_holding::Outcome::Unreachable(no_answer_within(self.limits.read_timeout))
             }
         };
         Ok(InspectReply {
@@ -317,7 +317,7 @@ impl Coordinator {
             Ok(other) => Err(format!("answered with an unexpected {}", other.kind_name())),
             Err(CallError::Refused(error)) => Err(error.to_string()),
             Err(CallError::Disconnected(reason)) => Err(reason),
-            Err(CallError::TimedOut) => Err("no answer in time".to_string()),
+            Err(CallError::TimedOut) => Err(no_answer_within(timeout)),
         }
     }
 
@@ -340,7 +340,7 @@ impl Coordinator {
             gathered
                 .unanswered
                 .iter()
-                .map(|id| format!("replica {id}: no answer within {} ms", timeout.as_millis())),
+                .map(|id| format!("replica {id}: {}", no_answer_within(timeout))),
         );
         let effect = if what == "put" {
             "; the write may have been applied on some replicas"
@@ -353,6 +353,12 @@ impl Coordinator {
             reasons.join("; "),
         ))
     }
+}
+
+/// Why a replica is missing from the answers, whichever of the request's
+/// timer and the peer call's timer fired first.
+fn no_answer_within(timeout: Duration) -> String {
+    format!("no answer within {} ms", timeout.as_millis())
 }
 
 fn list(ids: &[ReplicaId]) -> String {
