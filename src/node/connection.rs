@@ -26,6 +26,11 @@ const REPLY_QUEUE: usize = 256;
 /// How long to keep reading (and discarding) after refusing a frame.
 const REFUSAL_LINGER: Duration = Duration::from_secs(2);
 
+/// How long one write of replies may stall before the connection is
+/// dropped: a client that stops reading must not hold a replica's memory
+/// and request slots forever.
+const WRITE_STALL_LIMIT: Duration = Duration::from_secs(30);
+
 /// Serves one connection until the other side closes it or breaks the protocol.
 pub async fn serve_connection(node: Arc<Node>, stream: rt::TcpStream, remote: SocketAddr) {
     let _ = stream.set_nodelay(true);
@@ -52,44 +57,28 @@ pub async fn serve_connection(node: Arc<Node>, stream: rt::TcpStream, remote: So
                 break;
             }
         };
-        let envelope = match Envelope::decode(frame.as_slice()) {
+        let envelope = match decode_request(&frame) {
             Ok(envelope) => envelope,
             Err(error) => {
                 crate::warn!(
-                    "undecodable frame of {} bytes from {remote}: {error}",
+                    "refused a frame of {} bytes from {remote}: {error}",
                     frame.len()
                 );
-                let message = format!("frame is not a valid Envelope: {error}");
-                if replies
-                    .send(error_frame(0, KvError::invalid(message)))
-                    .await
-                    .is_err()
-                {
+                if replies.send(error_frame(0, error)).await.is_err() {
                     break;
                 }
                 continue;
             }
         };
-        if envelope.request_id == 0 {
-            let message = "request id 0 is reserved for errors about unreadable frames";
-            if replies
-                .send(error_frame(0, KvError::invalid(message)))
-                .await
-                .is_err()
-            {
-                break;
-            }
-            continue;
-        }
         if matches!(envelope.body, Some(Body::Ping(_))) {
             // Answered here, not in a request slot: a ping must not queue
             // behind a burst of writes, or a busy peer would look dead.
             let pong = node.answer(envelope.body).await;
-            let reply = encode_frame(&Envelope {
-                request_id: envelope.request_id,
-                body: Some(pong),
-            });
-            if replies.send(reply).await.is_err() {
+            if replies
+                .send(reply_frame(envelope.request_id, pong))
+                .await
+                .is_err()
+            {
                 break;
             }
             continue;
@@ -100,11 +89,7 @@ pub async fn serve_connection(node: Arc<Node>, stream: rt::TcpStream, remote: So
         let (node, replies, finished) = (node.clone(), replies.clone(), finished.clone());
         rt::spawn(async move {
             let body = node.answer(envelope.body).await;
-            let reply = encode_frame(&Envelope {
-                request_id: envelope.request_id,
-                body: Some(body),
-            });
-            let _ = replies.send(reply).await;
+            let _ = replies.send(reply_frame(envelope.request_id, body)).await;
             let _ = finished.recv().await;
         });
     }
@@ -116,15 +101,10 @@ pub async fn serve_connection(node: Arc<Node>, stream: rt::TcpStream, remote: So
         // Read what the peer is still sending before closing: closing a
         // socket with unread input resets it, and the reset can destroy the
         // refusal before the peer reads it.
-        let mut sink = rt::BufReader::new(stream).take(claimed as u64);
-        let _ = rt::timeout(REFUSAL_LINGER, rt::copy(&mut sink, &mut rt::sink())).await;
+        let mut rest = (&mut reader).take(claimed as u64);
+        let _ = rt::timeout(REFUSAL_LINGER, rt::copy(&mut rest, &mut rt::sink())).await;
     }
 }
-
-/// How long one write of replies may stall before the connection is
-/// dropped: a client that stops reading must not hold a replica's memory
-/// and request slots forever.
-const WRITE_STALL_LIMIT: Duration = Duration::from_secs(30);
 
 /// Writes replies in the order they are queued, coalescing bursts.
 async fn write_replies(stream: rt::TcpStream, queued: rt::Receiver<Vec<u8>>, remote: SocketAddr) {
@@ -165,9 +145,26 @@ async fn write_replies(stream: rt::TcpStream, queued: rt::Receiver<Vec<u8>>, rem
     queued.close();
 }
 
-fn error_frame(request_id: u64, error: KvError) -> Vec<u8> {
+/// Decodes a request, refusing id 0: a reply with id 0 could not be told
+/// apart from an error about an unreadable frame.
+fn decode_request(frame: &[u8]) -> Result<Envelope, KvError> {
+    let envelope = Envelope::decode(frame)
+        .map_err(|e| KvError::invalid(format!("frame is not a valid Envelope: {e}")))?;
+    if envelope.request_id == 0 {
+        return Err(KvError::invalid(
+            "request id 0 is reserved for errors about unreadable frames",
+        ));
+    }
+    Ok(envelope)
+}
+
+fn reply_frame(request_id: u64, body: Body) -> Vec<u8> {
     encode_frame(&Envelope {
         request_id,
-        body: Some(Body::Error(error.into())),
+        body: Some(body),
     })
+}
+
+fn error_frame(request_id: u64, error: KvError) -> Vec<u8> {
+    reply_frame(request_id, Body::Error(error.into()))
 }
