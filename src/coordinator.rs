@@ -8,9 +8,9 @@
 //!
 //! UNAVAILABLE is decided before anything is sent, from the up/down view: in
 //! that case nothing is written anywhere. Otherwise the request goes to all
-//! of the key's replicas at once (one believed down may be back already) and
-//! is answered as soon as the level's number of replicas have answered, so
-//! ONE really is faster than QUORUM.
+//! of the key's replicas at once (one that is down fails at once, and is
+//! recorded as having missed it) and is answered as soon as the level's
+//! number of replicas have answered, so ONE really is faster than QUORUM.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -110,14 +110,13 @@ impl Coordinator {
         let key = checked_key(request.key)?;
         let level = Consistency::from_wire(request.consistency)?;
         checked_value(&request.value, self.limits.max_value_bytes)?;
-        self.check_available(key, level, "put")?;
+        let need = self.check_available(key, level, "put")?;
         let version = Versioned {
             value: request.value,
             timestamp_micros: self.clock.next(),
             coordinator_id: self.self_id,
         };
         let timestamp_micros = version.timestamp_micros;
-        let need = level.required_acks(self.ring.replicas_for(key).len());
         let gathered = self
             .fan_out(
                 self.ring.replicas_for(key),
@@ -144,8 +143,7 @@ impl Coordinator {
     pub async fn get(self: &Arc<Self>, request: GetRequest) -> Result<GetReply, KvError> {
         let key = checked_key(request.key)?;
         let level = Consistency::from_wire(request.consistency)?;
-        self.check_available(key, level, "get")?;
-        let need = level.required_acks(self.ring.replicas_for(key).len());
+        let need = self.check_available(key, level, "get")?;
         let gathered = self
             .fan_out(
                 self.ring.replicas_for(key),
@@ -179,10 +177,10 @@ impl Coordinator {
         request: InspectRequest,
     ) -> Result<InspectReply, KvError> {
         let key = checked_key(request.key)?;
-        let replicas = self.ring.replicas_for(key).to_vec();
+        let replicas = self.ring.replicas_for(key);
         let gathered = self
             .fan_out(
-                &replicas,
+                replicas,
                 ReplicaAsk::Read(key),
                 Wait::ForEveryone,
                 self.limits.read_timeout,
@@ -216,9 +214,10 @@ impl Coordinator {
         })
     }
 
-    /// UNAVAILABLE if fewer of the key's replicas are believed up than the
-    /// level needs. Decided from the up/down view alone, before anything is sent.
-    fn check_available(&self, key: u8, level: Consistency, what: &str) -> Result<(), KvError> {
+    /// How many answers the level needs from the key's replicas, or
+    /// UNAVAILABLE if fewer than that are believed up. Decided from the
+    /// up/down view alone, before anything is sent.
+    fn check_available(&self, key: u8, level: Consistency, what: &str) -> Result<usize, KvError> {
         let replicas = self.ring.replicas_for(key);
         let need = level.required_acks(replicas.len());
         let (up, down): (Vec<ReplicaId>, Vec<ReplicaId>) =
@@ -232,7 +231,7 @@ impl Coordinator {
                 list(&down),
             )));
         }
-        Ok(())
+        Ok(need)
     }
 
     /// Sends `ask` to every target at once and gathers answers until `wait`

@@ -1,14 +1,16 @@
 //! This replica's links to the other replicas: one pooled, multiplexed
 //! connection per peer, and the up/down view that decides UNAVAILABLE.
 //!
-//! A peer is up once it has answered something, and down from the moment a
-//! connection to it fails, breaks or stops answering pings. A prober task per
-//! peer pings it every second while it is up and tries to reach it every
-//! quarter second while it is down, so a restarted replica is seen within
-//! moments and a killed one as soon as its socket closes.
+//! A peer is up once it has answered a ping, and down from the moment a
+//! connection to it fails or breaks, or it leaves a ping unanswered while
+//! sending nothing else. A prober task per peer owns connecting: it pings
+//! the peer every second while it is up and tries to reach it every quarter
+//! second while it is down, so a restarted replica is seen within moments
+//! and a killed one as soon as its socket closes. Requests only ever use the
+//! connection the prober keeps; with none, they fail at once.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use crate::mux::{CallError, MuxConnection};
@@ -78,7 +80,7 @@ impl Liveness {
 /// connection we share for all requests to it.
 pub struct Peer {
     liveness: Arc<Liveness>,
-    connection: rt::AsyncMutex<Option<Arc<MuxConnection>>>,
+    connection: Mutex<Option<Arc<MuxConnection>>>,
     timing: PeerTiming,
 }
 
@@ -88,31 +90,33 @@ impl Peer {
         self.liveness.up.load(Ordering::Relaxed)
     }
 
-    /// Sends a request over the shared connection (opening it if needed)
-    /// and waits up to `timeout` for the reply. Updates the up/down view
-    /// from what happened.
+    /// Sends a request over the shared connection and waits up to `timeout`
+    /// for the reply. Fails at once if there is no live connection: only
+    /// the prober connects, so requests never queue behind a connect to a
+    /// replica that is down or unreachable.
     pub async fn call(&self, body: Body, timeout: Duration) -> Result<Body, CallError> {
-        let connection = match self.connection().await {
-            Ok(connection) => connection,
-            Err(reason) => {
-                self.liveness.mark_down(&reason);
-                return Err(CallError::Disconnected(reason));
-            }
+        let Some(connection) = self.live_connection() else {
+            return Err(CallError::Disconnected(format!(
+                "no connection to {}: it is believed down",
+                self.liveness.addr
+            )));
         };
         let outcome = connection.call(body, timeout).await;
-        match &outcome {
-            Ok(_) | Err(CallError::Refused(_)) => self.liveness.mark_up(),
-            Err(CallError::Disconnected(reason)) => self.liveness.mark_down(reason),
-            Err(CallError::TimedOut) => {}
+        if let Err(CallError::Disconnected(reason)) = &outcome {
+            self.liveness.mark_down(reason);
         }
         outcome
     }
 
-    async fn connection(&self) -> Result<Arc<MuxConnection>, String> {
-        let mut slot = self.connection.lock().await;
-        if let Some(connection) = slot.as_ref().filter(|c| !c.is_broken()) {
-            return Ok(connection.clone());
-        }
+    fn live_connection(&self) -> Option<Arc<MuxConnection>> {
+        lock(&self.connection)
+            .as_ref()
+            .filter(|connection| !connection.is_broken())
+            .cloned()
+    }
+
+    /// Opens a new shared connection, replacing any broken one.
+    async fn connect(&self) -> Result<Arc<MuxConnection>, String> {
         let liveness = self.liveness.clone();
         let number = self
             .liveness
@@ -126,49 +130,61 @@ impl Peer {
             move |reason| liveness.connection_broke(number, reason),
         )
         .await?;
-        *slot = Some(connection.clone());
+        *lock(&self.connection) = Some(connection.clone());
         Ok(connection)
-    }
-
-    /// Whether the connection is still delivering replies, so the ping is
-    /// only late behind them.
-    async fn busy_but_alive(&self) -> bool {
-        let slot = self.connection.lock().await;
-        slot.as_ref()
-            .is_some_and(|connection| connection.heard_within(self.timing.ping_timeout))
     }
 
     /// Closes the shared connection at once, so that its reader reports
     /// the break now rather than after a newer connection is up.
-    async fn close_connection(&self) {
-        if let Some(connection) = self.connection.lock().await.take() {
+    fn close_connection(&self) {
+        if let Some(connection) = lock(&self.connection).take() {
             connection.close();
         }
     }
 
-    /// Pings the peer for as long as the process runs.
+    /// Keeps the connection open and the up/down view current for as long
+    /// as the process runs: connects while the peer is down, pings it while
+    /// it is up.
     async fn probe_forever(self: Arc<Self>, self_id: ReplicaId) {
         loop {
-            let ping = Body::Ping(Ping { sender_id: self_id });
-            let answered = match self.call(ping, self.timing.ping_timeout).await {
-                Ok(_) => true,
-                Err(CallError::TimedOut) if self.busy_but_alive().await => true,
-                Err(CallError::TimedOut) => {
-                    self.liveness.mark_down("did not answer a ping in time");
-                    // A connection that stopped answering is not reused.
-                    self.close_connection().await;
-                    false
+            let pause = match self.probe_once(self_id).await {
+                Ok(()) => self.timing.ping_interval,
+                Err(reason) => {
+                    self.liveness.mark_down(&reason);
+                    self.timing.retry_interval
                 }
-                Err(_) => false,
-            };
-            let pause = if answered {
-                self.timing.ping_interval
-            } else {
-                self.timing.retry_interval
             };
             rt::sleep(pause).await;
         }
     }
+
+    /// One ping, over a new connection if there is no live one.
+    async fn probe_once(&self, self_id: ReplicaId) -> Result<(), String> {
+        let connection = match self.live_connection() {
+            Some(connection) => connection,
+            None => self.connect().await?,
+        };
+        let ping = Body::Ping(Ping { sender_id: self_id });
+        match connection.call(ping, self.timing.ping_timeout).await {
+            Ok(_) | Err(CallError::Refused(_)) => {}
+            // Late behind a burst of replies, but the peer is alive.
+            Err(CallError::TimedOut) if connection.heard_within(self.timing.ping_timeout) => {}
+            Err(CallError::TimedOut) => {
+                // A connection that stopped answering is not reused.
+                self.close_connection();
+                return Err("did not answer a ping in time".to_string());
+            }
+            Err(CallError::Disconnected(reason)) => return Err(reason),
+        }
+        self.liveness.mark_up();
+        Ok(())
+    }
+}
+
+fn lock(slot: &Mutex<Option<Arc<MuxConnection>>>) -> MutexGuard<'_, Option<Arc<MuxConnection>>> {
+    // Each critical section is one load or store of the slot, so a
+    // poisoned lock still guards a consistent value.
+    slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Every other replica in the ring, indexed by id.
@@ -193,7 +209,7 @@ impl Peers {
                             up: AtomicBool::new(false),
                             connections_opened: AtomicU64::new(0),
                         }),
-                        connection: rt::AsyncMutex::new(None),
+                        connection: Mutex::new(None),
                         timing: timing.clone(),
                     })
                 })
