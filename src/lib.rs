@@ -4,6 +4,8 @@
 //! string values, three copies of each key, and a consistency level (ONE,
 //! QUORUM, ALL) chosen per request. See README.md for the map of modules.
 
+#![warn(missing_docs)]
+
 pub mod client;
 pub mod clock;
 pub mod cmd;
