@@ -129,7 +129,7 @@ fn two_dead_replicas_make_quorum_and_all_unavailable_fast_and_write_nothing() {
 }
 
 #[test]
-fn a_replica_that_is_up_but_silent_makes_all_time_out_saying_the_write_may_have_landed() {
+fn a_frozen_replica_delays_nothing_below_all_and_makes_all_time_out() {
     let cluster = Cluster::start_with(
         4,
         &["--write-timeout-ms", "500", "--read-timeout-ms", "500"],
