@@ -10,12 +10,20 @@ use std::time::Duration;
 
 use crate::error::KvError;
 use crate::frame::DEFAULT_MAX_FRAME_BYTES;
-use crate::mux::{CallError, MuxConnection};
+use crate::mux::{CallError, FrameLimits, MuxConnection};
 use crate::proto::{
     Body, Consistency, GetRequest, InspectReply, InspectRequest, PutRequest, StatusReply,
     StatusRequest, Versioned,
 };
+use crate::ring::REPLICATION_FACTOR;
 use crate::rt;
+
+/// A request fits any replica's frame limit; a reply may be larger: the
+/// answer to `where` carries up to one value per replica of the key.
+const CLIENT_FRAME_LIMITS: FrameLimits = FrameLimits {
+    request_bytes: DEFAULT_MAX_FRAME_BYTES,
+    reply_bytes: REPLICATION_FACTOR * DEFAULT_MAX_FRAME_BYTES,
+};
 
 /// How long a client waits for its coordinator by default: longer than the
 /// replicas' own 2 s request timeouts, so their typed TIMEOUT arrives first.
@@ -125,8 +133,8 @@ impl Client {
         let connection = MuxConnection::connect(
             &self.addr,
             Duration::from_secs(2),
-            DEFAULT_MAX_FRAME_BYTES,
-            |_| {},
+            CLIENT_FRAME_LIMITS,
+            |_, _| {},
         )
         .await
         .map_err(|reason| KvError::unavailable(format!("coordinator unreachable: {reason}")))?;

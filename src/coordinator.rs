@@ -289,12 +289,14 @@ impl Coordinator {
     ) -> ReplicaAnswer {
         if target == self.self_id {
             return match ask {
-                ReplicaAsk::Write(key, version) => self
-                    .local
-                    .write(key, version)
-                    .await
-                    .map(|()| None)
-                    .map_err(|e| e.to_string()),
+                // Bounded like a peer call; if the disk is slow the write
+                // still lands (the WAL thread applies it), just unawaited.
+                ReplicaAsk::Write(key, version) => {
+                    match rt::timeout(timeout, self.local.write(key, version)).await {
+                        Some(outcome) => outcome.map(|()| None).map_err(|e| e.to_string()),
+                        None => Err(no_answer_within(timeout)),
+                    }
+                }
                 ReplicaAsk::Read(key) => Ok(self.local.read(key)),
             };
         }

@@ -12,7 +12,7 @@ use byteorder::{BigEndian, ByteOrder};
 use prost::Message;
 
 use crate::proto::Envelope;
-use crate::rt::{Read, ReadExt};
+use crate::rt::{self, Read, ReadExt, WriteExt};
 
 /// The default frame limit: room for a 16 MiB value plus the envelope.
 pub const DEFAULT_MAX_FRAME_BYTES: usize = 16 * 1024 * 1024 + 64 * 1024;
@@ -104,6 +104,45 @@ where
         });
     }
     Ok(Some(body))
+}
+
+/// Why `write_queued_frames` stopped.
+#[derive(Debug, PartialEq, Eq)]
+pub enum WriterEnd {
+    /// Every sender of the queue is gone and everything queued was written.
+    QueueClosed,
+    /// The socket failed.
+    Failed,
+    /// One write made no progress for the stall limit: the other side has
+    /// stopped reading.
+    Stalled,
+}
+
+/// Writes frames from `queued` to the socket as they come, coalescing what
+/// is queued into one flush, until the queue closes or the socket fails or
+/// stalls. Each connection's writer task is this loop.
+pub async fn write_queued_frames(
+    stream: &rt::TcpStream,
+    queued: &rt::Receiver<Vec<u8>>,
+    stall_limit: std::time::Duration,
+) -> WriterEnd {
+    let mut writer = rt::BufWriter::new(stream.clone());
+    while let Ok(frame) = queued.recv().await {
+        let mut next = Some(frame);
+        while let Some(frame) = next.take() {
+            match rt::timeout(stall_limit, writer.write_all(&frame)).await {
+                Some(Ok(())) => next = queued.try_recv().ok(),
+                Some(Err(_)) => return WriterEnd::Failed,
+                None => return WriterEnd::Stalled,
+            }
+        }
+        match rt::timeout(stall_limit, writer.flush()).await {
+            Some(Ok(())) => {}
+            Some(Err(_)) => return WriterEnd::Failed,
+            None => return WriterEnd::Stalled,
+        }
+    }
+    WriterEnd::QueueClosed
 }
 
 /// Encodes an envelope as one frame, prefix included, ready to write.

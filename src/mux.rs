@@ -11,15 +11,14 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use prost::Message;
 
-use crate::clock::wall_micros;
 use crate::error::KvError;
-use crate::frame::{encode_frame, read_frame};
+use crate::frame::{encode_frame, read_frame, write_queued_frames};
 use crate::proto::{Body, Envelope};
-use crate::rt::{self, WriteExt};
+use crate::rt;
 
 /// How many encoded frames may wait for the writer before senders wait.
 const OUTBOUND_QUEUE: usize = 1024;
@@ -46,27 +45,75 @@ struct InFlight {
     refusal: Option<String>,
 }
 
+/// Frame size limits of one connection.
+#[derive(Clone, Copy, Debug)]
+pub struct FrameLimits {
+    /// Requests larger than this are refused before they are sent.
+    pub request_bytes: usize,
+    /// A reply larger than this ends the connection.
+    pub reply_bytes: usize,
+}
+
+/// How long one write to the socket may stall before the connection is
+/// given up: a peer that stopped reading must not hold queued frames forever.
+const WRITE_STALL_LIMIT: Duration = Duration::from_secs(30);
+
+/// Numbers connections, so a late report of a break can be told from one
+/// about the connection in use now.
+static NEXT_CONNECTION_ID: AtomicU64 = AtomicU64::new(1);
+
 /// One multiplexed connection to a replica.
 pub struct MuxConnection {
+    id: u64,
     addr: String,
+    stream: rt::TcpStream,
     outbound: rt::Sender<Vec<u8>>,
     in_flight: Arc<Mutex<InFlight>>,
     next_request_id: AtomicU64,
     broken: Arc<AtomicBool>,
-    max_frame_bytes: usize,
-    /// When the last frame arrived, in microseconds since the epoch.
-    last_heard_micros: Arc<AtomicU64>,
+    limits: FrameLimits,
+    last_heard: Arc<LastHeard>,
+}
+
+/// When a frame last arrived, on the monotonic clock (a wall clock stepped
+/// back must not make a silent peer look alive).
+struct LastHeard {
+    since: Instant,
+    /// Microseconds after `since`, plus one; 0 means never.
+    at: AtomicU64,
+}
+
+impl LastHeard {
+    fn new() -> Self {
+        LastHeard {
+            since: Instant::now(),
+            at: AtomicU64::new(0),
+        }
+    }
+
+    fn record(&self) {
+        let micros = self.since.elapsed().as_micros() as u64;
+        self.at.store(micros + 1, Ordering::Relaxed);
+    }
+
+    fn within(&self, window: Duration) -> bool {
+        match self.at.load(Ordering::Relaxed) {
+            0 => false,
+            at => self.since.elapsed().as_micros() as u64 + 1 - at <= window.as_micros() as u64,
+        }
+    }
 }
 
 impl MuxConnection {
     /// Connects and starts the reader and writer tasks. `on_broken` runs
-    /// once, with the reason, when the stream ends: the peer links use it to
-    /// mark a replica down the moment its socket closes.
+    /// once, with this connection's id and the reason, when the stream
+    /// ends: the peer links use it to mark a replica down the moment its
+    /// socket closes.
     pub async fn connect(
         addr: &str,
         connect_timeout: Duration,
-        max_frame_bytes: usize,
-        on_broken: impl FnOnce(&str) + Send + 'static,
+        limits: FrameLimits,
+        on_broken: impl FnOnce(u64, &str) + Send + 'static,
     ) -> Result<Arc<Self>, String> {
         let stream = match rt::timeout(connect_timeout, rt::TcpStream::connect(addr)).await {
             Some(Ok(stream)) => stream,
@@ -83,35 +130,42 @@ impl MuxConnection {
         let in_flight = Arc::new(Mutex::new(InFlight::default()));
         let broken = Arc::new(AtomicBool::new(false));
         rt::spawn(write_frames(stream.clone(), queued, broken.clone()));
-        let last_heard_micros = Arc::new(AtomicU64::new(wall_micros()));
+        let last_heard = Arc::new(LastHeard::new());
         let reader = route_replies(
-            stream,
-            max_frame_bytes,
+            stream.clone(),
+            limits.reply_bytes,
             in_flight.clone(),
             broken.clone(),
-            last_heard_micros.clone(),
+            last_heard.clone(),
         );
+        let id = NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed);
         let addr_owned = addr.to_string();
         rt::spawn(async move {
             let reason = format!("connection to {addr_owned} ended: {}", reader.await);
-            on_broken(&reason);
+            on_broken(id, &reason);
         });
         Ok(Arc::new(MuxConnection {
+            id,
             addr: addr.to_string(),
+            stream,
             outbound,
             in_flight,
             next_request_id: AtomicU64::new(1),
             broken,
-            max_frame_bytes,
-            last_heard_micros,
+            limits,
+            last_heard,
         }))
+    }
+
+    /// This connection's number, as passed to `on_broken`.
+    pub fn id(&self) -> u64 {
+        self.id
     }
 
     /// Whether a frame arrived within `window`: a connection still
     /// delivering replies is alive even if one ping waits behind them.
     pub fn heard_within(&self, window: Duration) -> bool {
-        let last = self.last_heard_micros.load(Ordering::Relaxed);
-        wall_micros().saturating_sub(last) <= window.as_micros() as u64
+        self.last_heard.within(window)
     }
 
     /// Whether the stream has failed; a broken connection is replaced, not reused.
@@ -120,18 +174,18 @@ impl MuxConnection {
     }
 
     /// Sends one request and waits up to `timeout` for its reply. A typed
-    /// error reply comes back as `CallError::Remote`.
+    /// error reply comes back as `CallError::Refused`.
     pub async fn call(&self, body: Body, timeout: Duration) -> Result<Body, CallError> {
         let request_id = self.next_request_id.fetch_add(1, Ordering::Relaxed);
         let frame = encode_frame(&Envelope {
             request_id,
             body: Some(body),
         });
-        if frame.len() > self.max_frame_bytes {
+        if frame.len() > self.limits.request_bytes {
             return Err(CallError::Refused(KvError::invalid(format!(
                 "the request is {} bytes, over the frame limit of {} bytes",
                 frame.len(),
-                self.max_frame_bytes
+                self.limits.request_bytes
             ))));
         }
         let (reply_to, reply) = rt::bounded(1);
@@ -173,11 +227,13 @@ impl MuxConnection {
 }
 
 impl MuxConnection {
-    /// Closes the connection now, even while requests still hold it: the
-    /// writer stops and shuts the socket down, which ends the reader, which
-    /// fails every waiting request.
+    /// Closes the connection now, even while requests still hold it and
+    /// even if a write is stuck on a full socket: shutting the socket down
+    /// ends the writer and the reader, which fails every waiting request.
     pub fn close(&self) {
+        self.broken.store(true, Ordering::Relaxed);
         self.outbound.close();
+        let _ = self.stream.shutdown(std::net::Shutdown::Both);
     }
 }
 
@@ -187,26 +243,14 @@ impl Drop for MuxConnection {
     }
 }
 
-/// Writes queued frames, batching whatever is queued into one flush.
+/// Writes queued frames until the connection is closed or the socket fails
+/// or stalls, then marks the connection broken and shuts the socket down.
 async fn write_frames(
     stream: rt::TcpStream,
     queued: rt::Receiver<Vec<u8>>,
     broken: Arc<AtomicBool>,
 ) {
-    let mut writer = rt::BufWriter::new(stream.clone());
-    'stream: while let Ok(frame) = queued.recv().await {
-        if writer.write_all(&frame).await.is_err() {
-            break;
-        }
-        while let Ok(frame) = queued.try_recv() {
-            if writer.write_all(&frame).await.is_err() {
-                break 'stream;
-            }
-        }
-        if writer.flush().await.is_err() {
-            break;
-        }
-    }
+    write_queued_frames(&stream, &queued, WRITE_STALL_LIMIT).await;
     broken.store(true, Ordering::Relaxed);
     let _ = stream.shutdown(std::net::Shutdown::Both);
 }
@@ -218,7 +262,7 @@ async fn route_replies(
     max_frame_bytes: usize,
     in_flight: Arc<Mutex<InFlight>>,
     broken: Arc<AtomicBool>,
-    last_heard_micros: Arc<AtomicU64>,
+    last_heard: Arc<LastHeard>,
 ) -> String {
     let mut reader = rt::BufReader::new(stream.clone());
     let reason = loop {
@@ -231,7 +275,7 @@ async fn route_replies(
             Ok(envelope) => envelope,
             Err(error) => break format!("undecodable reply: {error}"),
         };
-        last_heard_micros.store(wall_micros(), Ordering::Relaxed);
+        last_heard.record();
         if envelope.request_id == 0 {
             if let Some(Body::Error(error)) = envelope.body {
                 lock(&in_flight).refusal = Some(error.message);

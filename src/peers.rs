@@ -1,19 +1,21 @@
 //! This replica's links to the other replicas: one pooled, multiplexed
 //! connection per peer, and the up/down view that decides UNAVAILABLE.
 //!
-//! A peer is up once it has answered a ping, and down from the moment a
-//! connection to it fails or breaks, or it leaves a ping unanswered while
-//! sending nothing else. A prober task per peer owns connecting: it pings
-//! the peer every second while it is up and tries to reach it every quarter
-//! second while it is down, so a restarted replica is seen within moments
-//! and a killed one as soon as its socket closes. Requests only ever use the
-//! connection the prober keeps; with none, they fail at once.
+//! A peer is up once it has answered a ping, and down from the moment its
+//! connection fails or breaks, or it leaves a ping unanswered while sending
+//! nothing else. A prober task per peer owns connecting: it pings the peer
+//! every second while it is up and tries to reach it every quarter second
+//! while it is down, so a restarted replica is seen within moments and a
+//! killed one as soon as its socket closes. Requests only ever use the
+//! connection the prober keeps, and only while the peer is up; otherwise
+//! they fail at once, so nothing queues behind a replica that is down.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use crate::mux::{CallError, MuxConnection};
+use crate::frame::DEFAULT_MAX_FRAME_BYTES;
+use crate::mux::{CallError, FrameLimits, MuxConnection};
 use crate::proto::{Body, Ping};
 use crate::ring::{ReplicaId, Ring};
 use crate::rt;
@@ -25,12 +27,11 @@ pub struct PeerTiming {
     pub connect_timeout: Duration,
     /// Time between pings to a peer that is up.
     pub ping_interval: Duration,
-    /// A ping not answered in this time marks the peer down.
+    /// A ping not answered in this time, with nothing else heard from the
+    /// peer meanwhile, marks the peer down.
     pub ping_timeout: Duration,
     /// Time between attempts to reach a peer that is down.
     pub retry_interval: Duration,
-    /// Frames from peers above this size are refused.
-    pub max_frame_bytes: usize,
 }
 
 impl Default for PeerTiming {
@@ -40,23 +41,27 @@ impl Default for PeerTiming {
             ping_interval: Duration::from_secs(1),
             ping_timeout: Duration::from_secs(1),
             retry_interval: Duration::from_millis(250),
-            max_frame_bytes: crate::frame::DEFAULT_MAX_FRAME_BYTES,
         }
     }
 }
 
-/// Whether we believe a peer is up. Shared with the peer's connection, whose
-/// reader marks the peer down the moment the stream breaks.
-struct Liveness {
+/// Peers send each other one value per request or reply.
+const PEER_FRAME_LIMITS: FrameLimits = FrameLimits {
+    request_bytes: DEFAULT_MAX_FRAME_BYTES,
+    reply_bytes: DEFAULT_MAX_FRAME_BYTES,
+};
+
+/// Whether a peer is believed up, and the connection in use to it. Shared
+/// with that connection's reader, which reports a break the moment it sees
+/// one.
+struct PeerLink {
     id: ReplicaId,
     addr: String,
     up: AtomicBool,
-    /// Counts connections opened; a connection's break marks the peer down
-    /// only if no newer connection has been opened since.
-    connections_opened: AtomicU64,
+    connection: Mutex<Option<Arc<MuxConnection>>>,
 }
 
-impl Liveness {
+impl PeerLink {
     fn mark_up(&self) {
         if !self.up.swap(true, Ordering::Relaxed) {
             crate::info!("peer {} at {} is up", self.id, self.addr);
@@ -69,75 +74,77 @@ impl Liveness {
         }
     }
 
-    fn connection_broke(&self, connection_number: u64, reason: &str) {
-        if self.connections_opened.load(Ordering::Relaxed) == connection_number {
+    /// A connection broke. It marks the peer down unless a newer connection
+    /// is already working, so a late report about an old connection cannot
+    /// undo what the new one showed.
+    fn connection_broke(&self, connection_id: u64, reason: &str) {
+        let newer_is_working = self
+            .slot()
+            .as_ref()
+            .is_some_and(|c| c.id() != connection_id && !c.is_broken());
+        if !newer_is_working {
             self.mark_down(reason);
         }
+    }
+
+    fn live_connection(&self) -> Option<Arc<MuxConnection>> {
+        self.slot().as_ref().filter(|c| !c.is_broken()).cloned()
+    }
+
+    fn slot(&self) -> MutexGuard<'_, Option<Arc<MuxConnection>>> {
+        // Each critical section is one load or store of the slot, so a
+        // poisoned lock still guards a consistent value.
+        self.connection
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
 /// One other replica: where it is, whether we think it is up, and the
 /// connection we share for all requests to it.
 pub struct Peer {
-    liveness: Arc<Liveness>,
-    connection: Mutex<Option<Arc<MuxConnection>>>,
+    link: Arc<PeerLink>,
     timing: PeerTiming,
 }
 
 impl Peer {
     /// Whether this replica believes the peer is up.
     pub fn is_up(&self) -> bool {
-        self.liveness.up.load(Ordering::Relaxed)
+        self.link.up.load(Ordering::Relaxed)
     }
 
     /// Sends a request over the shared connection and waits up to `timeout`
-    /// for the reply. Fails at once if there is no live connection: only
-    /// the prober connects, so requests never queue behind a connect to a
-    /// replica that is down or unreachable.
+    /// for the reply. Fails at once if the peer is believed down or there
+    /// is no live connection.
     pub async fn call(&self, body: Body, timeout: Duration) -> Result<Body, CallError> {
-        let Some(connection) = self.live_connection() else {
+        let connection = self.link.live_connection().filter(|_| self.is_up());
+        let Some(connection) = connection else {
             return Err(CallError::Disconnected(format!(
-                "no connection to {}: it is believed down",
-                self.liveness.addr
+                "replica {} at {} is believed down",
+                self.link.id, self.link.addr
             )));
         };
-        let outcome = connection.call(body, timeout).await;
-        if let Err(CallError::Disconnected(reason)) = &outcome {
-            self.liveness.mark_down(reason);
-        }
-        outcome
-    }
-
-    fn live_connection(&self) -> Option<Arc<MuxConnection>> {
-        lock(&self.connection)
-            .as_ref()
-            .filter(|connection| !connection.is_broken())
-            .cloned()
+        connection.call(body, timeout).await
     }
 
     /// Opens a new shared connection, replacing any broken one.
     async fn connect(&self) -> Result<Arc<MuxConnection>, String> {
-        let liveness = self.liveness.clone();
-        let number = self
-            .liveness
-            .connections_opened
-            .fetch_add(1, Ordering::Relaxed)
-            + 1;
+        let link = self.link.clone();
         let connection = MuxConnection::connect(
-            &self.liveness.addr,
+            &self.link.addr,
             self.timing.connect_timeout,
-            self.timing.max_frame_bytes,
-            move |reason| liveness.connection_broke(number, reason),
+            PEER_FRAME_LIMITS,
+            move |connection_id, reason| link.connection_broke(connection_id, reason),
         )
         .await?;
-        *lock(&self.connection) = Some(connection.clone());
+        *self.link.slot() = Some(connection.clone());
         Ok(connection)
     }
 
     /// Closes the shared connection at once, so that its reader reports
     /// the break now rather than after a newer connection is up.
     fn close_connection(&self) {
-        if let Some(connection) = lock(&self.connection).take() {
+        if let Some(connection) = self.link.slot().take() {
             connection.close();
         }
     }
@@ -148,9 +155,12 @@ impl Peer {
     async fn probe_forever(self: Arc<Self>, self_id: ReplicaId) {
         loop {
             let pause = match self.probe_once(self_id).await {
-                Ok(()) => self.timing.ping_interval,
+                Ok(()) => {
+                    self.link.mark_up();
+                    self.timing.ping_interval
+                }
                 Err(reason) => {
-                    self.liveness.mark_down(&reason);
+                    self.link.mark_down(&reason);
                     self.timing.retry_interval
                 }
             };
@@ -160,31 +170,23 @@ impl Peer {
 
     /// One ping, over a new connection if there is no live one.
     async fn probe_once(&self, self_id: ReplicaId) -> Result<(), String> {
-        let connection = match self.live_connection() {
+        let connection = match self.link.live_connection() {
             Some(connection) => connection,
             None => self.connect().await?,
         };
         let ping = Body::Ping(Ping { sender_id: self_id });
         match connection.call(ping, self.timing.ping_timeout).await {
-            Ok(_) | Err(CallError::Refused(_)) => {}
+            Ok(_) | Err(CallError::Refused(_)) => Ok(()),
             // Late behind a burst of replies, but the peer is alive.
-            Err(CallError::TimedOut) if connection.heard_within(self.timing.ping_timeout) => {}
+            Err(CallError::TimedOut) if connection.heard_within(self.timing.ping_timeout) => Ok(()),
             Err(CallError::TimedOut) => {
                 // A connection that stopped answering is not reused.
                 self.close_connection();
-                return Err("did not answer a ping in time".to_string());
+                Err("did not answer a ping in time".to_string())
             }
-            Err(CallError::Disconnected(reason)) => return Err(reason),
+            Err(CallError::Disconnected(reason)) => Err(reason),
         }
-        self.liveness.mark_up();
-        Ok(())
     }
-}
-
-fn lock(slot: &Mutex<Option<Arc<MuxConnection>>>) -> MutexGuard<'_, Option<Arc<MuxConnection>>> {
-    // Each critical section is one load or store of the slot, so a
-    // poisoned lock still guards a consistent value.
-    slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Every other replica in the ring, indexed by id.
@@ -203,13 +205,12 @@ impl Peers {
             .map(|member| {
                 (member.id != self_id).then(|| {
                     Arc::new(Peer {
-                        liveness: Arc::new(Liveness {
+                        link: Arc::new(PeerLink {
                             id: member.id,
                             addr: member.addr.clone(),
                             up: AtomicBool::new(false),
-                            connections_opened: AtomicU64::new(0),
+                            connection: Mutex::new(None),
                         }),
-                        connection: Mutex::new(None),
                         timing: timing.clone(),
                     })
                 })
@@ -240,7 +241,7 @@ impl Peers {
         self.by_id
             .iter()
             .flatten()
-            .map(|peer| (peer.liveness.id, peer.is_up()))
+            .map(|peer| (peer.link.id, peer.is_up()))
             .collect()
     }
 }

@@ -2,8 +2,11 @@
 //! it rebuilds.
 //!
 //! The one rule this module exists to keep: memory changes only after the
-//! WAL says durable. A write is encoded, handed to the WAL thread, appended
-//! and fdatasync'ed, and only then merged into the store and acknowledged.
+//! WAL says durable. A write is encoded and handed to the WAL thread, which
+//! appends and fdatasyncs it, then merges it into the store, and only then
+//! tells the writer, who acknowledges it. The WAL thread does the merge so
+//! that a writer that stops waiting (its request timed out) can never leave
+//! a durable write out of memory.
 //!
 //! Group commit: the WAL thread takes every write that is waiting when it
 //! finishes a sync and makes them durable together, with one write and one
@@ -30,13 +33,15 @@ const WAL_QUEUE: usize = 4096;
 
 /// A write waiting for the WAL thread, and where to say it is durable.
 struct PendingWrite {
+    key: u8,
+    version: Versioned,
     payload: Vec<u8>,
     durable: rt::Sender<()>,
 }
 
 /// The replica's durable store: WAL on disk, newest versions in memory.
 pub struct LocalReplica {
-    store: Store,
+    store: Arc<Store>,
     to_wal_thread: rt::Sender<PendingWrite>,
     wal_bytes: Arc<AtomicU64>,
 }
@@ -62,7 +67,7 @@ impl LocalReplica {
         options: wal::Options,
     ) -> Result<(LocalReplica, OpenReport), String> {
         let wal_dir = data_dir.join("wal");
-        let store = Store::new();
+        let store = Arc::new(Store::new());
         let mut newest_timestamp = 0;
         let (log, replay) = wal::Wal::open(&wal_dir, options, |payload| {
             let (key, version) = decode_record(payload)?;
@@ -79,10 +84,10 @@ impl LocalReplica {
         })?;
         let wal_bytes = Arc::new(AtomicU64::new(log.total_bytes()));
         let (to_wal_thread, requests) = rt::bounded(WAL_QUEUE);
-        let thread_bytes = wal_bytes.clone();
+        let (thread_store, thread_bytes) = (store.clone(), wal_bytes.clone());
         std::thread::Builder::new()
             .name("wal".to_string())
-            .spawn(move || run_wal_thread(log, requests, thread_bytes))
+            .spawn(move || run_wal_thread(log, requests, thread_store, thread_bytes))
             .map_err(|e| format!("cannot start the WAL thread: {e}"))?;
         let report = OpenReport {
             wal_dir,
@@ -100,26 +105,29 @@ impl LocalReplica {
         ))
     }
 
-    /// Makes the write durable, then merges it into memory. A version no
-    /// newer than the one held is acknowledged without logging: the newer
-    /// one is already durable and would win on replay anyway.
+    /// Makes the write durable and merges it into memory; returns once both
+    /// are done. A version no newer than the one held is acknowledged
+    /// without logging: the newer one is already durable and would win on
+    /// replay anyway. Dropping the future before it returns is safe: a
+    /// write that reached the WAL thread is applied all the same.
     pub async fn write(&self, key: u8, version: Versioned) -> Result<(), KvError> {
         if self.store.supersedes(key, &version) {
             return Ok(());
         }
         let payload = encode_record(key, &version);
         let (durable, is_durable) = rt::bounded(1);
+        let pending = PendingWrite {
+            key,
+            version,
+            payload,
+            durable,
+        };
+        let stopped = || KvError::internal("the write-ahead log thread has stopped");
         self.to_wal_thread
-            .send(PendingWrite { payload, durable })
+            .send(pending)
             .await
-            .map_err(|_| KvError::internal("the write-ahead log thread has stopped"))?;
-        match is_durable.recv().await {
-            Ok(()) => {
-                self.store.merge(key, version);
-                Ok(())
-            }
-            Err(_) => Err(KvError::internal("the write-ahead log thread has stopped")),
-        }
+            .map_err(|_| stopped())?;
+        is_durable.recv().await.map_err(|_| stopped())
     }
 
     /// The newest version held for the key.
@@ -166,8 +174,9 @@ pub fn decode_record(payload: &[u8]) -> Result<(u8, Versioned), String> {
 }
 
 /// The WAL thread: waits for a write, gathers every write queued behind it,
-/// appends them all with one write and one fdatasync, then tells each
-/// waiter. Exits when every `LocalReplica` handle is gone.
+/// appends them all with one write and one fdatasync, merges them into the
+/// store, then tells each waiter. Exits when every `LocalReplica` handle is
+/// gone.
 ///
 /// A failed append stops the process. After a failed fdatasync the kernel
 /// may have dropped the dirty pages and cleared the error, so neither a
@@ -176,6 +185,7 @@ pub fn decode_record(payload: &[u8]) -> Result<(u8, Versioned), String> {
 fn run_wal_thread(
     mut log: wal::Wal,
     requests: rt::Receiver<PendingWrite>,
+    store: Arc<Store>,
     wal_bytes: Arc<AtomicU64>,
 ) {
     while let Ok(first) = rt::block_on(requests.recv()) {
@@ -200,8 +210,9 @@ fn run_wal_thread(
         }
         wal_bytes.store(log.total_bytes(), Ordering::Relaxed);
         for write in batch {
+            store.merge(write.key, write.version);
             // The waiter may have given up (its request timed out); the write
-            // is durable all the same, so nothing is lost by ignoring that.
+            // is durable and applied all the same.
             let _ = write.durable.try_send(());
         }
     }

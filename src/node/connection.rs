@@ -15,10 +15,10 @@ use std::time::Duration;
 use prost::Message;
 
 use crate::error::KvError;
-use crate::frame::{encode_frame, read_frame, FrameError};
+use crate::frame::{encode_frame, read_frame, write_queued_frames, FrameError, WriterEnd};
 use crate::node::Node;
 use crate::proto::{Body, Envelope};
-use crate::rt::{self, ReadExt, WriteExt};
+use crate::rt::{self, ReadExt};
 
 /// Replies that may wait for the writer before request tasks wait.
 const REPLY_QUEUE: usize = 256;
@@ -26,9 +26,9 @@ const REPLY_QUEUE: usize = 256;
 /// How long to keep reading (and discarding) after refusing a frame.
 const REFUSAL_LINGER: Duration = Duration::from_secs(2);
 
-/// How long one write of replies may stall before the connection is
-/// dropped: a client that stops reading must not hold a replica's memory
-/// and request slots forever.
+/// How long one write of replies may make no progress before the
+/// connection is dropped: a client that stops reading must not hold a
+/// replica's memory and request slots forever.
 const WRITE_STALL_LIMIT: Duration = Duration::from_secs(30);
 
 /// Serves one connection until the other side closes it or breaks the protocol.
@@ -108,40 +108,22 @@ pub async fn serve_connection(node: Arc<Node>, stream: rt::TcpStream, remote: So
 
 /// Writes replies in the order they are queued, coalescing bursts.
 async fn write_replies(stream: rt::TcpStream, queued: rt::Receiver<Vec<u8>>, remote: SocketAddr) {
-    let mut writer = rt::BufWriter::new(stream.clone());
-    let mut failed = false;
-    while let Ok(first) = queued.recv().await {
-        let burst = async {
-            writer.write_all(&first).await?;
-            while let Ok(reply) = queued.try_recv() {
-                writer.write_all(&reply).await?;
-            }
-            writer.flush().await
-        };
-        match rt::timeout(WRITE_STALL_LIMIT, burst).await {
-            Some(Ok(())) => {}
-            Some(Err(_)) => failed = true,
-            None => {
-                crate::warn!(
-                    "closing connection from {remote}: it has not read its replies for {} s",
-                    WRITE_STALL_LIMIT.as_secs()
-                );
-                failed = true;
-            }
-        }
-        if failed {
-            break;
-        }
+    let end = write_queued_frames(&stream, &queued, WRITE_STALL_LIMIT).await;
+    if end == WriterEnd::Stalled {
+        crate::warn!(
+            "closing connection from {remote}: it has not read its replies for {} s",
+            WRITE_STALL_LIMIT.as_secs()
+        );
     }
     // After a failure the reader must stop too; after a clean end only our
     // sending side is done.
-    let how = if failed {
-        std::net::Shutdown::Both
-    } else {
+    let how = if end == WriterEnd::QueueClosed {
         std::net::Shutdown::Write
+    } else {
+        std::net::Shutdown::Both
     };
     let _ = stream.shutdown(how);
-    // Drain so that request tasks blocked on a full queue can finish.
+    // Request tasks blocked on a full queue can then finish.
     queued.close();
 }
 
