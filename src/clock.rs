@@ -5,25 +5,73 @@
 //! jumps back, we keep counting up from the last timestamp handed out, so
 //! a later put through this coordinator always beats an earlier one.
 //!
-//! The clock also moves past every timestamp this replica stores (replayed
-//! from its log at start, or written by another coordinator), in the manner
-//! of a Lamport clock: a restart cannot reissue a timestamp this coordinator
-//! already used, and a put through a replica of a key beats every write of
-//! that key the replica has seen, whatever the skew between coordinators.
+//! The clock also moves past every timestamp this replica stores (written
+//! by another coordinator, or replayed from its log), in the manner of a
+//! Lamport clock: a put through a replica of a key beats every write of that
+//! key the replica has seen, whatever the skew between coordinators.
+//!
+//! Across restarts the clock is held to a lease (`clock_lease.rs`): it never
+//! issues a timestamp beyond a limit already recorded on disk, and a
+//! restarted replica starts past the recorded limit. So even a coordinator
+//! that holds no copy of a key cannot reissue a timestamp it used before a
+//! crash.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// Hands out strictly increasing write timestamps.
-#[derive(Debug, Default)]
+/// How far ahead of this replica's wall clock a write's timestamp may be.
+/// A timestamp from further in the future would win every later write of
+/// its key until the clocks caught up, so replicas refuse such writes.
+pub const MAX_CLOCK_LEAD: Duration = Duration::from_secs(600);
+
+/// The latest timestamp this replica believes: its wall clock plus the lead.
+pub fn latest_believable() -> u64 {
+    wall_micros().saturating_add(MAX_CLOCK_LEAD.as_micros() as u64)
+}
+
+/// Why the clock cannot issue a timestamp now.
+#[derive(Debug, PartialEq, Eq)]
+pub struct LeaseExhausted {
+    /// The limit in force, in microseconds since the epoch.
+    pub lease_until: u64,
+}
+
+/// Hands out strictly increasing write timestamps, never beyond its lease.
+#[derive(Debug)]
 pub struct WriteClock {
     last_issued: AtomicU64,
+    /// Timestamps up to this one may be issued; a limit recorded on disk.
+    lease_until: AtomicU64,
+}
+
+impl Default for WriteClock {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl WriteClock {
-    /// A clock that has issued nothing yet.
+    /// A clock that has issued nothing yet and has no lease limit.
     pub fn new() -> Self {
-        Self::default()
+        WriteClock {
+            last_issued: AtomicU64::new(0),
+            lease_until: AtomicU64::new(u64::MAX),
+        }
+    }
+
+    /// Allows timestamps up to `until` (once it is recorded durably).
+    pub fn grant_lease(&self, until: u64) {
+        self.lease_until.store(until, Ordering::Relaxed);
+    }
+
+    /// The current lease limit.
+    pub fn lease_until(&self) -> u64 {
+        self.lease_until.load(Ordering::Relaxed)
+    }
+
+    /// The last timestamp issued or observed.
+    pub fn last_issued(&self) -> u64 {
+        self.last_issued.load(Ordering::Relaxed)
     }
 
     /// Makes every later timestamp greater than `seen`.
@@ -32,24 +80,29 @@ impl WriteClock {
     }
 
     /// The next timestamp: the wall clock, or one past the last timestamp
-    /// issued or observed if the wall clock has not moved past it.
-    pub fn next(&self) -> u64 {
+    /// issued or observed if the wall clock has not moved past it. Fails if
+    /// that is beyond the lease: the lease on disk is behind (a slow disk).
+    pub fn next(&self) -> Result<u64, LeaseExhausted> {
         self.next_after_wall(wall_micros())
     }
 
-    fn next_after_wall(&self, wall: u64) -> u64 {
+    fn next_after_wall(&self, wall: u64) -> Result<u64, LeaseExhausted> {
         let mut last = self.last_issued.load(Ordering::Relaxed);
         loop {
             // Saturating: the store refuses timestamps far in the future, so the
             // top of the range is never reached in practice.
             let candidate = wall.max(last.saturating_add(1));
+            let lease_until = self.lease_until();
+            if candidate > lease_until {
+                return Err(LeaseExhausted { lease_until });
+            }
             match self.last_issued.compare_exchange_weak(
                 last,
                 candidate,
                 Ordering::Relaxed,
                 Ordering::Relaxed,
             ) {
-                Ok(_) => return candidate,
+                Ok(_) => return Ok(candidate),
                 Err(seen) => last = seen,
             }
         }
@@ -72,19 +125,38 @@ mod tests {
     #[test]
     fn timestamps_never_go_backwards_when_the_wall_clock_does() {
         let clock = WriteClock::new();
-        assert_eq!(clock.next_after_wall(1_000), 1_000);
-        assert_eq!(clock.next_after_wall(500), 1_001);
-        assert_eq!(clock.next_after_wall(1_001), 1_002);
-        assert_eq!(clock.next_after_wall(5_000), 5_000);
+        assert_eq!(clock.next_after_wall(1_000), Ok(1_000));
+        assert_eq!(clock.next_after_wall(500), Ok(1_001));
+        assert_eq!(clock.next_after_wall(1_001), Ok(1_002));
+        assert_eq!(clock.next_after_wall(5_000), Ok(5_000));
     }
 
     #[test]
     fn observed_timestamps_push_the_clock_forward() {
         let clock = WriteClock::new();
         clock.observe(9_000);
-        assert_eq!(clock.next_after_wall(1_000), 9_001);
+        assert_eq!(clock.next_after_wall(1_000), Ok(9_001));
         clock.observe(5_000);
-        assert_eq!(clock.next_after_wall(1_000), 9_002);
+        assert_eq!(clock.next_after_wall(1_000), Ok(9_002));
+    }
+
+    #[test]
+    fn nothing_is_issued_beyond_the_lease() {
+        let clock = WriteClock::new();
+        clock.grant_lease(2_000);
+        assert_eq!(clock.next_after_wall(1_999), Ok(1_999));
+        assert_eq!(clock.next_after_wall(1_000), Ok(2_000));
+        assert_eq!(
+            clock.next_after_wall(1_000),
+            Err(LeaseExhausted { lease_until: 2_000 })
+        );
+        assert_eq!(
+            clock.last_issued(),
+            2_000,
+            "a refused timestamp is not used up"
+        );
+        clock.grant_lease(3_000);
+        assert_eq!(clock.next_after_wall(1_000), Ok(2_001));
     }
 
     #[test]
@@ -93,7 +165,11 @@ mod tests {
         let handles: Vec<_> = (0..4)
             .map(|_| {
                 let clock = clock.clone();
-                std::thread::spawn(move || (0..10_000).map(|_| clock.next()).collect::<Vec<_>>())
+                std::thread::spawn(move || {
+                    (0..10_000)
+                        .map(|_| clock.next().expect("no lease limit"))
+                        .collect::<Vec<_>>()
+                })
             })
             .collect();
         let mut all: Vec<u64> = handles

@@ -111,12 +111,17 @@ impl Coordinator {
         let level = Consistency::from_wire(request.consistency)?;
         checked_value(&request.value, self.limits.max_value_bytes)?;
         let need = self.check_available(key, level, "put")?;
+        let timestamp_micros = self.clock.next().map_err(|exhausted| {
+            KvError::internal(format!(
+                "the write clock reached its lease ({}) before the lease on disk was renewed; the data disk may be slow or failing",
+                exhausted.lease_until
+            ))
+        })?;
         let version = Versioned {
             value: request.value,
-            timestamp_micros: self.clock.next(),
+            timestamp_micros,
             coordinator_id: self.self_id,
         };
-        let timestamp_micros = version.timestamp_micros;
         let gathered = self
             .fan_out(
                 self.ring.replicas_for(key),

@@ -8,6 +8,7 @@
 
 pub mod client;
 pub mod clock;
+pub mod clock_lease;
 pub mod cmd;
 pub mod console;
 pub mod coordinator;

@@ -538,7 +538,7 @@ fn pipelined_requests_are_each_answered_exactly_once() {
 }
 
 #[test]
-fn a_replica_write_with_a_bad_key_or_no_version_is_invalid() {
+fn a_replica_write_that_is_misrouted_malformed_or_from_the_future_is_invalid() {
     let mut cluster = Cluster::start(4);
     let mut stream = connect(&cluster, 2);
     let version = Versioned {
@@ -573,6 +573,49 @@ fn a_replica_write_with_a_bad_key_or_no_version_is_invalid() {
         }),
     );
     assert_invalid(&read_reply(&mut stream), 43, "no version");
+    let write = |key: u32, version: Versioned| {
+        Body::ReplicaWrite(ReplicaWrite {
+            key: Some(key),
+            version: Some(version),
+        })
+    };
+    let now = ringkv::clock::wall_micros();
+    let good = Versioned {
+        value: "direct".into(),
+        timestamp_micros: now,
+        coordinator_id: 0,
+    };
+    // Key 10 lives on 0, 1, 2: replica 2 holds it, but not key 200 (3, 0, 1).
+    send(&mut stream, 45, write(200, good.clone()));
+    assert_invalid(
+        &read_reply(&mut stream),
+        45,
+        "replica 2 does not hold key 200",
+    );
+    // A coordinator that is not in the ring.
+    let stranger = Versioned {
+        coordinator_id: 9,
+        ..good.clone()
+    };
+    send(&mut stream, 46, write(10, stranger));
+    assert_invalid(
+        &read_reply(&mut stream),
+        46,
+        "coordinator 9, which is not in the ring",
+    );
+    // A timestamp from the far future would beat every later write of the key.
+    for (id, timestamp_micros) in [(47, u64::MAX), (48, now + 3_600_000_000)] {
+        let future = Versioned {
+            timestamp_micros,
+            ..good.clone()
+        };
+        send(&mut stream, id, write(10, future));
+        assert_invalid(
+            &read_reply(&mut stream),
+            id,
+            "ahead of this replica's clock",
+        );
+    }
     // None of them stored anything on this replica.
     send(&mut stream, 44, Body::Status(proto::StatusRequest {}));
     let reply = read_reply(&mut stream);
@@ -582,4 +625,20 @@ fn a_replica_write_with_a_bad_key_or_no_version_is_invalid() {
     };
     assert_eq!(status.keys_held, 0, "{status:?}");
     assert_still_serving(&mut cluster, 2);
+}
+
+#[test]
+fn the_client_refuses_a_request_too_large_for_any_frame_without_sending_it() {
+    let mut cluster = Cluster::start(4);
+    let value = "v".repeat(DEFAULT_MAX_FRAME_BYTES);
+    let error = ringkv::rt::block_on(cluster.client(0).put(10, &value, Consistency::Quorum))
+        .expect_err("a value larger than any frame");
+    assert_eq!(error.kind, ErrorKind::Invalid, "{error}");
+    assert!(error.message.contains("over the frame limit"), "{error}");
+    assert!(
+        !cluster.log(0).contains("exceeds the limit"),
+        "nothing reached the replica:\n{}",
+        cluster.log(0)
+    );
+    assert_still_serving(&mut cluster, 0);
 }

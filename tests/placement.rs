@@ -4,7 +4,9 @@
 mod common;
 
 use common::Cluster;
-use ringkv::proto::Consistency;
+use ringkv::error::ErrorKind;
+use ringkv::proto::{Body, Consistency, ReplicaRead};
+use ringkv::rt;
 
 #[test]
 fn each_key_lives_on_its_owner_and_the_next_two_replicas_only() {
@@ -26,28 +28,23 @@ fn each_key_lives_on_its_owner_and_the_next_two_replicas_only() {
             .put(0, key, &value, Consistency::All)
             .expect("put at ALL");
         for replica in 0..4u32 {
-            let client = cluster.client(replica as usize);
-            let held = ringkv::rt::block_on(async {
-                // Ask the replica itself, bypassing the coordinator.
-                client
-                    .call(ringkv::proto::Body::ReplicaRead(
-                        ringkv::proto::ReplicaRead { key: Some(key) },
-                    ))
-                    .await
-            })
-            .expect("replica read");
-            let ringkv::proto::Body::ReplicaReadReply(reply) = held else {
-                panic!("unexpected reply {held:?}");
-            };
-            let holds = reply.found.map(|v| v.value);
+            // Ask the replica itself, bypassing the coordinator.
+            let request = Body::ReplicaRead(ReplicaRead { key: Some(key) });
+            let answer = rt::block_on(cluster.client(replica as usize).call(request));
             if expected.contains(&replica) {
+                let Ok(Body::ReplicaReadReply(reply)) = answer else {
+                    panic!("key {key} on replica {replica}: {answer:?}");
+                };
                 assert_eq!(
-                    holds.as_deref(),
-                    Some(value.as_str()),
+                    reply.found.map(|v| v.value),
+                    Some(value.clone()),
                     "key {key} on replica {replica}"
                 );
             } else {
-                assert_eq!(holds, None, "key {key} must not be on replica {replica}");
+                // A replica refuses to serve a key that is not its own.
+                let error = answer.expect_err("a read of a key the replica does not hold");
+                assert_eq!(error.kind, ErrorKind::Invalid, "{error}");
+                assert!(error.message.contains("does not hold"), "{error}");
             }
         }
         let holders: Vec<u32> = cluster
@@ -59,5 +56,17 @@ fn each_key_lives_on_its_owner_and_the_next_two_replicas_only() {
             holders, expected,
             "where {key} lists the key's replicas, owner first"
         );
+    }
+    // And nothing landed anywhere else: each replica holds exactly the
+    // keys whose replicas include it.
+    for replica in 0..4u32 {
+        let held = rt::block_on(cluster.client(replica as usize).status())
+            .expect("status")
+            .keys_held;
+        let expected = cases
+            .iter()
+            .filter(|(_, replicas)| replicas.contains(&replica))
+            .count();
+        assert_eq!(held as usize, expected, "keys held by replica {replica}");
     }
 }

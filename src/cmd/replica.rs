@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use argh::FromArgs;
 
-use crate::clock::WriteClock;
+use crate::clock::{latest_believable, WriteClock, MAX_CLOCK_LEAD};
+use crate::clock_lease;
 use crate::coordinator::{Coordinator, Limits};
 use crate::frame::DEFAULT_MAX_FRAME_BYTES;
 use crate::node::{self, Node};
@@ -112,9 +113,19 @@ pub fn run(args: ReplicaArgs) -> Result<(), String> {
         read_timeout: Duration::from_millis(args.read_timeout_ms),
         max_value_bytes: args.max_value_bytes,
     };
-    // Past every timestamp in the log: a restart never reissues one.
+    // Past every timestamp in the log (but not beyond the lead a live write
+    // may have), then past the lease of the previous run.
     let clock = Arc::new(WriteClock::new());
-    clock.observe(report.newest_timestamp);
+    let believable = latest_believable();
+    if report.newest_timestamp > believable {
+        crate::warn!(
+            "the log holds timestamp {}, more than {} s ahead of this clock; not moving the write clock past it",
+            report.newest_timestamp,
+            MAX_CLOCK_LEAD.as_secs()
+        );
+    }
+    clock.observe(report.newest_timestamp.min(believable));
+    clock_lease::start(&args.data, &clock)?;
     rt::block_on(async move {
         let listener = rt::TcpListener::bind(&member.addr)
             .await
@@ -122,6 +133,7 @@ pub fn run(args: ReplicaArgs) -> Result<(), String> {
         let local = Arc::new(local);
         let peers = Arc::new(Peers::new(&ring, args.id, PeerTiming::default()));
         peers.start_probing();
+        rt::spawn(clock_lease::renew_forever(args.data.clone(), clock.clone()));
         let coordinator = Arc::new(Coordinator::new(
             args.id,
             ring.clone(),

@@ -6,9 +6,8 @@
 //! connection, let alone the process, down.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use crate::clock::{wall_micros, WriteClock};
+use crate::clock::{latest_believable, WriteClock, MAX_CLOCK_LEAD};
 use crate::coordinator::{Coordinator, Limits};
 use crate::error::KvError;
 use crate::peers::Peers;
@@ -18,11 +17,6 @@ use crate::proto::{
 };
 use crate::replica::LocalReplica;
 use crate::ring::{ReplicaId, Ring};
-
-/// How far ahead of this replica's wall clock a write's timestamp may be.
-/// A timestamp from further in the future would win every later write of
-/// its key until the clocks caught up, so it is refused instead.
-const MAX_CLOCK_LEAD: Duration = Duration::from_secs(600);
 
 /// Everything a connection task needs to answer requests.
 pub struct Node {
@@ -82,7 +76,7 @@ impl Node {
     }
 
     async fn apply_write(&self, write: ReplicaWrite) -> Result<ReplicaWriteAck, KvError> {
-        let key = checked_key(write.key)?;
+        let key = self.held_key(write.key)?;
         let Some(version) = write.version else {
             return Err(KvError::invalid("the replica write has no version"));
         };
@@ -93,25 +87,39 @@ impl Node {
                 version.coordinator_id
             )));
         }
-        let latest_allowed = wall_micros().saturating_add(MAX_CLOCK_LEAD.as_micros() as u64);
-        if version.timestamp_micros > latest_allowed {
+        if version.timestamp_micros > latest_believable() {
             return Err(KvError::invalid(format!(
                 "the write's timestamp {} is more than {} s ahead of this replica's clock",
                 version.timestamp_micros,
                 MAX_CLOCK_LEAD.as_secs()
             )));
         }
-        let timestamp = version.timestamp_micros;
+        // Before the write becomes readable, so that no put through this
+        // replica can be stamped below a value it already serves.
+        self.clock.observe(version.timestamp_micros);
         self.local.write(key, version).await?;
-        self.clock.observe(timestamp);
         Ok(ReplicaWriteAck {})
     }
 
     fn read_local(&self, read: ReplicaRead) -> Result<ReplicaReadReply, KvError> {
-        let key = checked_key(read.key)?;
+        let key = self.held_key(read.key)?;
         Ok(ReplicaReadReply {
             found: self.local.read(key),
         })
+    }
+
+    /// A key from a replica message, which must be one this replica holds: a
+    /// misrouted write would otherwise sit where no read looks for it.
+    fn held_key(&self, key: Option<u32>) -> Result<u8, KvError> {
+        let key = checked_key(key)?;
+        if !self.ring.replicas_for(key).contains(&self.self_id) {
+            return Err(KvError::invalid(format!(
+                "replica {} does not hold key {key} (its replicas are {:?})",
+                self.self_id,
+                self.ring.replicas_for(key)
+            )));
+        }
+        Ok(key)
     }
 
     fn status(&self) -> StatusReply {

@@ -1,0 +1,165 @@
+//! The write clock's lease on disk: a timestamp that the coordinator clock
+//! may not pass until it has been recorded durably in `DIR/clock-lease`.
+//!
+//! Why: a coordinator stamps writes of keys it holds no copy of, so its own
+//! log cannot tell a restarted replica which timestamps it already used. If
+//! the wall clock had stepped back across the restart, it could stamp a new
+//! put below an older one it acknowledged, and the new put would silently
+//! lose. With the lease, the clock never issues past the recorded limit, and
+//! a restarted replica starts past it.
+//!
+//! The limit is renewed ahead of need (every 100 ms the renewer checks
+//! whether the clock is within `RENEW_MARGIN` of it and, if so, records a
+//! limit `LEASE_SPAN` ahead), so a healthy disk never makes a put wait. The
+//! file holds the limit as decimal microseconds and is replaced atomically
+//! (write a temporary file, fsync, rename, fsync the directory). All disk
+//! work runs on the blocking pool.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::clock::{latest_believable, wall_micros, WriteClock};
+use crate::rt;
+
+/// The lease file's name inside the data directory.
+pub const LEASE_FILE: &str = "clock-lease";
+
+/// How far past the clock each renewal records the limit.
+const LEASE_SPAN: Duration = Duration::from_secs(10);
+
+/// Renew once the clock is this close to the limit.
+const RENEW_MARGIN: Duration = Duration::from_secs(5);
+
+/// How often the renewer looks.
+const RENEW_CHECK: Duration = Duration::from_millis(100);
+
+/// Reads the previous lease, moves the clock past it, records a new one and
+/// grants it. Blocking: call before serving.
+pub fn start(data_dir: &Path, clock: &WriteClock) -> Result<(), String> {
+    let path = data_dir.join(LEASE_FILE);
+    let previous = read_lease(&path)?;
+    let believable = latest_believable();
+    if previous > believable {
+        crate::warn!(
+            "{} holds {previous}, more than the allowed lead ahead of this clock; starting from {believable}",
+            path.display()
+        );
+    }
+    clock.observe(previous.min(believable));
+    let until = next_limit(clock);
+    write_lease(&path, until).map_err(|e| format!("cannot record {}: {e}", path.display()))?;
+    clock.grant_lease(until);
+    Ok(())
+}
+
+/// Keeps the lease ahead of the clock for as long as the process runs.
+pub async fn renew_forever(data_dir: PathBuf, clock: Arc<WriteClock>) {
+    let path = data_dir.join(LEASE_FILE);
+    let mut failing = false;
+    loop {
+        rt::sleep(RENEW_CHECK).await;
+        let now = clock.last_issued().max(wall_micros());
+        if now.saturating_add(RENEW_MARGIN.as_micros() as u64) < clock.lease_until() {
+            continue;
+        }
+        let until = next_limit(&clock);
+        let target = path.clone();
+        match rt::spawn_blocking(move || write_lease(&target, until)).await {
+            Ok(()) => {
+                if failing {
+                    crate::info!(
+                        "recording the clock lease in {} works again",
+                        path.display()
+                    );
+                    failing = false;
+                }
+                clock.grant_lease(until);
+            }
+            Err(error) => {
+                if !failing {
+                    crate::error!(
+                        "cannot record the clock lease in {}: {error}; puts through this replica fail once the current lease runs out",
+                        path.display()
+                    );
+                    failing = true;
+                }
+            }
+        }
+    }
+}
+
+/// The limit to record next: `LEASE_SPAN` past the clock.
+fn next_limit(clock: &WriteClock) -> u64 {
+    clock
+        .last_issued()
+        .max(wall_micros())
+        .saturating_add(LEASE_SPAN.as_micros() as u64)
+}
+
+/// The recorded limit; 0 if there is none yet.
+fn read_lease(path: &Path) -> Result<u64, String> {
+    match fs::read_to_string(path) {
+        Ok(text) => text.trim().parse().map_err(|_| {
+            format!(
+                "{} does not hold a timestamp ('{}'); it is replaced atomically, so it was edited or damaged",
+                path.display(),
+                text.trim()
+            )
+        }),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(0),
+        Err(error) => Err(format!("cannot read {}: {error}", path.display())),
+    }
+}
+
+/// Replaces the lease file atomically and durably.
+fn write_lease(path: &Path, until: u64) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or_else(|| Path::new("."));
+    fs::create_dir_all(dir)?;
+    let temporary = path.with_extension("tmp");
+    let mut file = fs::File::create(&temporary)?;
+    file.write_all(format!("{until}\n").as_bytes())?;
+    file.sync_all()?;
+    fs::rename(&temporary, path)?;
+    fs::File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("ringkv-lease-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        dir
+    }
+
+    #[test]
+    fn a_restart_starts_past_the_recorded_lease() {
+        let dir = scratch_dir("restart");
+        let ahead = wall_micros() + 60_000_000;
+        write_lease(&dir.join(LEASE_FILE), ahead).expect("write");
+        let clock = WriteClock::new();
+        start(&dir, &clock).expect("start");
+        let first = clock.next().expect("within the new lease");
+        assert!(first > ahead, "{first} must be past the old lease {ahead}");
+        let recorded = read_lease(&dir.join(LEASE_FILE)).expect("read");
+        assert_eq!(recorded, clock.lease_until());
+        assert!(recorded > first);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_fresh_directory_gets_a_lease_and_a_damaged_one_is_refused() {
+        let dir = scratch_dir("fresh");
+        let clock = WriteClock::new();
+        start(&dir, &clock).expect("start");
+        assert!(clock.lease_until() > wall_micros());
+        fs::write(dir.join(LEASE_FILE), "garbage").expect("damage");
+        let error = start(&dir, &WriteClock::new()).expect_err("damaged lease");
+        assert!(error.contains("does not hold a timestamp"), "{error}");
+        let _ = fs::remove_dir_all(&dir);
+    }
+}
