@@ -255,6 +255,22 @@ fn a_length_prefix_over_the_limit_gets_invalid_then_the_connection_closes() {
 }
 
 #[test]
+fn the_refusal_of_an_over_limit_frame_survives_the_body_that_follows_it() {
+    let mut cluster = Cluster::start(4);
+    // A client that sends its oversized frame in one go: prefix and 4 MiB
+    // of body are on the wire before it reads anything. The replica must
+    // read past them before closing, or the reset would destroy its answer.
+    let mut stream = connect(&cluster, 1);
+    let claimed = (DEFAULT_MAX_FRAME_BYTES + 1) as u32;
+    send_raw(&mut stream, &claimed.to_be_bytes());
+    send_raw(&mut stream, &vec![b'x'; 4 * 1024 * 1024]);
+    let reply = read_reply(&mut stream);
+    assert_invalid(&reply, 0, "exceeds the limit");
+    assert_closed_by_server(&mut stream);
+    assert_still_serving(&mut cluster, 1);
+}
+
+#[test]
 fn a_connection_closed_mid_frame_is_logged_and_the_replica_keeps_serving() {
     let mut cluster = Cluster::start(4);
     // Half a length prefix.
