@@ -79,6 +79,21 @@ impl WriteClock {
         self.last_issued.fetch_max(seen, Ordering::Relaxed);
     }
 
+    /// Moves past a timestamp found on disk at start (`found_in` names
+    /// where), but never beyond the lead a live write may have: a bad clock
+    /// in an earlier run must not push this one far ahead. Logs it if it
+    /// had to stop short.
+    pub fn observe_from_disk(&self, seen: u64, found_in: &str) {
+        let believable = latest_believable();
+        if seen > believable {
+            crate::warn!(
+                "{found_in} holds timestamp {seen}, more than {} s ahead of this clock; the write clock starts at {believable} instead",
+                MAX_CLOCK_LEAD.as_secs()
+            );
+        }
+        self.observe(seen.min(believable));
+    }
+
     /// The next timestamp: the wall clock, or one past the last timestamp
     /// issued or observed if the wall clock has not moved past it. Fails if
     /// that is beyond the lease: the lease on disk is behind (a slow disk).

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::clock::{latest_believable, wall_micros, WriteClock};
+use crate::clock::{wall_micros, WriteClock};
 use crate::rt;
 
 /// The lease file's name inside the data directory.
@@ -40,15 +40,7 @@ const RENEW_CHECK: Duration = Duration::from_millis(100);
 /// grants it. Blocking: call before serving.
 pub fn start(data_dir: &Path, clock: &WriteClock) -> Result<(), String> {
     let path = data_dir.join(LEASE_FILE);
-    let previous = read_lease(&path)?;
-    let believable = latest_believable();
-    if previous > believable {
-        crate::warn!(
-            "{} holds {previous}, more than the allowed lead ahead of this clock; starting from {believable}",
-            path.display()
-        );
-    }
-    clock.observe(previous.min(believable));
+    clock.observe_from_disk(read_lease(&path)?, &path.display().to_string());
     let until = next_limit(clock);
     write_lease(&path, until).map_err(|e| format!("cannot record {}: {e}", path.display()))?;
     clock.grant_lease(until);

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use argh::FromArgs;
 
-use crate::clock::{latest_believable, WriteClock, MAX_CLOCK_LEAD};
+use crate::clock::WriteClock;
 use crate::clock_lease;
 use crate::coordinator::{Coordinator, Limits};
 use crate::frame::DEFAULT_MAX_FRAME_BYTES;
@@ -113,18 +113,12 @@ pub fn run(args: ReplicaArgs) -> Result<(), String> {
         read_timeout: Duration::from_millis(args.read_timeout_ms),
         max_value_bytes: args.max_value_bytes,
     };
-    // Past every timestamp in the log (but not beyond the lead a live write
-    // may have), then past the lease of the previous run.
+    // Past every timestamp in the log, then past the previous run's lease.
     let clock = Arc::new(WriteClock::new());
-    let believable = latest_believable();
-    if report.newest_timestamp > believable {
-        crate::warn!(
-            "the log holds timestamp {}, more than {} s ahead of this clock; not moving the write clock past it",
-            report.newest_timestamp,
-            MAX_CLOCK_LEAD.as_secs()
-        );
-    }
-    clock.observe(report.newest_timestamp.min(believable));
+    clock.observe_from_disk(
+        report.newest_timestamp,
+        &report.wal_dir.display().to_string(),
+    );
     clock_lease::start(&args.data, &clock)?;
     rt::block_on(async move {
         let listener = rt::TcpListener::bind(&member.addr)
