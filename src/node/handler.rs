@@ -28,7 +28,7 @@ pub struct Node {
     pub local: Arc<LocalReplica>,
     /// The up/down view, for status.
     pub peers: Arc<Peers>,
-    /// The ring, to check that a write's coordinator is a member.
+    /// The ring: which keys this replica holds, which coordinators exist.
     pub ring: Arc<Ring>,
     /// The coordinator clock, moved past every timestamp this replica stores.
     pub clock: Arc<WriteClock>,
