@@ -1,13 +1,17 @@
 //! SIGKILL under load: writers keep putting at QUORUM through every
 //! coordinator while replicas are killed and restarted one at a time. No
 //! write that was acknowledged may be lost, and every replica must come back.
+//!
+//! By default this is a short run (five kills). `scripts/crash_test.sh
+//! --seconds N` runs the same test for N seconds, killing a random replica
+//! every second or so; it reads the duration from `RINGKV_CRASH_SECONDS`.
 
 mod common;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::Cluster;
 use ringkv::client::Client;
@@ -22,19 +26,51 @@ fn keys_of(writer: usize) -> impl Iterator<Item = u32> {
     (0..KEYS_PER_WRITER).map(move |i| (i * WRITERS as u32 + writer as u32) * 7 % 256)
 }
 
+/// What one writer saw: the last acknowledged sequence number of each of
+/// its keys, and how many puts were acknowledged in all.
+struct WriterReport {
+    last_acked: HashMap<u32, u64>,
+    acked: u64,
+}
+
+/// Which replicas to kill, one after another: a fixed short list, or for
+/// a timed run, pseudo-random victims until the time is up.
+fn victims() -> Box<dyn Iterator<Item = usize>> {
+    match std::env::var("RINGKV_CRASH_SECONDS")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+    {
+        None => Box::new([1, 3, 0, 2, 1].into_iter()),
+        Some(seconds) => {
+            let until = Instant::now() + Duration::from_secs(seconds);
+            let mut state = ringkv::clock::wall_micros() | 1;
+            Box::new(std::iter::from_fn(move || {
+                // xorshift64: varied victims without a dependency.
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (Instant::now() < until).then_some((state % 4) as usize)
+            }))
+        }
+    }
+}
+
 #[test]
 fn no_acknowledged_write_is_lost_when_replicas_are_killed_under_load() {
     let mut cluster = Cluster::start(4);
     let stop = AtomicBool::new(false);
     let addrs = cluster.addrs.clone();
-    // For each key: the sequence number of its last acknowledged write.
-    let acknowledged: HashMap<u32, u64> = thread::scope(|scope| {
+    let mut kills = 0;
+    let reports: Vec<WriterReport> = thread::scope(|scope| {
         let writers: Vec<_> = (0..WRITERS)
             .map(|writer| {
                 let (stop, addr) = (&stop, addrs[writer].clone());
                 scope.spawn(move || {
                     let client = Client::new(addr).with_timeout(Duration::from_secs(5));
-                    let mut last_acked = HashMap::new();
+                    let mut report = WriterReport {
+                        last_acked: HashMap::new(),
+                        acked: 0,
+                    };
                     let mut sequence = 0u64;
                     while !stop.load(Ordering::Relaxed) {
                         sequence += 1;
@@ -43,17 +79,19 @@ fn no_acknowledged_write_is_lost_when_replicas_are_killed_under_load() {
                             // Failures are expected while this writer's own
                             // coordinator is down; only acknowledgements count.
                             if rt::block_on(client.put(key, &value, Consistency::Quorum)).is_ok() {
-                                last_acked.insert(key, sequence);
+                                report.last_acked.insert(key, sequence);
+                                report.acked += 1;
                             }
                         }
                     }
-                    last_acked
+                    report
                 })
             })
             .collect();
-        for victim in [1, 3, 0, 2, 1] {
+        for victim in victims() {
             thread::sleep(Duration::from_millis(300));
             cluster.kill(victim);
+            kills += 1;
             thread::sleep(Duration::from_millis(300));
             cluster.restart(victim);
         }
@@ -61,9 +99,11 @@ fn no_acknowledged_write_is_lost_when_replicas_are_killed_under_load() {
         stop.store(true, Ordering::Relaxed);
         writers
             .into_iter()
-            .flat_map(|w| w.join().expect("writer"))
+            .map(|w| w.join().expect("writer"))
             .collect()
     });
+    let acked: u64 = reports.iter().map(|r| r.acked).sum();
+    let acknowledged: HashMap<u32, u64> = reports.into_iter().flat_map(|r| r.last_acked).collect();
     assert_eq!(
         acknowledged.len(),
         WRITERS * KEYS_PER_WRITER as usize,
@@ -85,6 +125,11 @@ fn no_acknowledged_write_is_lost_when_replicas_are_killed_under_load() {
             lost.push((key, last_acked, seen));
         }
     }
+    println!(
+        "crash test: {acked} writes acknowledged, {kills} kills, {} keys verified, {} lost",
+        acknowledged.len(),
+        lost.len()
+    );
     assert!(
         lost.is_empty(),
         "acknowledged writes lost (key, acked, read): {lost:?}"
