@@ -29,11 +29,26 @@ pub fn latest_believable() -> u64 {
     wall_micros().saturating_add(MAX_CLOCK_LEAD.as_micros() as u64)
 }
 
-/// Why the clock cannot issue a timestamp now.
+/// Why the clock cannot issue a timestamp now. Nothing is issued, so a put
+/// refused for either reason writes nothing.
 #[derive(Debug, PartialEq, Eq)]
-pub struct LeaseExhausted {
-    /// The limit in force, in microseconds since the epoch.
-    pub lease_until: u64,
+pub enum ClockRefusal {
+    /// The next timestamp is past the lease recorded on disk: the renewer
+    /// has not caught up yet (briefly after a jump, or a slow disk).
+    LeaseBehind {
+        /// The limit in force, in microseconds since the epoch.
+        lease_until: u64,
+    },
+    /// The next timestamp is more than `MAX_CLOCK_LEAD` ahead of the wall
+    /// clock, so replicas would refuse it. This happens after a restart
+    /// whose wall clock is behind timestamps issued or stored before it:
+    /// going on from the wall clock would let new puts lose to old ones.
+    FarAhead {
+        /// The timestamp that would be next.
+        next: u64,
+        /// The wall clock.
+        wall: u64,
+    },
 }
 
 /// Hands out strictly increasing write timestamps, never beyond its lease.
@@ -80,36 +95,44 @@ impl WriteClock {
     }
 
     /// Moves past a timestamp found on disk at start (`found_in` names
-    /// where), but never beyond the lead a live write may have: a bad clock
-    /// in an earlier run must not push this one far ahead. Logs it if it
-    /// had to stop short.
+    /// where). If it is more than `MAX_CLOCK_LEAD` ahead of the wall clock,
+    /// the wall clock has stepped back across the restart: the clock still
+    /// starts past it, puts through this replica are refused until the wall
+    /// clock catches up, and this is logged.
     pub fn observe_from_disk(&self, seen: u64, found_in: &str) {
-        let believable = latest_believable();
-        if seen > believable {
-            crate::warn!(
-                "{found_in} holds timestamp {seen}, more than {} s ahead of this clock; the write clock starts at {believable} instead",
+        if seen > latest_believable() {
+            let behind_secs = seen.saturating_sub(wall_micros()) / 1_000_000;
+            crate::error!(
+                "{found_in} holds timestamp {seen}, {behind_secs} s ahead of this wall clock: the clock stepped back. \
+                 Puts through this replica are refused until the wall clock is within {} s of it",
                 MAX_CLOCK_LEAD.as_secs()
             );
         }
-        self.observe(seen.min(believable));
+        self.observe(seen);
     }
 
     /// The next timestamp: the wall clock, or one past the last timestamp
-    /// issued or observed if the wall clock has not moved past it. Fails if
-    /// that is beyond the lease: the lease on disk is behind (a slow disk).
-    pub fn next(&self) -> Result<u64, LeaseExhausted> {
+    /// issued or observed if the wall clock has not moved past it. Refused,
+    /// with nothing issued, if that is beyond the lease or too far ahead of
+    /// the wall clock.
+    pub fn next(&self) -> Result<u64, ClockRefusal> {
         self.next_after_wall(wall_micros())
     }
 
-    fn next_after_wall(&self, wall: u64) -> Result<u64, LeaseExhausted> {
+    fn next_after_wall(&self, wall: u64) -> Result<u64, ClockRefusal> {
         let mut last = self.last_issued.load(Ordering::Relaxed);
         loop {
-            // Saturating: the store refuses timestamps far in the future, so the
-            // top of the range is never reached in practice.
+            // Saturating: the top of the range is refused as far ahead below.
             let candidate = wall.max(last.saturating_add(1));
+            if candidate > wall.saturating_add(MAX_CLOCK_LEAD.as_micros() as u64) {
+                return Err(ClockRefusal::FarAhead {
+                    next: candidate,
+                    wall,
+                });
+            }
             let lease_until = self.lease_until();
             if candidate > lease_until {
-                return Err(LeaseExhausted { lease_until });
+                return Err(ClockRefusal::LeaseBehind { lease_until });
             }
             match self.last_issued.compare_exchange_weak(
                 last,
@@ -156,6 +179,23 @@ mod tests {
     }
 
     #[test]
+    fn nothing_is_issued_far_ahead_of_the_wall_clock() {
+        let clock = WriteClock::new();
+        let lead = MAX_CLOCK_LEAD.as_micros() as u64;
+        clock.observe(1_000 + lead + 5);
+        assert_eq!(
+            clock.next_after_wall(1_000),
+            Err(ClockRefusal::FarAhead {
+                next: 1_000 + lead + 6,
+                wall: 1_000
+            })
+        );
+        // Once the wall clock catches up to within the lead, it goes on
+        // past the observed timestamp, never below it.
+        assert_eq!(clock.next_after_wall(1_006), Ok(1_000 + lead + 6));
+    }
+
+    #[test]
     fn nothing_is_issued_beyond_the_lease() {
         let clock = WriteClock::new();
         clock.grant_lease(2_000);
@@ -163,7 +203,7 @@ mod tests {
         assert_eq!(clock.next_after_wall(1_000), Ok(2_000));
         assert_eq!(
             clock.next_after_wall(1_000),
-            Err(LeaseExhausted { lease_until: 2_000 })
+            Err(ClockRefusal::LeaseBehind { lease_until: 2_000 })
         );
         assert_eq!(
             clock.last_issued(),

@@ -15,7 +15,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::clock::WriteClock;
+use crate::clock::{ClockRefusal, WriteClock};
 use crate::error::KvError;
 use crate::mux::CallError;
 use crate::peers::Peers;
@@ -48,6 +48,9 @@ impl Default for Limits {
         }
     }
 }
+
+/// How long a put waits for the clock's lease to be renewed.
+const LEASE_WAIT: Duration = Duration::from_secs(1);
 
 /// What a coordinator asks of one replica of a key.
 #[derive(Clone)]
@@ -111,12 +114,7 @@ impl Coordinator {
         let level = Consistency::from_wire(request.consistency)?;
         checked_value(&request.value, self.limits.max_value_bytes)?;
         let need = self.check_available(key, level, "put")?;
-        let timestamp_micros = self.clock.next().map_err(|exhausted| {
-            KvError::internal(format!(
-                "the write clock reached its lease ({}) before the lease on disk was renewed; the data disk may be slow or failing",
-                exhausted.lease_until
-            ))
-        })?;
+        let timestamp_micros = self.stamp().await?;
         let version = Versioned {
             value: request.value,
             timestamp_micros,
@@ -217,6 +215,32 @@ impl Coordinator {
                 })
                 .collect(),
         })
+    }
+
+    /// The put's timestamp. Waits briefly if the clock's lease on disk is
+    /// being renewed (after a jump of the clock, the renewer needs a moment).
+    async fn stamp(&self) -> Result<u64, KvError> {
+        let deadline = Instant::now() + LEASE_WAIT;
+        loop {
+            match self.clock.next() {
+                Ok(timestamp) => return Ok(timestamp),
+                Err(ClockRefusal::LeaseBehind { lease_until }) if Instant::now() >= deadline => {
+                    return Err(KvError::internal(format!(
+                        "the write clock reached its lease ({lease_until}) and the lease on disk was not renewed within {} ms; the data disk may be slow or failing",
+                        LEASE_WAIT.as_millis()
+                    )))
+                }
+                Err(ClockRefusal::LeaseBehind { .. }) => rt::sleep(Duration::from_millis(5)).await,
+                Err(ClockRefusal::FarAhead { next, wall }) => {
+                    return Err(KvError::internal(format!(
+                        "replica {}'s wall clock is {} s behind timestamps it issued or stored before it restarted; \
+                         it takes no puts until its clock catches up (nothing was written; another coordinator can take the put)",
+                        self.self_id,
+                        next.saturating_sub(wall) / 1_000_000
+                    )))
+                }
+            }
+        }
     }
 
     /// How many answers the level needs from the key's replicas, or

@@ -110,3 +110,39 @@ fn a_restarted_coordinator_stamps_past_every_timestamp_it_may_have_used() {
         Some("after the restart".into())
     );
 }
+
+#[test]
+fn a_coordinator_whose_clock_stepped_far_back_refuses_puts_rather_than_stamp_below_its_past() {
+    let mut cluster = Cluster::start(4);
+    cluster
+        .put(3, 10, "before the crash", Consistency::All)
+        .expect("put");
+    cluster.kill(3);
+    // As if the wall clock had been an hour ahead before the crash: far
+    // more than the lead a live write may have.
+    let lease_file = cluster.data_dir(3).join(ringkv::clock_lease::LEASE_FILE);
+    let ahead = ringkv::clock::wall_micros() + 3_600_000_000;
+    std::fs::write(&lease_file, format!("{ahead}\n")).expect("rewrite lease");
+    cluster.restart(3);
+    let error = cluster
+        .put(3, 10, "must not land", Consistency::All)
+        .expect_err("refused");
+    assert_eq!(error.kind, ringkv::error::ErrorKind::Internal, "{error}");
+    assert!(
+        error.message.contains("behind timestamps it issued"),
+        "{error}"
+    );
+    assert!(
+        cluster.log(3).contains("the clock stepped back"),
+        "{}",
+        cluster.log(3)
+    );
+    // Nothing was written, and other coordinators still take puts.
+    assert_eq!(
+        cluster.get(0, 10, Consistency::All).expect("get"),
+        Some("before the crash".into())
+    );
+    cluster
+        .put(0, 10, "via replica 0", Consistency::All)
+        .expect("put via another coordinator");
+}
