@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use prost::Message;
 
@@ -72,36 +72,6 @@ pub struct MuxConnection {
     next_request_id: AtomicU64,
     broken: Arc<AtomicBool>,
     limits: FrameLimits,
-    last_heard: Arc<LastHeard>,
-}
-
-/// When a frame last arrived, on the monotonic clock (a wall clock stepped
-/// back must not make a silent peer look alive).
-struct LastHeard {
-    since: Instant,
-    /// Microseconds after `since`, plus one; 0 means never.
-    at: AtomicU64,
-}
-
-impl LastHeard {
-    fn new() -> Self {
-        LastHeard {
-            since: Instant::now(),
-            at: AtomicU64::new(0),
-        }
-    }
-
-    fn record(&self) {
-        let micros = self.since.elapsed().as_micros() as u64;
-        self.at.store(micros + 1, Ordering::Relaxed);
-    }
-
-    fn within(&self, window: Duration) -> bool {
-        match self.at.load(Ordering::Relaxed) {
-            0 => false,
-            at => self.since.elapsed().as_micros() as u64 + 1 - at <= window.as_micros() as u64,
-        }
-    }
 }
 
 impl MuxConnection {
@@ -130,13 +100,11 @@ impl MuxConnection {
         let in_flight = Arc::new(Mutex::new(InFlight::default()));
         let broken = Arc::new(AtomicBool::new(false));
         rt::spawn(write_frames(stream.clone(), queued, broken.clone()));
-        let last_heard = Arc::new(LastHeard::new());
         let reader = route_replies(
             stream.clone(),
             limits.reply_bytes,
             in_flight.clone(),
             broken.clone(),
-            last_heard.clone(),
         );
         let id = NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed);
         let addr_owned = addr.to_string();
@@ -153,19 +121,12 @@ impl MuxConnection {
             next_request_id: AtomicU64::new(1),
             broken,
             limits,
-            last_heard,
         }))
     }
 
     /// This connection's number, as passed to `on_broken`.
     pub fn id(&self) -> u64 {
         self.id
-    }
-
-    /// Whether a frame arrived within `window`: a connection still
-    /// delivering replies is alive even if one ping waits behind them.
-    pub fn heard_within(&self, window: Duration) -> bool {
-        self.last_heard.within(window)
     }
 
     /// Whether the stream has failed; a broken connection is replaced, not reused.
@@ -262,7 +223,6 @@ async fn route_replies(
     max_frame_bytes: usize,
     in_flight: Arc<Mutex<InFlight>>,
     broken: Arc<AtomicBool>,
-    last_heard: Arc<LastHeard>,
 ) -> String {
     let mut reader = rt::BufReader::new(stream.clone());
     let reason = loop {
@@ -275,7 +235,6 @@ async fn route_replies(
             Ok(envelope) => envelope,
             Err(error) => break format!("undecodable reply: {error}"),
         };
-        last_heard.record();
         if envelope.request_id == 0 {
             if let Some(Body::Error(error)) = envelope.body {
                 lock(&in_flight).refusal = Some(error.message);

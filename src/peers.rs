@@ -1,14 +1,17 @@
 //! This replica's links to the other replicas: one pooled, multiplexed
 //! connection per peer, and the up/down view that decides UNAVAILABLE.
 //!
-//! A peer is up once it has answered a ping, and down from the moment its
-//! connection fails or breaks, or it leaves a ping unanswered while sending
-//! nothing else. A prober task per peer owns connecting: it pings the peer
-//! every second while it is up and tries to reach it every quarter second
-//! while it is down, so a restarted replica is seen within moments and a
-//! killed one as soon as its socket closes. Requests only ever use the
-//! connection the prober keeps, and only while the peer is up; otherwise
-//! they fail at once, so nothing queues behind a replica that is down.
+//! A peer is up once it has answered a ping, and down from the moment one of
+//! its connections fails or breaks, or it leaves a ping unanswered for the
+//! ping timeout. A prober task per peer owns connecting. It keeps two
+//! connections: one for requests, and one that carries only its pings, so a
+//! ping never waits behind a burst of requests on either side and a busy
+//! replica does not look dead. It pings every second while the peer is up
+//! and tries to reach it every quarter second while it is down, so a
+//! restarted replica is seen within moments and a killed one as soon as its
+//! sockets close. Requests only ever use the request connection the prober
+//! keeps, and only while the peer is up; otherwise they fail at once, so
+//! nothing queues behind a replica that is down.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -27,8 +30,7 @@ pub struct PeerTiming {
     pub connect_timeout: Duration,
     /// Time between pings to a peer that is up.
     pub ping_interval: Duration,
-    /// A ping not answered in this time, with nothing else heard from the
-    /// peer meanwhile, marks the peer down.
+    /// A ping not answered in this time marks the peer down.
     pub ping_timeout: Duration,
     /// Time between attempts to reach a peer that is down.
     pub retry_interval: Duration,
@@ -58,45 +60,67 @@ struct PeerLink {
     id: ReplicaId,
     addr: String,
     up: AtomicBool,
-    connection: Mutex<Option<Arc<MuxConnection>>>,
+    /// Carries requests to the peer.
+    requests: Mutex<Option<Arc<MuxConnection>>>,
+    /// Carries only the prober's pings.
+    pings: Mutex<Option<Arc<MuxConnection>>>,
 }
 
 impl PeerLink {
     fn mark_up(&self) {
-        if !self.up.swap(true, Ordering::Relaxed) {
+        if !self.up.swap(true, Ordering::SeqCst) {
             crate::info!("peer {} at {} is up", self.id, self.addr);
         }
     }
 
     fn mark_down(&self, reason: &str) {
-        if self.up.swap(false, Ordering::Relaxed) {
+        if self.up.swap(false, Ordering::SeqCst) {
             crate::warn!("peer {} at {} is down: {reason}", self.id, self.addr);
         }
     }
 
-    /// A connection broke. It marks the peer down unless a newer connection
-    /// is already working, so a late report about an old connection cannot
-    /// undo what the new one showed.
-    fn connection_broke(&self, connection_id: u64, reason: &str) {
-        let newer_is_working = self
-            .slot()
+    /// A connection broke. It marks the peer down unless the connection in
+    /// that role has already been replaced by a working one, so a late report
+    /// about an old connection cannot undo what the new one showed.
+    fn connection_broke(
+        &self,
+        role: &Mutex<Option<Arc<MuxConnection>>>,
+        connection_id: u64,
+        reason: &str,
+    ) {
+        let replaced = lock(role)
             .as_ref()
             .is_some_and(|c| c.id() != connection_id && !c.is_broken());
-        if !newer_is_working {
+        if !replaced {
             self.mark_down(reason);
         }
     }
+}
 
-    fn live_connection(&self) -> Option<Arc<MuxConnection>> {
-        self.slot().as_ref().filter(|c| !c.is_broken()).cloned()
-    }
+/// The live connection in a slot, if any.
+fn live(slot: &Mutex<Option<Arc<MuxConnection>>>) -> Option<Arc<MuxConnection>> {
+    lock(slot).as_ref().filter(|c| !c.is_broken()).cloned()
+}
 
-    fn slot(&self) -> MutexGuard<'_, Option<Arc<MuxConnection>>> {
-        // Each critical section is one load or store of the slot, so a
-        // poisoned lock still guards a consistent value.
-        self.connection
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+fn lock(slot: &Mutex<Option<Arc<MuxConnection>>>) -> MutexGuard<'_, Option<Arc<MuxConnection>>> {
+    // Each critical section is one load or store of the slot, so a
+    // poisoned lock still guards a consistent value.
+    slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Which of a peer's two connections.
+#[derive(Clone, Copy)]
+enum Role {
+    Requests,
+    Pings,
+}
+
+impl PeerLink {
+    fn slot(&self, role: Role) -> &Mutex<Option<Arc<MuxConnection>>> {
+        match role {
+            Role::Requests => &self.requests,
+            Role::Pings => &self.pings,
+        }
     }
 }
 
@@ -110,14 +134,14 @@ pub struct Peer {
 impl Peer {
     /// Whether this replica believes the peer is up.
     pub fn is_up(&self) -> bool {
-        self.link.up.load(Ordering::Relaxed)
+        self.link.up.load(Ordering::SeqCst)
     }
 
     /// Sends a request over the shared connection and waits up to `timeout`
     /// for the reply. Fails at once if the peer is believed down or there
     /// is no live connection.
     pub async fn call(&self, body: Body, timeout: Duration) -> Result<Body, CallError> {
-        let connection = self.link.live_connection().filter(|_| self.is_up());
+        let connection = live(&self.link.requests).filter(|_| self.is_up());
         let Some(connection) = connection else {
             return Err(CallError::Disconnected(format!(
                 "replica {} at {} is believed down",
@@ -127,61 +151,78 @@ impl Peer {
         connection.call(body, timeout).await
     }
 
-    /// Opens a new shared connection, replacing any broken one.
-    async fn connect(&self) -> Result<Arc<MuxConnection>, String> {
+    /// The live connection in a role, opening a new one if there is none.
+    async fn ensure_connection(&self, role: Role) -> Result<Arc<MuxConnection>, String> {
+        if let Some(connection) = live(self.link.slot(role)) {
+            return Ok(connection);
+        }
         let link = self.link.clone();
         let connection = MuxConnection::connect(
             &self.link.addr,
             self.timing.connect_timeout,
             PEER_FRAME_LIMITS,
-            move |connection_id, reason| link.connection_broke(connection_id, reason),
+            move |connection_id, reason| {
+                link.connection_broke(link.slot(role), connection_id, reason)
+            },
         )
         .await?;
-        *self.link.slot() = Some(connection.clone());
+        *lock(self.link.slot(role)) = Some(connection.clone());
         Ok(connection)
     }
 
-    /// Closes the shared connection at once, so that its reader reports
-    /// the break now rather than after a newer connection is up.
-    fn close_connection(&self) {
-        if let Some(connection) = self.link.slot().take() {
-            connection.close();
-        }
-    }
-
-    /// Keeps the connection open and the up/down view current for as long
+    /// Keeps both connections open and the up/down view current for as long
     /// as the process runs: connects while the peer is down, pings it while
     /// it is up.
     async fn probe_forever(self: Arc<Self>, self_id: ReplicaId) {
         loop {
-            let pause = match self.probe_once(self_id).await {
+            match self.probe_once(self_id).await {
                 Ok(()) => {
                     self.link.mark_up();
-                    self.timing.ping_interval
+                    // A break reported while the ping was in flight would
+                    // have been overwritten just now: look again.
+                    let broken = [Role::Requests, Role::Pings]
+                        .iter()
+                        .any(|&role| live(self.link.slot(role)).is_none());
+                    if broken {
+                        self.link
+                            .mark_down("a connection broke as the peer answered");
+                    }
                 }
-                Err(reason) => {
-                    self.link.mark_down(&reason);
-                    self.timing.retry_interval
-                }
-            };
-            rt::sleep(pause).await;
+                Err(reason) => self.link.mark_down(&reason),
+            }
+            self.pause().await;
         }
     }
 
-    /// One ping, over a new connection if there is no live one.
+    /// Sleeps a ping interval while the peer is up, or a retry interval
+    /// once it is down (cut short if it goes down meanwhile), so a quick
+    /// restart is noticed within a retry interval.
+    async fn pause(&self) {
+        let mut slept = Duration::ZERO;
+        loop {
+            rt::sleep(self.timing.retry_interval).await;
+            slept += self.timing.retry_interval;
+            if !self.is_up() || slept >= self.timing.ping_interval {
+                return;
+            }
+        }
+    }
+
+    /// Makes sure both connections are open, then pings over the ping one.
     async fn probe_once(&self, self_id: ReplicaId) -> Result<(), String> {
-        let connection = match self.link.live_connection() {
-            Some(connection) => connection,
-            None => self.connect().await?,
-        };
+        let pings = self.ensure_connection(Role::Pings).await?;
+        self.ensure_connection(Role::Requests).await?;
         let ping = Body::Ping(Ping { sender_id: self_id });
-        match connection.call(ping, self.timing.ping_timeout).await {
+        match pings.call(ping, self.timing.ping_timeout).await {
             Ok(_) | Err(CallError::Refused(_)) => Ok(()),
-            // Late behind a burst of replies, but the peer is alive.
-            Err(CallError::TimedOut) if connection.heard_within(self.timing.ping_timeout) => Ok(()),
             Err(CallError::TimedOut) => {
-                // A connection that stopped answering is not reused.
-                self.close_connection();
+                // Connections to a peer that stopped answering are not
+                // reused: close them now, which also fails what waits on them.
+                for role in [Role::Requests, Role::Pings] {
+                    if let Some(connection) = lock(self.link.slot(role)).take() {
+                        connection.close();
+                    }
+                }
                 Err("did not answer a ping in time".to_string())
             }
             Err(CallError::Disconnected(reason)) => Err(reason),
@@ -209,7 +250,8 @@ impl Peers {
                             id: member.id,
                             addr: member.addr.clone(),
                             up: AtomicBool::new(false),
-                            connection: Mutex::new(None),
+                            requests: Mutex::new(None),
+                            pings: Mutex::new(None),
                         }),
                         timing: timing.clone(),
                     })

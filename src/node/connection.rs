@@ -70,19 +70,6 @@ pub async fn serve_connection(node: Arc<Node>, stream: rt::TcpStream, remote: So
                 continue;
             }
         };
-        if matches!(envelope.body, Some(Body::Ping(_))) {
-            // Answered here, not in a request slot: a ping must not queue
-            // behind a burst of writes, or a busy peer would look dead.
-            let pong = node.answer(envelope.body).await;
-            if replies
-                .send(reply_frame(envelope.request_id, pong))
-                .await
-                .is_err()
-            {
-                break;
-            }
-            continue;
-        }
         if slots.send(()).await.is_err() {
             break;
         }
