@@ -130,11 +130,17 @@ pub async fn write_queued_frames(
     while let Ok(frame) = queued.recv().await {
         let mut next = Some(frame);
         while let Some(frame) = next.take() {
-            match rt::timeout(stall_limit, writer.write_all(&frame)).await {
-                Some(Ok(())) => next = queued.try_recv().ok(),
-                Some(Err(_)) => return WriterEnd::Failed,
-                None => return WriterEnd::Stalled,
+            let mut written = 0;
+            // A stall is a write call that makes no progress, not a slow
+            // reader taking a while over a large frame.
+            while written < frame.len() {
+                match rt::timeout(stall_limit, writer.write(&frame[written..])).await {
+                    Some(Ok(0)) | Some(Err(_)) => return WriterEnd::Failed,
+                    Some(Ok(n)) => written += n,
+                    None => return WriterEnd::Stalled,
+                }
             }
+            next = queued.try_recv().ok();
         }
         match rt::timeout(stall_limit, writer.flush()).await {
             Some(Ok(())) => {}

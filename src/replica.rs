@@ -31,11 +31,12 @@ const MAX_BATCH_BYTES: usize = 8 * 1024 * 1024;
 /// Writes that may wait for the WAL thread before writers wait in turn.
 const WAL_QUEUE: usize = 4096;
 
-/// A write waiting for the WAL thread, and where to say it is durable.
+/// A write waiting for the WAL thread, and where to say it is durable. It
+/// is encoded by the WAL thread, batch by batch, so that a queued write
+/// holds its value once, not twice.
 struct PendingWrite {
     key: u8,
     version: Versioned,
-    payload: Vec<u8>,
     durable: rt::Sender<()>,
 }
 
@@ -114,12 +115,10 @@ impl LocalReplica {
         if self.store.supersedes(key, &version) {
             return Ok(());
         }
-        let payload = encode_record(key, &version);
         let (durable, is_durable) = rt::bounded(1);
         let pending = PendingWrite {
             key,
             version,
-            payload,
             durable,
         };
         let stopped = || KvError::internal("the write-ahead log thread has stopped");
@@ -189,18 +188,22 @@ fn run_wal_thread(
     wal_bytes: Arc<AtomicU64>,
 ) {
     while let Ok(first) = rt::block_on(requests.recv()) {
-        let mut batch_bytes = first.payload.len();
+        let mut batch_bytes = first.version.value.len();
         let mut batch = vec![first];
         while batch_bytes < MAX_BATCH_BYTES {
             match requests.try_recv() {
                 Ok(next) => {
-                    batch_bytes += next.payload.len();
+                    batch_bytes += next.version.value.len();
                     batch.push(next);
                 }
                 Err(_) => break,
             }
         }
-        let payloads: Vec<&[u8]> = batch.iter().map(|w| w.payload.as_slice()).collect();
+        let encoded: Vec<Vec<u8>> = batch
+            .iter()
+            .map(|w| encode_record(w.key, &w.version))
+            .collect();
+        let payloads: Vec<&[u8]> = encoded.iter().map(Vec::as_slice).collect();
         if let Err(error) = log.append_batch(&payloads) {
             crate::error!(
                 "write-ahead log append of {} records failed: {error}; stopping so that a restart replays the log from disk",
