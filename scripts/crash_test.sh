@@ -27,7 +27,10 @@ trap 'rm -f "$log"' EXIT
 status=0
 RINGKV_CRASH_SECONDS=$seconds cargo test --release --quiet --test crash_recovery -- --nocapture \
     >"$log" 2>&1 || status=$?
-if ! grep -h "^crash test:" "$log"; then
-    cat "$log" >&2
+grep -h "^crash test:" "$log" || true
+if [ "$status" -ne 0 ]; then
+    # The assertion that failed, and what it printed.
+    grep -A 30 "panicked at" "$log" >&2 || cat "$log" >&2
+    echo "crash test FAILED" >&2
+    exit 1
 fi
-[ "$status" -eq 0 ] || { echo "crash test FAILED (see above)" >&2; exit 1; }

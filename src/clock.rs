@@ -16,7 +16,7 @@
 //! that holds no copy of a key cannot reissue a timestamp it used before a
 //! crash.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// How far ahead of this replica's wall clock a write's timestamp may be.
@@ -57,6 +57,8 @@ pub struct WriteClock {
     last_issued: AtomicU64,
     /// Timestamps up to this one may be issued; a limit recorded on disk.
     lease_until: AtomicU64,
+    /// Set when a timestamp was refused for want of lease.
+    renewal_requested: AtomicBool,
 }
 
 impl Default for WriteClock {
@@ -71,12 +73,19 @@ impl WriteClock {
         WriteClock {
             last_issued: AtomicU64::new(0),
             lease_until: AtomicU64::new(u64::MAX),
+            renewal_requested: AtomicBool::new(false),
         }
     }
 
     /// Allows timestamps up to `until` (once it is recorded durably).
     pub fn grant_lease(&self, until: u64) {
         self.lease_until.store(until, Ordering::Relaxed);
+    }
+
+    /// Whether a timestamp was refused for want of lease since the last
+    /// call; clears the request.
+    pub fn take_renewal_request(&self) -> bool {
+        self.renewal_requested.swap(false, Ordering::Relaxed)
     }
 
     /// The current lease limit.
@@ -132,6 +141,7 @@ impl WriteClock {
             }
             let lease_until = self.lease_until();
             if candidate > lease_until {
+                self.renewal_requested.store(true, Ordering::Relaxed);
                 return Err(ClockRefusal::LeaseBehind { lease_until });
             }
             match self.last_issued.compare_exchange_weak(

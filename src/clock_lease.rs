@@ -8,11 +8,13 @@
 //! lose. With the lease, the clock never issues past the recorded limit, and
 //! a restarted replica starts past it.
 //!
-//! The limit is renewed ahead of need (every 20 ms the renewer checks
-//! whether the clock is within `RENEW_MARGIN` of it and, if so, records a
-//! limit `LEASE_SPAN` ahead), so a healthy disk makes a put wait only when
-//! the clock jumps past the lease (after observing a write from a peer whose
-//! clock is ahead), and then only until the next renewal. The
+//! While puts flow, the limit is renewed ahead of need: every 20 ms the
+//! renewer checks whether the clock has issued timestamps and is within
+//! `RENEW_MARGIN` of the limit, and if so records a limit `LEASE_SPAN`
+//! ahead. An idle replica writes nothing; its first put finds the lease
+//! behind, asks for a renewal and waits for it (one check interval and one
+//! fsync). A put also waits after the clock jumps past the lease (after
+//! observing a write from a peer whose clock is ahead). The
 //! file holds the limit as decimal microseconds and is replaced atomically
 //! (write a temporary file, fsync, rename, fsync the directory). All disk
 //! work runs on the blocking pool.
@@ -29,11 +31,15 @@ use crate::rt;
 /// The lease file's name inside the data directory.
 pub const LEASE_FILE: &str = "clock-lease";
 
-/// How far past the clock each renewal records the limit.
-const LEASE_SPAN: Duration = Duration::from_secs(10);
+/// How far past the clock each renewal records the limit. Short, because a
+/// replica that restarts before its wall clock reaches the recorded limit
+/// starts at the limit: each such quick restart can put its clock up to one
+/// span ahead of the wall clock (until the wall clock catches up), and a
+/// long span would let a crash loop run the clock far ahead.
+const LEASE_SPAN: Duration = Duration::from_secs(1);
 
 /// Renew once the clock is this close to the limit.
-const RENEW_MARGIN: Duration = Duration::from_secs(5);
+const RENEW_MARGIN: Duration = Duration::from_millis(500);
 
 /// How often the renewer looks (two atomic loads; the disk is touched only
 /// when a renewal is due). Short, so that after the clock jumps (observing
@@ -55,12 +61,22 @@ pub fn start(data_dir: &Path, clock: &WriteClock) -> Result<(), String> {
 pub async fn renew_forever(data_dir: PathBuf, clock: Arc<WriteClock>) {
     let path = data_dir.join(LEASE_FILE);
     let mut failing = false;
+    let mut issued_at_renewal = clock.last_issued();
     loop {
         rt::sleep(RENEW_CHECK).await;
-        let now = clock.last_issued().max(wall_micros());
-        if now.saturating_add(RENEW_MARGIN.as_micros() as u64) < clock.lease_until() {
+        // Renew ahead of need while timestamps are being issued, and on
+        // demand after a put found the lease behind; an idle replica does
+        // not touch the disk.
+        let issued = clock.last_issued();
+        let near_limit = issued
+            .max(wall_micros())
+            .saturating_add(RENEW_MARGIN.as_micros() as u64)
+            >= clock.lease_until();
+        let due = clock.take_renewal_request() || (issued != issued_at_renewal && near_limit);
+        if !due {
             continue;
         }
+        issued_at_renewal = issued;
         let until = next_limit(&clock);
         let target = path.clone();
         match rt::spawn_blocking(move || write_lease(&target, until)).await {
