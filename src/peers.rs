@@ -53,9 +53,9 @@ const PEER_FRAME_LIMITS: FrameLimits = FrameLimits {
     reply_bytes: DEFAULT_MAX_FRAME_BYTES,
 };
 
-/// Whether a peer is believed up, and the connection in use to it. Shared
-/// with that connection's reader, which reports a break the moment it sees
-/// one.
+/// Whether a peer is believed up, and the connections in use to it. Shared
+/// with those connections' readers, which report a break the moment they
+/// see one.
 struct PeerLink {
     id: ReplicaId,
     addr: String,
@@ -82,17 +82,19 @@ impl PeerLink {
     /// A connection broke. It marks the peer down unless the connection in
     /// that role has already been replaced by a working one, so a late report
     /// about an old connection cannot undo what the new one showed.
-    fn connection_broke(
-        &self,
-        role: &Mutex<Option<Arc<MuxConnection>>>,
-        connection_id: u64,
-        reason: &str,
-    ) {
-        let replaced = lock(role)
+    fn connection_broke(&self, role: Role, connection_id: u64, reason: &str) {
+        let replaced = lock(self.slot(role))
             .as_ref()
             .is_some_and(|c| c.id() != connection_id && !c.is_broken());
         if !replaced {
             self.mark_down(reason);
+        }
+    }
+
+    fn slot(&self, role: Role) -> &Mutex<Option<Arc<MuxConnection>>> {
+        match role {
+            Role::Requests => &self.requests,
+            Role::Pings => &self.pings,
         }
     }
 }
@@ -113,15 +115,6 @@ fn lock(slot: &Mutex<Option<Arc<MuxConnection>>>) -> MutexGuard<'_, Option<Arc<M
 enum Role {
     Requests,
     Pings,
-}
-
-impl PeerLink {
-    fn slot(&self, role: Role) -> &Mutex<Option<Arc<MuxConnection>>> {
-        match role {
-            Role::Requests => &self.requests,
-            Role::Pings => &self.pings,
-        }
-    }
 }
 
 /// One other replica: where it is, whether we think it is up, and the
@@ -161,9 +154,7 @@ impl Peer {
             &self.link.addr,
             self.timing.connect_timeout,
             PEER_FRAME_LIMITS,
-            move |connection_id, reason| {
-                link.connection_broke(link.slot(role), connection_id, reason)
-            },
+            move |connection_id, reason| link.connection_broke(role, connection_id, reason),
         )
         .await?;
         *lock(self.link.slot(role)) = Some(connection.clone());
