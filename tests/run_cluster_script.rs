@@ -6,30 +6,19 @@ mod common;
 
 use std::fs;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 fn script(run_dir: &Path, config: &Path, args: &[&str], stdin: &str) -> Output {
-    use std::io::Write;
-    let mut child = Command::new(concat!(
+    let mut command = Command::new(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/scripts/run_cluster.sh"
-    ))
-    .args(args)
-    .env("RUN_DIR", run_dir)
-    .env("CONFIG", config)
-    .env("RINGKV_BIN", env!("CARGO_BIN_EXE_ringkv"))
-    .stdin(Stdio::piped())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .expect("run the script");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(stdin.as_bytes())
-        .expect("write stdin");
-    child.wait_with_output().expect("script output")
+    ));
+    command
+        .args(args)
+        .env("RUN_DIR", run_dir)
+        .env("CONFIG", config)
+        .env("RINGKV_BIN", env!("CARGO_BIN_EXE_ringkv"));
+    common::run_with_stdin(&mut command, stdin)
 }
 
 fn text(output: &Output) -> String {

@@ -274,29 +274,36 @@ pub fn console(cluster: &Cluster, id: usize, input: &str) -> Vec<String> {
 
 /// Runs the console with extra flags.
 pub fn console_with(config: &Path, id: usize, input: &str, extra: &[&str]) -> Vec<String> {
-    use std::io::Write;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ringkv"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ringkv"));
+    command
         .arg("client")
         .arg("--config")
         .arg(config)
         .arg("--coordinator")
         .arg(id.to_string())
-        .args(extra)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start console");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(input.as_bytes())
-        .expect("write console input");
-    let output = child.wait_with_output().expect("console output");
+        .args(extra);
+    let output = run_with_stdin(&mut command, input);
     String::from_utf8(output.stdout)
         .expect("utf-8 output")
         .lines()
         .map(str::to_string)
         .collect()
+}
+
+/// Runs a command with `input` on its stdin and collects what it printed.
+pub fn run_with_stdin(command: &mut Command, input: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start command");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write command input");
+    child.wait_with_output().expect("command output")
 }
