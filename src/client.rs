@@ -52,11 +52,6 @@ impl Client {
         self
     }
 
-    /// The coordinator's address.
-    pub fn addr(&self) -> &str {
-        &self.addr
-    }
-
     /// The key's value at `level`: `None` if no replica asked holds it.
     pub async fn get(&self, key: u32, level: Consistency) -> Result<Option<Versioned>, KvError> {
         let request = Body::Get(GetRequest {
