@@ -12,8 +12,8 @@ use crate::error::KvError;
 use crate::frame::DEFAULT_MAX_FRAME_BYTES;
 use crate::mux::{CallError, FrameLimits, MuxConnection};
 use crate::proto::{
-    Body, Consistency, GetRequest, InspectReply, InspectRequest, PutRequest, StatusReply,
-    StatusRequest, Versioned,
+    Body, Consistency, DeleteRequest, GetRequest, InspectReply, InspectRequest, PutRequest,
+    RepairReply, RepairRequest, StatusReply, StatusRequest, Versioned,
 };
 use crate::ring::REPLICATION_FACTOR;
 use crate::rt;
@@ -52,7 +52,8 @@ impl Client {
         self
     }
 
-    /// The key's value at `level`: `None` if no replica asked holds it.
+    /// The key's value at `level`: `None` if no replica asked holds it, or
+    /// the newest version is a delete.
     pub async fn get(&self, key: u32, level: Consistency) -> Result<Option<Versioned>, KvError> {
         let request = Body::Get(GetRequest {
             key: Some(key),
@@ -73,6 +74,27 @@ impl Client {
         });
         match self.call(request).await? {
             Body::PutReply(reply) => Ok(reply.timestamp_micros),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Deletes the key at `level` (writes a tombstone); returns the
+    /// timestamp it was given.
+    pub async fn delete(&self, key: u32, level: Consistency) -> Result<u64, KvError> {
+        let request = Body::Delete(DeleteRequest {
+            key: Some(key),
+            consistency: level as i32,
+        });
+        match self.call(request).await? {
+            Body::DeleteReply(reply) => Ok(reply.timestamp_micros),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Runs one anti-entropy round on the coordinator, with its neighbours.
+    pub async fn repair(&self) -> Result<RepairReply, KvError> {
+        match self.call(Body::Repair(RepairRequest {})).await? {
+            Body::RepairReply(reply) => Ok(reply),
             other => Err(unexpected(other)),
         }
     }
@@ -99,8 +121,8 @@ impl Client {
     /// Sends any request body and returns the reply body; typed errors from
     /// the coordinator come back as `Err`.
     pub async fn call(&self, body: Body) -> Result<Body, KvError> {
-        let effect = if matches!(body, Body::Put(_)) {
-            "; the put may have been applied"
+        let effect = if matches!(body, Body::Put(_) | Body::Delete(_)) {
+            "; the write may have been applied"
         } else {
             ""
         };

@@ -12,9 +12,13 @@
 //!
 //! Across restarts the clock is held to a lease (`clock_lease.rs`): it never
 //! issues a timestamp beyond a limit already recorded on disk, and a
-//! restarted replica starts past the recorded limit. So even a coordinator
-//! that holds no copy of a key cannot reissue a timestamp it used before a
-//! crash.
+//! restarted replica issues nothing until its wall clock has passed the
+//! recorded limit. So even a coordinator that holds no copy of a key cannot
+//! reissue a timestamp it used before a crash, and it never runs ahead of
+//! the wall clock either: it waits (at most the lease span, about 100 ms)
+//! instead of jumping past the limit. Running ahead would be worse than
+//! waiting: a put stamped in the future shadows puts that other
+//! coordinators accept after it was acknowledged.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -49,6 +53,12 @@ pub enum ClockRefusal {
         /// The wall clock.
         wall: u64,
     },
+    /// The clock is held until the wall clock passes a limit recorded
+    /// before a restart; wait until then.
+    Held {
+        /// Timestamps up to this one may have been issued before the restart.
+        until: u64,
+    },
 }
 
 /// Hands out strictly increasing write timestamps, never beyond its lease.
@@ -59,6 +69,9 @@ pub struct WriteClock {
     lease_until: AtomicU64,
     /// Set when a timestamp was refused for want of lease.
     renewal_requested: AtomicBool,
+    /// Nothing is issued until the wall clock passes this: the limit a
+    /// previous run recorded (or the newest timestamp it logged).
+    hold_until: AtomicU64,
 }
 
 impl Default for WriteClock {
@@ -74,6 +87,7 @@ impl WriteClock {
             last_issued: AtomicU64::new(0),
             lease_until: AtomicU64::new(u64::MAX),
             renewal_requested: AtomicBool::new(false),
+            hold_until: AtomicU64::new(0),
         }
     }
 
@@ -103,12 +117,14 @@ impl WriteClock {
         self.last_issued.fetch_max(seen, Ordering::Relaxed);
     }
 
-    /// Moves past a timestamp found on disk at start (`found_in` names
-    /// where). If it is more than `MAX_CLOCK_LEAD` ahead of the wall clock,
-    /// the wall clock has stepped back across the restart: the clock still
-    /// starts past it, puts through this replica are refused until the wall
-    /// clock catches up, and this is logged.
-    pub fn observe_from_disk(&self, seen: u64, found_in: &str) {
+    /// Holds the clock until the wall clock passes a timestamp found on
+    /// disk at start (`found_in` names where): the previous run's lease, or
+    /// the newest write in the log. Nothing is issued until then, so a
+    /// restart neither reissues a timestamp nor runs ahead of the wall
+    /// clock. If it is more than `MAX_CLOCK_LEAD` ahead, the wall clock
+    /// stepped back across the restart: puts through this replica are
+    /// refused (not held) until it catches up, and this is logged.
+    pub fn hold_until_past(&self, seen: u64, found_in: &str) {
         if seen > latest_believable() {
             let behind_secs = seen.saturating_sub(wall_micros()) / 1_000_000;
             crate::error!(
@@ -117,7 +133,12 @@ impl WriteClock {
                 MAX_CLOCK_LEAD.as_secs()
             );
         }
-        self.observe(seen);
+        self.hold_until.fetch_max(seen, Ordering::Relaxed);
+    }
+
+    /// The timestamp the clock is held past (0 once nothing holds it).
+    pub fn held_until(&self) -> u64 {
+        self.hold_until.load(Ordering::Relaxed)
     }
 
     /// The next timestamp: the wall clock, or one past the last timestamp
@@ -129,6 +150,13 @@ impl WriteClock {
     }
 
     fn next_after_wall(&self, wall: u64) -> Result<u64, ClockRefusal> {
+        let held = self.held_until();
+        if wall <= held {
+            if held - wall > MAX_CLOCK_LEAD.as_micros() as u64 {
+                return Err(ClockRefusal::FarAhead { next: held, wall });
+            }
+            return Err(ClockRefusal::Held { until: held });
+        }
         let mut last = self.last_issued.load(Ordering::Relaxed);
         loop {
             // Saturating: the top of the range is refused as far ahead below.
@@ -203,6 +231,38 @@ mod tests {
         // Once the wall clock catches up to within the lead, it goes on
         // past the observed timestamp, never below it.
         assert_eq!(clock.next_after_wall(1_006), Ok(1_000 + lead + 6));
+    }
+
+    #[test]
+    fn a_held_clock_waits_for_the_wall_clock_instead_of_jumping() {
+        let clock = WriteClock::new();
+        clock.hold_until_past(2_000, "test");
+        assert_eq!(
+            clock.next_after_wall(1_500),
+            Err(ClockRefusal::Held { until: 2_000 })
+        );
+        assert_eq!(
+            clock.next_after_wall(2_000),
+            Err(ClockRefusal::Held { until: 2_000 })
+        );
+        // Once the wall clock has passed the hold, timestamps are the wall
+        // clock's own: never ahead of it.
+        assert_eq!(clock.next_after_wall(2_001), Ok(2_001));
+        assert_eq!(clock.next_after_wall(2_500), Ok(2_500));
+    }
+
+    #[test]
+    fn a_hold_far_ahead_is_refused_not_waited_for() {
+        let clock = WriteClock::new();
+        let lead = MAX_CLOCK_LEAD.as_micros() as u64;
+        clock.hold_until_past(1_000 + lead + 5, "test");
+        assert_eq!(
+            clock.next_after_wall(1_000),
+            Err(ClockRefusal::FarAhead {
+                next: 1_000 + lead + 5,
+                wall: 1_000
+            })
+        );
     }
 
     #[test]

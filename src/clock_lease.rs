@@ -6,18 +6,23 @@
 //! the wall clock had stepped back across the restart, it could stamp a new
 //! put below an older one it acknowledged, and the new put would silently
 //! lose. With the lease, the clock never issues past the recorded limit, and
-//! a restarted replica starts past it.
+//! a restarted replica issues nothing until its wall clock has passed it.
 //!
-//! While puts flow, the limit is renewed ahead of need: every 20 ms the
-//! renewer checks whether the clock has issued timestamps and is within
+//! The limit is short (`LEASE_SPAN`, 100 ms past the clock), so that wait is
+//! short too. A start only reads the file: a replica that starts and issues
+//! nothing (its port is taken, say) records nothing, so restarts, even a
+//! crash loop, can never ratchet the limit ahead of the wall clock.
+//!
+//! While puts flow, the limit is renewed ahead of need: every `RENEW_CHECK`
+//! the renewer checks whether the clock has issued timestamps and is within
 //! `RENEW_MARGIN` of the limit, and if so records a limit `LEASE_SPAN`
 //! ahead. An idle replica writes nothing; its first put finds the lease
 //! behind, asks for a renewal and waits for it (one check interval and one
 //! fsync). A put also waits after the clock jumps past the lease (after
-//! observing a write from a peer whose clock is ahead). The
-//! file holds the limit as decimal microseconds and is replaced atomically
-//! (write a temporary file, fsync, rename, fsync the directory). All disk
-//! work runs on the blocking pool.
+//! observing a write from a peer whose clock is ahead). The file holds the
+//! limit as decimal microseconds and is replaced atomically (write a
+//! temporary file, fsync, rename, fsync the directory). All disk work runs
+//! on the blocking pool.
 
 use std::fs;
 use std::io::Write;
@@ -32,28 +37,26 @@ use crate::rt;
 pub const LEASE_FILE: &str = "clock-lease";
 
 /// How far past the clock each renewal records the limit. Short, because a
-/// replica that restarts before its wall clock reaches the recorded limit
-/// starts at the limit: each such quick restart can put its clock up to one
-/// span ahead of the wall clock (until the wall clock catches up), and a
-/// long span would let a crash loop run the clock far ahead.
-const LEASE_SPAN: Duration = Duration::from_secs(1);
+/// restarted replica waits until its wall clock passes the recorded limit
+/// before it stamps a put: at most this long.
+pub const LEASE_SPAN: Duration = Duration::from_millis(100);
 
 /// Renew once the clock is this close to the limit.
-const RENEW_MARGIN: Duration = Duration::from_millis(500);
+const RENEW_MARGIN: Duration = Duration::from_millis(50);
 
 /// How often the renewer looks (two atomic loads; the disk is touched only
-/// when a renewal is due). Short, so that after the clock jumps (observing
-/// a write from a peer whose clock is ahead) puts wait only a moment.
-const RENEW_CHECK: Duration = Duration::from_millis(20);
+/// when a renewal is due). Short, so that the first put after an idle spell,
+/// or after the clock jumps (observing a write from a peer whose clock is
+/// ahead), waits only a moment.
+const RENEW_CHECK: Duration = Duration::from_millis(5);
 
-/// Reads the previous lease, moves the clock past it, records a new one and
-/// grants it. Blocking: call before serving.
+/// Reads the previous run's lease and holds the clock until the wall clock
+/// passes it. Writes nothing, and grants no lease: the first put asks the
+/// renewer for one. Blocking: call before serving.
 pub fn start(data_dir: &Path, clock: &WriteClock) -> Result<(), String> {
     let path = data_dir.join(LEASE_FILE);
-    clock.observe_from_disk(read_lease(&path)?, &path.display().to_string());
-    let until = next_limit(clock);
-    write_lease(&path, until).map_err(|e| format!("cannot record {}: {e}", path.display()))?;
-    clock.grant_lease(until);
+    clock.hold_until_past(read_lease(&path)?, &path.display().to_string());
+    clock.grant_lease(0);
     Ok(())
 }
 
@@ -112,7 +115,7 @@ fn next_limit(clock: &WriteClock) -> u64 {
 }
 
 /// The recorded limit; 0 if there is none yet.
-fn read_lease(path: &Path) -> Result<u64, String> {
+pub fn read_lease(path: &Path) -> Result<u64, String> {
     match fs::read_to_string(path) {
         Ok(text) => text.trim().parse().map_err(|_| {
             format!(
@@ -149,26 +152,32 @@ mod tests {
     }
 
     #[test]
-    fn a_restart_starts_past_the_recorded_lease() {
+    fn a_restart_holds_the_clock_past_the_recorded_lease_and_writes_nothing() {
         let dir = scratch_dir("restart");
         let ahead = wall_micros() + 60_000_000;
         write_lease(&dir.join(LEASE_FILE), ahead).expect("write");
         let clock = WriteClock::new();
         start(&dir, &clock).expect("start");
-        let first = clock.next().expect("within the new lease");
-        assert!(first > ahead, "{first} must be past the old lease {ahead}");
+        assert!(matches!(
+            clock.next(),
+            Err(crate::clock::ClockRefusal::Held { until }) if until == ahead
+        ));
         let recorded = read_lease(&dir.join(LEASE_FILE)).expect("read");
-        assert_eq!(recorded, clock.lease_until());
-        assert!(recorded > first);
+        assert_eq!(recorded, ahead, "a start records nothing");
         let _ = fs::remove_dir_all(&dir);
     }
 
     #[test]
-    fn a_fresh_directory_gets_a_lease_and_a_damaged_one_is_refused() {
+    fn a_fresh_directory_starts_without_a_lease_and_a_damaged_one_is_refused() {
         let dir = scratch_dir("fresh");
         let clock = WriteClock::new();
         start(&dir, &clock).expect("start");
-        assert!(clock.lease_until() > wall_micros());
+        assert!(!dir.join(LEASE_FILE).exists(), "a start writes nothing");
+        assert!(matches!(
+            clock.next(),
+            Err(crate::clock::ClockRefusal::LeaseBehind { .. })
+        ));
+        fs::create_dir_all(&dir).expect("dir");
         fs::write(dir.join(LEASE_FILE), "garbage").expect("damage");
         let error = start(&dir, &WriteClock::new()).expect_err("damaged lease");
         assert!(error.contains("does not hold a timestamp"), "{error}");

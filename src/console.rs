@@ -14,6 +14,8 @@ pub enum Command {
     Get(u32),
     /// `put KEY VALUE`
     Put(u32, String),
+    /// `delete KEY`: writes a tombstone.
+    Delete(u32),
     /// `consistency [LEVEL]`: show or set the level.
     Consistency(Option<Consistency>),
     /// `where KEY`: what each replica of the key holds.
@@ -31,6 +33,7 @@ pub const HELP: &str = "\
 commands:
   get KEY                 read KEY (0-255) at the current consistency level
   put KEY VALUE           write VALUE (the rest of the line, or a \"double-quoted\" string)
+  delete KEY              delete KEY (a later get answers NOT FOUND)
   consistency [LEVEL]     show, or set to ONE, QUORUM or ALL, the level of later requests
   where KEY               show what each of KEY's replicas holds, without repairing it
   help                    this text
@@ -47,6 +50,7 @@ pub fn parse_line(line: &str) -> Result<Command, KvError> {
         "" => Ok(Command::Nothing),
         "get" => Ok(Command::Get(only_key("get", rest)?)),
         "where" => Ok(Command::Where(only_key("where", rest)?)),
+        "delete" => Ok(Command::Delete(only_key("delete", rest)?)),
         "put" => {
             let (key, value) = match rest.split_once(char::is_whitespace) {
                 Some((key, value)) => (key, value.trim_start()),
@@ -157,6 +161,10 @@ pub fn render_holdings(key: u32, reply: &InspectReply) -> String {
             let id = replica.replica_id;
             match &replica.outcome {
                 Some(replica_holding::Outcome::Holding(holding)) => match &holding.found {
+                    Some(version) if version.tombstone => format!(
+                        "replica {id}: DELETED ts={} coordinator={}",
+                        version.timestamp_micros, version.coordinator_id
+                    ),
                     Some(version) => format!("replica {id}: {}", render_version(version)),
                     None => format!("replica {id}: NOT FOUND"),
                 },
@@ -195,6 +203,7 @@ mod tests {
         );
         assert_eq!(parse_line("put 7 \"\""), Ok(Command::Put(7, String::new())));
         assert_eq!(parse_line("where 200"), Ok(Command::Where(200)));
+        assert_eq!(parse_line("delete 7"), Ok(Command::Delete(7)));
         assert_eq!(parse_line("consistency"), Ok(Command::Consistency(None)));
         assert_eq!(
             parse_line("consistency all"),
@@ -213,6 +222,7 @@ mod tests {
         assert!(message("get 4294967296").contains("out of range"));
         assert!(message("get").contains("usage: get KEY"));
         assert!(message("get 1 2").contains("usage: get KEY"));
+        assert!(message("delete").contains("usage: delete KEY"));
         assert!(message("put 10").contains("value is missing"));
         assert!(message("put").contains("usage: put KEY VALUE"));
         assert!(message("put 1 \"open").contains("no closing"));

@@ -1,29 +1,47 @@
-//! Coordinating client requests: any replica can take any get or put and
-//! carry it out on the key's replicas at the level the client asked for.
+//! Coordinating client requests: any replica can take any get, put or
+//! delete and carry it out on the key's replicas at the level the client
+//! asked for.
 //!
 //! Each request keeps all of its state in its own future: its targets, its
-//! reply channel, its deadline. Nothing is shared between requests but the
-//! ring, the peer links and this replica's store, so concurrent requests
-//! cannot see each other's answers.
+//! answer channel, its deadline. Nothing is shared between requests but the
+//! ring, the peer links, the hints and this replica's store, so concurrent
+//! requests cannot see each other's answers.
 //!
 //! UNAVAILABLE is decided before anything is sent, from the up/down view: in
 //! that case nothing is written anywhere. Otherwise the request goes to all
-//! of the key's replicas at once (one that is down fails at once, and is
-//! recorded as having missed it) and is answered as soon as the level's
-//! number of replicas have answered, so ONE really is faster than QUORUM.
+//! of the key's replicas at once (one that is down fails at once) and is
+//! answered as soon as the level's number of replicas have answered, so ONE
+//! really is faster than QUORUM.
+//!
+//! Reads repair. When the answers that decide a QUORUM or ALL read
+//! disagree, the coordinator writes the newest version to the stale ones
+//! among them and answers only once the level's count of replicas hold it:
+//! no later read at that level, through any coordinator, can return
+//! anything older (blocking read repair, as Cassandra does since 4.0).
+//! Late answers and the other replicas are repaired in the background,
+//! never delaying the client. A repair is an ordinary timestamped write, so
+//! it can never overwrite something newer.
+//!
+//! Writes leave hints. When a replica does not acknowledge a write (down,
+//! refused, timed out), the coordinator stores a hint for it before it
+//! reports the miss, so every miss known when the client is answered is
+//! already durable in `DIR/hints`. Hints never count toward the level.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::clock::{ClockRefusal, WriteClock};
-use crate::error::KvError;
+use crate::clock::{wall_micros, ClockRefusal, WriteClock};
+use crate::error::{ErrorKind, KvError};
+use crate::hints::Hints;
 use crate::mux::CallError;
 use crate::peers::Peers;
 use crate::proto::{
-    checked_key, checked_value, replica_holding, Body, Consistency, GetReply, GetRequest, Holding,
-    InspectReply, InspectRequest, PutReply, PutRequest, ReplicaHolding, ReplicaRead, ReplicaWrite,
-    Versioned,
+    checked_key, checked_value, replica_holding, Body, Consistency, DeleteReply, DeleteRequest,
+    GetReply, GetRequest, Holding, InspectReply, InspectRequest, PutReply, PutRequest,
+    ReplicaHolding, ReplicaRead, ReplicaWrite, Versioned,
 };
+use crate::repair_mode::RepairMode;
 use crate::replica::LocalReplica;
 use crate::ring::{ReplicaId, Ring};
 use crate::rt;
@@ -52,6 +70,31 @@ impl Default for Limits {
 /// How long a put waits for the clock's lease to be renewed.
 const LEASE_WAIT: Duration = Duration::from_secs(1);
 
+/// What a client asked for, in the words of its errors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op {
+    /// A read.
+    Get,
+    /// A write of a value.
+    Put,
+    /// A write of a tombstone.
+    Delete,
+}
+
+impl Op {
+    fn name(self) -> &'static str {
+        match self {
+            Op::Get => "get",
+            Op::Put => "put",
+            Op::Delete => "delete",
+        }
+    }
+
+    fn writes(self) -> bool {
+        self != Op::Get
+    }
+}
+
 /// What a coordinator asks of one replica of a key.
 #[derive(Clone)]
 enum ReplicaAsk {
@@ -59,23 +102,91 @@ enum ReplicaAsk {
     Read(u8),
 }
 
-/// When a fan-out stops gathering answers.
-#[derive(Clone, Copy)]
-enum Wait {
-    /// Once this many replicas succeeded, or that can no longer happen.
-    ForAcks(usize),
-    /// Once every replica answered or failed: `where` reports them all.
-    ForEveryone,
+/// What one replica did with one ask.
+#[derive(Clone, Debug)]
+enum Outcome {
+    /// It answered: the version it holds (reads) or nothing (writes).
+    Answered(Option<Versioned>),
+    /// It refused or failed with a typed error: a write did not land there.
+    Failed(ErrorKind, String),
+    /// No answer (down, disconnected, timed out): a write may or may not
+    /// have landed there.
+    NoAnswer(String),
 }
 
-/// One replica's answer: the version it holds (reads) or nothing (writes).
-type ReplicaAnswer = Result<Option<Versioned>, String>;
+/// One ask sent to several replicas at once, and the outcomes so far.
+/// Outcomes that arrive after the request was answered can still be
+/// collected (background repair does).
+struct FanOut {
+    arriving: rt::Receiver<(ReplicaId, Outcome)>,
+    outcomes: Vec<(ReplicaId, Outcome)>,
+    waiting: Vec<ReplicaId>,
+    deadline: Instant,
+}
 
-/// The answers a request gathered before it had enough or ran out of time.
-struct Gathered {
-    answers: Vec<(ReplicaId, Option<Versioned>)>,
-    failures: Vec<(ReplicaId, String)>,
-    unanswered: Vec<ReplicaId>,
+impl FanOut {
+    /// Replicas that answered, with what they answered.
+    fn answers(&self) -> Vec<(ReplicaId, Option<Versioned>)> {
+        self.outcomes
+            .iter()
+            .filter_map(|(id, outcome)| match outcome {
+                Outcome::Answered(version) => Some((*id, version.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn answered(&self) -> usize {
+        self.outcomes
+            .iter()
+            .filter(|(_, o)| matches!(o, Outcome::Answered(_)))
+            .count()
+    }
+
+    /// Collects outcomes until `need` replicas answered (None: until every
+    /// replica answered or failed), success became impossible, or the
+    /// deadline passed.
+    async fn gather(&mut self, need: Option<usize>) {
+        while !self.waiting.is_empty() {
+            if let Some(need) = need {
+                let answered = self.answered();
+                if answered >= need || answered + self.waiting.len() < need {
+                    return;
+                }
+            }
+            let remaining = self.deadline.saturating_duration_since(Instant::now());
+            let Some(Ok((replica, outcome))) = rt::timeout(remaining, self.arriving.recv()).await
+            else {
+                return;
+            };
+            self.waiting.retain(|&id| id != replica);
+            self.outcomes.push((replica, outcome));
+        }
+    }
+
+    /// Every replica that has not answered, and why: failures with their
+    /// kind, and the ones still waiting as no answer.
+    fn misses(&self, timeout: Duration) -> Vec<(ReplicaId, Outcome)> {
+        let mut misses: Vec<(ReplicaId, Outcome)> = self
+            .outcomes
+            .iter()
+            .filter(|(_, o)| !matches!(o, Outcome::Answered(_)))
+            .cloned()
+            .collect();
+        misses.extend(
+            self.waiting
+                .iter()
+                .map(|&id| (id, Outcome::NoAnswer(no_answer_within(timeout)))),
+        );
+        misses
+    }
+}
+
+/// Counters `status` reports.
+#[derive(Default)]
+pub struct CoordinatorStats {
+    /// Read-repair writes sent, blocking and background.
+    pub repairs_sent: AtomicU64,
 }
 
 /// Carries out client requests on the ring.
@@ -85,92 +196,209 @@ pub struct Coordinator {
     local: Arc<LocalReplica>,
     peers: Arc<Peers>,
     clock: Arc<WriteClock>,
+    hints: Arc<Hints>,
+    mode: RepairMode,
     limits: Limits,
+    /// What this coordinator has done, for `status`.
+    pub stats: CoordinatorStats,
+}
+
+/// Everything a coordinator works with.
+pub struct CoordinatorParts {
+    /// This replica's id.
+    pub self_id: ReplicaId,
+    /// The ring.
+    pub ring: Arc<Ring>,
+    /// This replica's own store.
+    pub local: Arc<LocalReplica>,
+    /// Links to the other replicas.
+    pub peers: Arc<Peers>,
+    /// The write clock.
+    pub clock: Arc<WriteClock>,
+    /// Where missed writes are kept.
+    pub hints: Arc<Hints>,
+    /// Which convergence mechanisms run.
+    pub mode: RepairMode,
+    /// Timeouts and the value limit.
+    pub limits: Limits,
 }
 
 impl Coordinator {
-    /// A coordinator for replica `self_id`.
-    pub fn new(
-        self_id: ReplicaId,
-        ring: Arc<Ring>,
-        local: Arc<LocalReplica>,
-        peers: Arc<Peers>,
-        clock: Arc<WriteClock>,
-        limits: Limits,
-    ) -> Self {
+    /// A coordinator for replica `parts.self_id`.
+    pub fn new(parts: CoordinatorParts) -> Self {
         Coordinator {
-            self_id,
-            ring,
-            local,
-            peers,
-            clock,
-            limits,
+            self_id: parts.self_id,
+            ring: parts.ring,
+            local: parts.local,
+            peers: parts.peers,
+            clock: parts.clock,
+            hints: parts.hints,
+            mode: parts.mode,
+            limits: parts.limits,
+            stats: CoordinatorStats::default(),
         }
     }
 
-    /// Stamps the write and answers once `level` replicas made it durable.
+    /// Stamps the value and answers once `level` replicas made it durable.
     pub async fn put(self: &Arc<Self>, request: PutRequest) -> Result<PutReply, KvError> {
         let key = checked_key(request.key)?;
         let level = Consistency::from_wire(request.consistency)?;
         checked_value(&request.value, self.limits.max_value_bytes)?;
-        let need = self.check_available(key, level, "put")?;
+        let timestamp_micros = self
+            .write(key, level, Op::Put, request.value, false)
+            .await?;
+        Ok(PutReply { timestamp_micros })
+    }
+
+    /// Stamps a tombstone and answers once `level` replicas made it durable.
+    pub async fn delete(self: &Arc<Self>, request: DeleteRequest) -> Result<DeleteReply, KvError> {
+        let key = checked_key(request.key)?;
+        let level = Consistency::from_wire(request.consistency)?;
+        let timestamp_micros = self
+            .write(key, level, Op::Delete, String::new(), true)
+            .await?;
+        Ok(DeleteReply { timestamp_micros })
+    }
+
+    /// The write path shared by put and delete.
+    async fn write(
+        self: &Arc<Self>,
+        key: u8,
+        level: Consistency,
+        op: Op,
+        value: String,
+        tombstone: bool,
+    ) -> Result<u64, KvError> {
+        let need = self.check_available(key, level, op)?;
         let timestamp_micros = self.stamp().await?;
         let version = Versioned {
-            value: request.value,
+            value,
             timestamp_micros,
             coordinator_id: self.self_id,
+            tombstone,
         };
-        let gathered = self
-            .fan_out(
-                self.ring.replicas_for(key),
-                ReplicaAsk::Write(key, version),
-                Wait::ForAcks(need),
-                self.limits.write_timeout,
-            )
-            .await;
-        if gathered.answers.len() >= need {
-            Ok(PutReply { timestamp_micros })
+        let timeout = self.limits.write_timeout;
+        let hint_misses = self.mode.hinted_handoff();
+        let mut fan = self.fan_out(
+            self.ring.replicas_for(key),
+            ReplicaAsk::Write(key, version),
+            hint_misses,
+            timeout,
+        );
+        fan.gather(Some(need)).await;
+        if fan.answered() >= need {
+            Ok(timestamp_micros)
         } else {
-            Err(self.too_few_answers(
-                "put",
-                key,
-                level,
-                need,
-                &gathered,
-                self.limits.write_timeout,
-            ))
+            Err(self.shortfall(op, key, level, need, &fan, timeout))
         }
     }
 
-    /// Answers with the newest version among the first `level` replicas to answer.
+    /// Answers with the newest version among the first `level` replicas to
+    /// answer, after making sure (at QUORUM and ALL) that `level` replicas
+    /// hold it.
     pub async fn get(self: &Arc<Self>, request: GetRequest) -> Result<GetReply, KvError> {
         let key = checked_key(request.key)?;
         let level = Consistency::from_wire(request.consistency)?;
-        let need = self.check_available(key, level, "get")?;
-        let gathered = self
-            .fan_out(
-                self.ring.replicas_for(key),
-                ReplicaAsk::Read(key),
-                Wait::ForAcks(need),
-                self.limits.read_timeout,
-            )
-            .await;
-        if gathered.answers.len() < need {
-            return Err(self.too_few_answers(
-                "get",
-                key,
-                level,
-                need,
-                &gathered,
-                self.limits.read_timeout,
-            ));
+        let need = self.check_available(key, level, Op::Get)?;
+        let timeout = self.limits.read_timeout;
+        let mut fan = self.fan_out(
+            self.ring.replicas_for(key),
+            ReplicaAsk::Read(key),
+            false,
+            timeout,
+        );
+        fan.gather(Some(need)).await;
+        let deciding = fan.answers();
+        if deciding.len() < need {
+            return Err(self.shortfall(Op::Get, key, level, need, &fan, timeout));
         }
-        let found = gathered
-            .answers
-            .into_iter()
-            .map(|(_, version)| version)
+        let newest = deciding
+            .iter()
+            .map(|(_, version)| version.clone())
             .fold(None, Versioned::newest);
-        Ok(GetReply { found })
+        if let Some(version) = &newest {
+            // A put through this coordinator after this read beats what it read.
+            self.clock.observe(version.timestamp_micros);
+        }
+        let stale: Vec<ReplicaId> = deciding
+            .iter()
+            .filter(|(_, held)| is_older(held, &newest))
+            .map(|(id, _)| *id)
+            .collect();
+        if let (Some(version), false) = (&newest, stale.is_empty()) {
+            let holders = deciding.len() - stale.len();
+            self.stats
+                .repairs_sent
+                .fetch_add(stale.len() as u64, Ordering::Relaxed);
+            let mut repair = self.fan_out(
+                &stale,
+                ReplicaAsk::Write(key, version.clone()),
+                false,
+                fan.deadline.saturating_duration_since(Instant::now()),
+            );
+            repair.gather(Some(need.saturating_sub(holders))).await;
+            if holders + repair.answered() < need {
+                let misses = describe(&repair.misses(timeout));
+                return Err(KvError::timeout(format!(
+                    "{level} get of key {key}: the replicas that answered disagreed, and read repair \
+                     reached only {} of the {need} needed before the timeout ({misses})",
+                    holders + repair.answered()
+                )));
+            }
+        }
+        if self.mode.background_read_repair() {
+            let (coordinator, repaired) = (self.clone(), newest.clone());
+            rt::spawn(async move {
+                coordinator
+                    .repair_in_background(key, fan, repaired, stale)
+                    .await
+            });
+        }
+        Ok(GetReply {
+            found: newest.filter(|version| !version.tombstone),
+        })
+    }
+
+    /// After a read was answered: waits for the replicas that had not
+    /// answered yet, and brings every replica that answered with something
+    /// older than the newest version seen up to it. `already` were repaired
+    /// to `answered` before the client got its answer.
+    async fn repair_in_background(
+        self: Arc<Self>,
+        key: u8,
+        mut fan: FanOut,
+        answered: Option<Versioned>,
+        already: Vec<ReplicaId>,
+    ) {
+        fan.gather(None).await;
+        let answers = fan.answers();
+        let newest = answers
+            .iter()
+            .map(|(_, version)| version.clone())
+            .fold(answered.clone(), Versioned::newest);
+        let Some(version) = newest.clone() else {
+            return;
+        };
+        let stale: Vec<ReplicaId> = answers
+            .iter()
+            .filter(|(id, held)| {
+                is_older(held, &newest) && !(already.contains(id) && newest == answered)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        if stale.is_empty() {
+            return;
+        }
+        self.stats
+            .repairs_sent
+            .fetch_add(stale.len() as u64, Ordering::Relaxed);
+        let mut repair = self.fan_out(
+            &stale,
+            ReplicaAsk::Write(key, version),
+            false,
+            self.limits.write_timeout,
+        );
+        repair.gather(None).await;
     }
 
     /// Asks every replica of the key what it holds, without repairing
@@ -181,30 +409,20 @@ impl Coordinator {
     ) -> Result<InspectReply, KvError> {
         let key = checked_key(request.key)?;
         let replicas = self.ring.replicas_for(key);
-        let gathered = self
-            .fan_out(
-                replicas,
-                ReplicaAsk::Read(key),
-                Wait::ForEveryone,
-                self.limits.read_timeout,
-            )
-            .await;
-        let outcome_of = |id: ReplicaId| {
-            if let Some((_, found)) = gathered
-                .answers
-                .iter()
-                .find(|(answered, _)| *answered == id)
-            {
-                replica_holding::Outcome::Holding(Holding {
-                    found: found.clone(),
-                })
-            } else if let Some((_, reason)) =
-                gathered.failures.iter().find(|(failed, _)| *failed == id)
-            {
-                replica_holding::Outcome::Unreachable(reason.clone())
-            } else {
-                replica_holding::Outcome::Unreachable(no_answer_within(self.limits.read_timeout))
+        let timeout = self.limits.read_timeout;
+        let mut fan = self.fan_out(replicas, ReplicaAsk::Read(key), false, timeout);
+        fan.gather(None).await;
+        let outcome_of = |id: ReplicaId| match fan.outcomes.iter().find(|(r, _)| *r == id) {
+            Some((_, Outcome::Answered(found))) => replica_holding::Outcome::Holding(Holding {
+                found: found.clone(),
+            }),
+            Some((_, Outcome::Failed(kind, reason))) => {
+                replica_holding::Outcome::Unreachable(format!("{}: {reason}", kind.as_str()))
             }
+            Some((_, Outcome::NoAnswer(reason))) => {
+                replica_holding::Outcome::Unreachable(reason.clone())
+            }
+            None => replica_holding::Outcome::Unreachable(no_answer_within(timeout)),
         };
         Ok(InspectReply {
             replicas: replicas
@@ -217,20 +435,33 @@ impl Coordinator {
         })
     }
 
-    /// The put's timestamp. Waits briefly if the clock's lease on disk is
-    /// being renewed (after a jump of the clock, the renewer needs a moment).
+    /// The write's timestamp. After a restart, waits until the wall clock
+    /// has passed what the previous run may have issued; waits briefly if
+    /// the clock's lease on disk is being renewed.
     async fn stamp(&self) -> Result<u64, KvError> {
-        let deadline = Instant::now() + LEASE_WAIT;
+        let deadline = Instant::now() + LEASE_WAIT.max(self.limits.write_timeout);
         loop {
             match self.clock.next() {
                 Ok(timestamp) => return Ok(timestamp),
+                Err(ClockRefusal::Held { until }) => {
+                    let wait = Duration::from_micros(until.saturating_sub(wall_micros()) + 1);
+                    if Instant::now() + wait > deadline {
+                        return Err(KvError::internal(format!(
+                            "replica {} restarted with its write clock held until {until}, {} ms from now; \
+                             it takes no puts until then (nothing was written; another coordinator can take the put)",
+                            self.self_id,
+                            wait.as_millis()
+                        )));
+                    }
+                    rt::sleep(wait).await;
+                }
                 Err(ClockRefusal::LeaseBehind { lease_until }) if Instant::now() >= deadline => {
                     return Err(KvError::internal(format!(
                         "the write clock reached its lease ({lease_until}) and the lease on disk was not renewed within {} ms; the data disk may be slow or failing",
                         LEASE_WAIT.as_millis()
                     )))
                 }
-                Err(ClockRefusal::LeaseBehind { .. }) => rt::sleep(Duration::from_millis(5)).await,
+                Err(ClockRefusal::LeaseBehind { .. }) => rt::sleep(Duration::from_millis(1)).await,
                 Err(ClockRefusal::FarAhead { next, wall }) => {
                     return Err(KvError::internal(format!(
                         "replica {}'s wall clock is {} s behind timestamps it issued or stored before it restarted; \
@@ -246,14 +477,15 @@ impl Coordinator {
     /// How many answers the level needs from the key's replicas, or
     /// UNAVAILABLE if fewer than that are believed up. Decided from the
     /// up/down view alone, before anything is sent.
-    fn check_available(&self, key: u8, level: Consistency, what: &str) -> Result<usize, KvError> {
+    fn check_available(&self, key: u8, level: Consistency, op: Op) -> Result<usize, KvError> {
         let replicas = self.ring.replicas_for(key);
         let need = level.required_acks(replicas.len());
         let (up, down): (Vec<ReplicaId>, Vec<ReplicaId>) =
             replicas.iter().partition(|&&id| self.peers.is_up(id));
         if up.len() < need {
             return Err(KvError::unavailable(format!(
-                "{level} {what} of key {key} needs {need} of its replicas {} but only {} up ({}); down: {}",
+                "{level} {} of key {key} needs {need} of its replicas {} but only {} up ({}); down: {}",
+                op.name(),
                 list(replicas),
                 if up.len() == 1 { "1 is".to_string() } else { format!("{} are", up.len()) },
                 list(&up),
@@ -263,126 +495,162 @@ impl Coordinator {
         Ok(need)
     }
 
-    /// Sends `ask` to every target at once and gathers answers until `wait`
-    /// is satisfied, success has become impossible, or `timeout` passes.
-    /// Requests still in flight then finish in the background.
-    async fn fan_out(
+    /// Sends `ask` to every target at once; `fan.gather` collects the
+    /// outcomes. Each ask runs in its own task, which finishes (and stores
+    /// its hint, if `hint_misses` and the write missed) whether or not
+    /// anyone still waits for it.
+    fn fan_out(
         self: &Arc<Self>,
         targets: &[ReplicaId],
         ask: ReplicaAsk,
-        wait: Wait,
+        hint_misses: bool,
         timeout: Duration,
-    ) -> Gathered {
-        let deadline = Instant::now() + timeout;
-        let (answer_to, answers) = rt::unbounded();
+    ) -> FanOut {
+        let (report, arriving) = rt::unbounded();
         for &target in targets {
-            let (coordinator, ask, answer_to) = (self.clone(), ask.clone(), answer_to.clone());
+            let (coordinator, ask, report) = (self.clone(), ask.clone(), report.clone());
             rt::spawn(async move {
-                let answer = coordinator.ask_replica(target, ask, timeout).await;
-                let _ = answer_to.send((target, answer)).await;
+                let outcome = coordinator.ask_replica(target, ask.clone(), timeout).await;
+                if let (ReplicaAsk::Write(key, version), true) = (ask, hint_misses) {
+                    let missed = !matches!(outcome, Outcome::Answered(_));
+                    if missed && target != coordinator.self_id {
+                        if let Err(error) = coordinator.hints.store(target, key, version).await {
+                            crate::error!("cannot store a hint for replica {target}: {error}");
+                        }
+                    }
+                }
+                let _ = report.send((target, outcome)).await;
             });
         }
-        drop(answer_to);
-        let mut gathered = Gathered {
-            answers: Vec::new(),
-            failures: Vec::new(),
-            unanswered: targets.to_vec(),
-        };
-        while !gathered.unanswered.is_empty() {
-            if let Wait::ForAcks(need) = wait {
-                let hopeless = gathered.answers.len() + gathered.unanswered.len() < need;
-                if gathered.answers.len() >= need || hopeless {
-                    break;
-                }
-            }
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            let Some(Ok((replica, answer))) = rt::timeout(remaining, answers.recv()).await else {
-                break;
-            };
-            gathered.unanswered.retain(|&id| id != replica);
-            match answer {
-                Ok(version) => gathered.answers.push((replica, version)),
-                Err(reason) => gathered.failures.push((replica, reason)),
-            }
+        FanOut {
+            arriving,
+            outcomes: Vec::new(),
+            waiting: targets.to_vec(),
+            deadline: Instant::now() + timeout,
         }
-        gathered
     }
 
     /// Carries out one ask on one replica: this one directly, others over
-    /// their peer connection.
-    async fn ask_replica(
-        &self,
-        target: ReplicaId,
-        ask: ReplicaAsk,
-        timeout: Duration,
-    ) -> ReplicaAnswer {
+    /// their peer connection. A reply of the wrong type is a failure, never
+    /// an acknowledgement.
+    async fn ask_replica(&self, target: ReplicaId, ask: ReplicaAsk, timeout: Duration) -> Outcome {
         if target == self.self_id {
             return match ask {
                 // Bounded like a peer call; if the disk is slow the write
                 // still lands (the WAL thread applies it), just unawaited.
                 ReplicaAsk::Write(key, version) => {
                     match rt::timeout(timeout, self.local.write(key, version)).await {
-                        Some(outcome) => outcome.map(|()| None).map_err(|e| e.to_string()),
-                        None => Err(no_answer_within(timeout)),
+                        Some(Ok(())) => Outcome::Answered(None),
+                        Some(Err(error)) => Outcome::Failed(error.kind, error.message),
+                        None => Outcome::NoAnswer(no_answer_within(timeout)),
                     }
                 }
-                ReplicaAsk::Read(key) => Ok(self.local.read(key)),
+                ReplicaAsk::Read(key) => Outcome::Answered(self.local.read(key)),
             };
         }
         let Some(peer) = self.peers.get(target) else {
-            return Err(format!("replica {target} is not in the ring"));
+            return Outcome::Failed(
+                ErrorKind::Internal,
+                format!("replica {target} is not in the ring"),
+            );
         };
-        let body = match ask {
-            ReplicaAsk::Write(key, version) => Body::ReplicaWrite(ReplicaWrite {
-                key: Some(u32::from(key)),
-                version: Some(version),
-            }),
-            ReplicaAsk::Read(key) => Body::ReplicaRead(ReplicaRead {
-                key: Some(u32::from(key)),
-            }),
+        let (body, expects) = match ask {
+            ReplicaAsk::Write(key, version) => (
+                Body::ReplicaWrite(ReplicaWrite {
+                    key: Some(u32::from(key)),
+                    version: Some(version),
+                }),
+                "replica write",
+            ),
+            ReplicaAsk::Read(key) => (
+                Body::ReplicaRead(ReplicaRead {
+                    key: Some(u32::from(key)),
+                }),
+                "replica read",
+            ),
         };
-        match peer.call(body, timeout).await {
-            Ok(Body::ReplicaWriteAck(_)) => Ok(None),
-            Ok(Body::ReplicaReadReply(reply)) => Ok(reply.found),
-            Ok(other) => Err(format!("answered with an unexpected {}", other.kind_name())),
-            Err(CallError::Refused(error)) => Err(error.to_string()),
-            Err(CallError::Disconnected(reason)) => Err(reason),
-            Err(CallError::TimedOut) => Err(no_answer_within(timeout)),
+        match (expects, peer.call(body, timeout).await) {
+            ("replica write", Ok(Body::ReplicaWriteAck(_))) => Outcome::Answered(None),
+            ("replica read", Ok(Body::ReplicaReadReply(reply))) => Outcome::Answered(reply.found),
+            (_, Ok(other)) => Outcome::Failed(
+                ErrorKind::Internal,
+                format!("answered a {expects} with a {}", other.kind_name()),
+            ),
+            (_, Err(CallError::Refused(error))) => Outcome::Failed(error.kind, error.message),
+            (_, Err(CallError::Disconnected(reason))) => Outcome::NoAnswer(reason),
+            (_, Err(CallError::TimedOut)) => Outcome::NoAnswer(no_answer_within(timeout)),
         }
     }
 
-    /// The TIMEOUT a request ends in when too few replicas answered.
-    fn too_few_answers(
+    /// The error a request ends in when too few replicas answered, chosen
+    /// from what the others did: INVALID if one refused the request as
+    /// invalid (retrying cannot help), TIMEOUT if any gave no answer (a
+    /// write may have landed there), INTERNAL if every miss was a failure.
+    fn shortfall(
         &self,
-        what: &str,
+        op: Op,
         key: u8,
         level: Consistency,
         need: usize,
-        gathered: &Gathered,
+        fan: &FanOut,
         timeout: Duration,
     ) -> KvError {
-        let mut reasons: Vec<String> = gathered
-            .failures
+        let misses = fan.misses(timeout);
+        let answered: Vec<ReplicaId> = fan.answers().iter().map(|(id, _)| *id).collect();
+        let kind = if misses
             .iter()
-            .map(|(id, reason)| format!("replica {id}: {reason}"))
-            .collect();
-        reasons.extend(
-            gathered
-                .unanswered
-                .iter()
-                .map(|id| format!("replica {id}: {}", no_answer_within(timeout))),
-        );
-        let effect = if what == "put" {
-            "; the write may have been applied on some replicas"
+            .any(|(_, o)| matches!(o, Outcome::Failed(ErrorKind::Invalid, _)))
+        {
+            ErrorKind::Invalid
+        } else if misses
+            .iter()
+            .any(|(_, o)| matches!(o, Outcome::NoAnswer(_)))
+        {
+            ErrorKind::Timeout
         } else {
-            ""
+            ErrorKind::Internal
         };
-        KvError::timeout(format!(
-            "{level} {what} of key {key}: {} of {need} replicas answered ({}){effect}",
-            gathered.answers.len(),
-            reasons.join("; "),
-        ))
+        let effect = match (op.writes(), kind, answered.is_empty()) {
+            (false, _, _) => String::new(),
+            (true, ErrorKind::Timeout, _) => {
+                "; the write may have been applied on some replicas".to_string()
+            }
+            (true, _, true) => "; the write was applied nowhere".to_string(),
+            (true, _, false) => format!("; the write was applied on {}", list(&answered)),
+        };
+        KvError {
+            kind,
+            message: format!(
+                "{level} {} of key {key}: {} of {need} replicas answered ({}){effect}",
+                op.name(),
+                answered.len(),
+                describe(&misses),
+            ),
+        }
     }
+}
+
+/// Whether a replica's answer is older than the newest version seen (a
+/// replica that holds nothing is older than any version).
+fn is_older(held: &Option<Versioned>, newest: &Option<Versioned>) -> bool {
+    match (held, newest) {
+        (_, None) => false,
+        (None, Some(_)) => true,
+        (Some(held), Some(newest)) => held.lww_cmp(newest).is_lt(),
+    }
+}
+
+/// "replica 2: no answer within 2000 ms; replica 3: INVALID: ..."
+fn describe(misses: &[(ReplicaId, Outcome)]) -> String {
+    misses
+        .iter()
+        .map(|(id, outcome)| match outcome {
+            Outcome::Failed(kind, reason) => format!("replica {id}: {}: {reason}", kind.as_str()),
+            Outcome::NoAnswer(reason) => format!("replica {id}: {reason}"),
+            Outcome::Answered(_) => format!("replica {id}: answered"),
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// Why a replica is missing from the answers, whichever of the request's

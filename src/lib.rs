@@ -6,6 +6,7 @@
 
 #![warn(missing_docs)]
 
+pub mod anti_entropy;
 pub mod client;
 pub mod clock;
 pub mod clock_lease;
@@ -14,11 +15,13 @@ pub mod console;
 pub mod coordinator;
 pub mod error;
 pub mod frame;
+pub mod hints;
 pub mod logging;
 pub mod mux;
 pub mod node;
 pub mod peers;
 pub mod proto;
+pub mod repair_mode;
 pub mod replica;
 pub mod ring;
 pub mod rt;

@@ -17,6 +17,7 @@ enum Subcommand {
     Replica(cmd::replica::ReplicaArgs),
     Client(cmd::client::ClientArgs),
     Status(cmd::status::StatusArgs),
+    Repair(cmd::repair::RepairArgs),
 }
 
 fn main() {
@@ -25,6 +26,7 @@ fn main() {
         Subcommand::Replica(args) => cmd::replica::run(args),
         Subcommand::Client(args) => cmd::client::run(args),
         Subcommand::Status(args) => cmd::status::run(args),
+        Subcommand::Repair(args) => cmd::repair::run(args),
     };
     if let Err(message) = outcome {
         eprintln!("ringkv: {message}");

@@ -1,21 +1,30 @@
 //! This replica's links to the other replicas: one pooled, multiplexed
 //! connection per peer, and the up/down view that decides UNAVAILABLE.
 //!
-//! A peer is up once it has answered a ping, and down from the moment one of
-//! its connections fails or breaks, or it leaves a ping unanswered for the
-//! ping timeout. A prober task per peer owns connecting. It keeps two
-//! connections: one for requests, and one that carries only its pings, so a
-//! ping never waits behind a burst of requests on either side and a busy
-//! replica does not look dead. It pings every second while the peer is up
-//! and tries to reach it every quarter second while it is down, so a
-//! restarted replica is seen within moments and a killed one as soon as its
-//! sockets close. Requests only ever use the request connection the prober
-//! keeps, and only while the peer is up; otherwise they fail at once, so
-//! nothing queues behind a replica that is down.
+//! A peer is up once it has answered a ping, or the moment it says hello
+//! (the first ping on any connection it opens to us: `heard_from`), and
+//! down from the moment one of its connections fails or breaks, or it
+//! leaves a ping unanswered for the ping timeout. A prober task per peer
+//! owns connecting. It keeps two connections: one for requests, and one
+//! that carries only its pings, so a ping never waits behind a burst of
+//! requests on either side and a busy replica does not look dead. Each new
+//! connection starts with a hello ping. The prober pings every second while
+//! the peer is up and tries to reach it every quarter second while it is
+//! down; a hello from the peer wakes it at once, so a restarted replica and
+//! its peers see each other within a round trip of its start.
+//!
+//! Requests only ever use the request connection the prober keeps, and only
+//! while the peer is up; otherwise they fail at once, so nothing queues
+//! behind a replica that is down. The one wait: a peer that said hello is up
+//! before our prober's connection to it is open, and a request waits for
+//! that connection (a loopback connect, at most the connect timeout).
+//!
+//! Every transition to up is announced on `up_events`, which is how hinted
+//! handoff learns that a replica is back.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::frame::DEFAULT_MAX_FRAME_BYTES;
 use crate::mux::{CallError, FrameLimits, MuxConnection};
@@ -64,12 +73,20 @@ struct PeerLink {
     requests: Mutex<Option<Arc<MuxConnection>>>,
     /// Carries only the prober's pings.
     pings: Mutex<Option<Arc<MuxConnection>>>,
+    /// Counts hellos and requests heard from the peer, so a probe that
+    /// failed while the peer was talking to us does not mark it down.
+    heard: AtomicU64,
+    /// Wakes the prober early (a hello arrived); holds at most one wake-up.
+    wake: (rt::Sender<()>, rt::Receiver<()>),
+    /// Where transitions to up are announced.
+    up_events: rt::Sender<ReplicaId>,
 }
 
 impl PeerLink {
     fn mark_up(&self) {
         if !self.up.swap(true, Ordering::SeqCst) {
             crate::info!("peer {} at {} is up", self.id, self.addr);
+            let _ = self.up_events.try_send(self.id);
         }
     }
 
@@ -120,6 +137,7 @@ enum Role {
 /// One other replica: where it is, whether we think it is up, and the
 /// connection we share for all requests to it.
 pub struct Peer {
+    self_id: ReplicaId,
     link: Arc<PeerLink>,
     timing: PeerTiming,
 }
@@ -134,14 +152,28 @@ impl Peer {
     /// for the reply. Fails at once if the peer is believed down or there
     /// is no live connection.
     pub async fn call(&self, body: Body, timeout: Duration) -> Result<Body, CallError> {
-        let connection = live(&self.link.requests).filter(|_| self.is_up());
-        let Some(connection) = connection else {
-            return Err(CallError::Disconnected(format!(
-                "replica {} at {} is believed down",
-                self.link.id, self.link.addr
-            )));
+        let started = Instant::now();
+        let connection = loop {
+            if !self.is_up() {
+                return Err(CallError::Disconnected(format!(
+                    "replica {} at {} is believed down",
+                    self.link.id, self.link.addr
+                )));
+            }
+            if let Some(connection) = live(&self.link.requests) {
+                break connection;
+            }
+            // Up by its hello, before the prober's connection is open.
+            if started.elapsed() >= timeout.min(self.timing.connect_timeout) {
+                return Err(CallError::Disconnected(format!(
+                    "replica {} at {} is up but no connection to it opened in time",
+                    self.link.id, self.link.addr
+                )));
+            }
+            rt::sleep(Duration::from_millis(1)).await;
         };
-        connection.call(body, timeout).await
+        let remaining = timeout.saturating_sub(started.elapsed());
+        connection.call(body, remaining).await
     }
 
     /// The live connection in a role, opening a new one if there is none.
@@ -157,6 +189,18 @@ impl Peer {
             move |connection_id, reason| link.connection_broke(role, connection_id, reason),
         )
         .await?;
+        // The hello: tells the peer who we are, and proves the connection.
+        let hello = Body::Ping(Ping {
+            sender_id: self.self_id,
+        });
+        match connection.call(hello, self.timing.ping_timeout).await {
+            Ok(_) | Err(CallError::Refused(_)) => {}
+            Err(CallError::TimedOut) => {
+                connection.close();
+                return Err("did not answer its hello in time".to_string());
+            }
+            Err(CallError::Disconnected(reason)) => return Err(reason),
+        }
         *lock(self.link.slot(role)) = Some(connection.clone());
         Ok(connection)
     }
@@ -164,34 +208,50 @@ impl Peer {
     /// Keeps both connections open and the up/down view current for as long
     /// as the process runs: connects while the peer is down, pings it while
     /// it is up.
-    async fn probe_forever(self: Arc<Self>, self_id: ReplicaId) {
+    async fn probe_forever(self: Arc<Self>) {
         loop {
-            match self.probe_once(self_id).await {
-                Ok(()) => {
-                    self.link.mark_up();
-                    // A break reported while the ping was in flight would
-                    // have been overwritten just now: look again.
-                    let broken = [Role::Requests, Role::Pings]
-                        .iter()
-                        .any(|&role| live(self.link.slot(role)).is_none());
-                    if broken {
-                        self.link
-                            .mark_down("a connection broke as the peer answered");
-                    }
-                }
-                Err(reason) => self.link.mark_down(&reason),
-            }
+            self.probe_and_mark().await;
             self.pause().await;
+        }
+    }
+
+    /// One probe, and the up/down view it implies.
+    async fn probe_and_mark(&self) {
+        let heard_before = self.link.heard.load(Ordering::SeqCst);
+        match self.probe_once().await {
+            Ok(()) => {
+                self.link.mark_up();
+                // A break reported while the ping was in flight would
+                // have been overwritten just now: look again.
+                let broken = [Role::Requests, Role::Pings]
+                    .iter()
+                    .any(|&role| live(self.link.slot(role)).is_none());
+                if broken {
+                    self.link
+                        .mark_down("a connection broke as the peer answered");
+                }
+            }
+            // The peer said hello while this probe was failing (it had
+            // just restarted): it is up; the next probe connects at once.
+            Err(_) if self.link.heard.load(Ordering::SeqCst) != heard_before => {
+                let _ = self.link.wake.0.try_send(());
+            }
+            Err(reason) => self.link.mark_down(&reason),
         }
     }
 
     /// Sleeps a ping interval while the peer is up, or a retry interval
     /// once it is down (cut short if it goes down meanwhile), so a quick
-    /// restart is noticed within a retry interval.
+    /// restart is noticed within a retry interval. A hello from the peer
+    /// ends the pause at once.
     async fn pause(&self) {
         let mut slept = Duration::ZERO;
         loop {
-            rt::sleep(self.timing.retry_interval).await;
+            if let Some(Ok(())) =
+                rt::timeout(self.timing.retry_interval, self.link.wake.1.recv()).await
+            {
+                return;
+            }
             slept += self.timing.retry_interval;
             if !self.is_up() || slept >= self.timing.ping_interval {
                 return;
@@ -200,10 +260,12 @@ impl Peer {
     }
 
     /// Makes sure both connections are open, then pings over the ping one.
-    async fn probe_once(&self, self_id: ReplicaId) -> Result<(), String> {
+    async fn probe_once(&self) -> Result<(), String> {
         let pings = self.ensure_connection(Role::Pings).await?;
         self.ensure_connection(Role::Requests).await?;
-        let ping = Body::Ping(Ping { sender_id: self_id });
+        let ping = Body::Ping(Ping {
+            sender_id: self.self_id,
+        });
         match pings.call(ping, self.timing.ping_timeout).await {
             Ok(_) | Err(CallError::Refused(_)) => Ok(()),
             Err(CallError::TimedOut) => {
@@ -225,38 +287,87 @@ impl Peer {
 pub struct Peers {
     self_id: ReplicaId,
     by_id: Vec<Option<Arc<Peer>>>,
+    up_events: rt::Receiver<ReplicaId>,
 }
 
 impl Peers {
     /// Links to every member of the ring but `self_id`, all believed down
-    /// until they answer. Call `start_probing` to begin pinging them.
+    /// until they answer. Call `probe_all_once`, then `start_probing`.
     pub fn new(ring: &Ring, self_id: ReplicaId, timing: PeerTiming) -> Peers {
+        let (announce_up, up_events) = rt::unbounded();
         let by_id = ring
             .members()
             .iter()
             .map(|member| {
                 (member.id != self_id).then(|| {
                     Arc::new(Peer {
+                        self_id,
                         link: Arc::new(PeerLink {
                             id: member.id,
                             addr: member.addr.clone(),
                             up: AtomicBool::new(false),
                             requests: Mutex::new(None),
                             pings: Mutex::new(None),
+                            heard: AtomicU64::new(0),
+                            wake: rt::bounded(1),
+                            up_events: announce_up.clone(),
                         }),
                         timing: timing.clone(),
                     })
                 })
             })
             .collect();
-        Peers { self_id, by_id }
+        Peers {
+            self_id,
+            by_id,
+            up_events,
+        }
+    }
+
+    /// Tries every peer once, all at once, and returns when each has
+    /// answered or failed: a replica opens for requests only after this, so
+    /// its first request already sees every peer that is running as up
+    /// (the peers, in turn, heard its hello and count it up).
+    pub async fn probe_all_once(&self) {
+        let probes: Vec<_> = self
+            .by_id
+            .iter()
+            .flatten()
+            .map(|peer| {
+                let peer = peer.clone();
+                rt::spawn(async move { peer.probe_and_mark().await })
+            })
+            .collect();
+        for probe in probes {
+            probe.await;
+        }
     }
 
     /// Starts one prober task per peer.
     pub fn start_probing(&self) {
         for peer in self.by_id.iter().flatten() {
-            rt::spawn(peer.clone().probe_forever(self.self_id));
+            rt::spawn(peer.clone().probe_forever());
         }
+    }
+
+    /// A peer spoke to us: its hello, or any request on a connection it
+    /// opened. It is up from now on (until a probe or a broken connection
+    /// says otherwise), and if it was down its prober connects at once.
+    pub fn heard_from(&self, id: ReplicaId) {
+        let Some(peer) = self.get(id) else {
+            return;
+        };
+        peer.link.heard.fetch_add(1, Ordering::SeqCst);
+        if !peer.is_up() {
+            let _ = peer.link.wake.0.try_send(());
+            peer.link.mark_up();
+        }
+    }
+
+    /// Announces each peer's transition to up (for hint delivery). One
+    /// consumer only: every clone shares the same queue.
+    pub fn up_events(&self) -> rt::Receiver<ReplicaId> {
+        self.up_events.clone()
     }
 
     /// The peer with this id; `None` for this replica itself.

@@ -100,11 +100,23 @@ impl Versioned {
     /// value breaks what is left of a tie, which only a misbehaving client
     /// can cause, so that even then every replica keeps the same version.
     pub fn lww_cmp(&self, other: &Versioned) -> Ordering {
-        (self.timestamp_micros, self.coordinator_id, &self.value).cmp(&(
-            other.timestamp_micros,
-            other.coordinator_id,
-            &other.value,
-        ))
+        (
+            self.timestamp_micros,
+            self.coordinator_id,
+            self.tombstone,
+            &self.value,
+        )
+            .cmp(&(
+                other.timestamp_micros,
+                other.coordinator_id,
+                other.tombstone,
+                &other.value,
+            ))
+    }
+
+    /// The value a reader sees: none for a tombstone.
+    pub fn live_value(&self) -> Option<&str> {
+        (!self.tombstone).then_some(self.value.as_str())
     }
 
     /// The newest of two optional versions.
@@ -129,16 +141,22 @@ impl Body {
             Body::Put(_) => "put",
             Body::Inspect(_) => "inspect",
             Body::Status(_) => "status",
+            Body::Delete(_) => "delete",
+            Body::Repair(_) => "repair",
             Body::GetReply(_) => "get reply",
             Body::PutReply(_) => "put reply",
             Body::InspectReply(_) => "inspect reply",
             Body::StatusReply(_) => "status reply",
+            Body::DeleteReply(_) => "delete reply",
+            Body::RepairReply(_) => "repair reply",
             Body::ReplicaWrite(_) => "replica write",
             Body::ReplicaWriteAck(_) => "replica write ack",
             Body::ReplicaRead(_) => "replica read",
             Body::ReplicaReadReply(_) => "replica read reply",
             Body::Ping(_) => "ping",
             Body::Pong(_) => "pong",
+            Body::Digest(_) => "digest",
+            Body::DigestReply(_) => "digest reply",
             Body::Error(_) => "error",
         }
     }
@@ -153,7 +171,28 @@ mod tests {
             value: value.to_string(),
             timestamp_micros: ts,
             coordinator_id: coordinator,
+            tombstone: false,
         }
+    }
+
+    #[test]
+    fn a_tombstone_is_ordered_like_any_version() {
+        let put = version(10, 1, "x");
+        let delete = Versioned {
+            tombstone: true,
+            ..version(11, 0, "")
+        };
+        assert_eq!(
+            Versioned::newest(Some(put.clone()), Some(delete.clone())),
+            Some(delete.clone())
+        );
+        assert_eq!(delete.live_value(), None);
+        assert_eq!(put.live_value(), Some("x"));
+        let later_put = version(12, 0, "y");
+        assert_eq!(
+            Versioned::newest(Some(delete), Some(later_put.clone())),
+            Some(later_put)
+        );
     }
 
     #[test]

@@ -57,9 +57,22 @@ impl Store {
         self.lock()[key as usize].clone()
     }
 
-    /// How many keys hold a value.
+    /// How many keys hold a live value (tombstones not counted).
     pub fn keys_held(&self) -> usize {
-        self.lock().iter().filter(|slot| slot.is_some()).count()
+        self.lock()
+            .iter()
+            .filter(|slot| slot.as_ref().is_some_and(|v| !v.tombstone))
+            .count()
+    }
+
+    /// Every key held (tombstones included) with its version: the source
+    /// of anti-entropy digests.
+    pub fn snapshot(&self) -> Vec<(u8, Versioned)> {
+        self.lock()
+            .iter()
+            .enumerate()
+            .filter_map(|(key, slot)| slot.clone().map(|v| (key as u8, v)))
+            .collect()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Option<Versioned>>> {
@@ -80,6 +93,7 @@ mod tests {
             value: value.into(),
             timestamp_micros: ts,
             coordinator_id: coordinator,
+            tombstone: false,
         }
     }
 

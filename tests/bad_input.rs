@@ -383,6 +383,7 @@ fn a_value_over_a_configured_limit_is_invalid_and_one_at_the_limit_is_stored() {
             value: over,
             timestamp_micros: 1,
             coordinator_id: 0,
+            tombstone: false,
         }),
     })));
     let error = reply.expect_err("an oversized replica write");
@@ -561,6 +562,7 @@ fn a_replica_write_that_is_misrouted_malformed_or_from_the_future_is_invalid() {
         value: "direct".into(),
         timestamp_micros: 1,
         coordinator_id: 0,
+        tombstone: false,
     };
     send(
         &mut stream,
@@ -600,6 +602,7 @@ fn a_replica_write_that_is_misrouted_malformed_or_from_the_future_is_invalid() {
         value: "direct".into(),
         timestamp_micros: now,
         coordinator_id: 0,
+        tombstone: false,
     };
     // Key 10 lives on 0, 1, 2: replica 2 holds it, but not key 200 (3, 0, 1).
     send(&mut stream, 45, write(200, good.clone()));

@@ -79,7 +79,7 @@ fn a_replica_killed_while_coordinating_restarts_at_once_and_keeps_its_writes() {
 }
 
 #[test]
-fn a_restarted_coordinator_stamps_past_every_timestamp_it_may_have_used() {
+fn a_restarted_coordinator_waits_out_its_lease_instead_of_stamping_ahead() {
     let mut cluster = Cluster::start(4);
     // Replica 3 holds no copy of key 10, so its own log knows nothing of
     // the timestamps it gave key 10; the clock lease on disk does.
@@ -97,14 +97,19 @@ fn a_restarted_coordinator_stamps_past_every_timestamp_it_may_have_used() {
         recorded > before,
         "the lease covered the timestamp it issued"
     );
-    // As if the wall clock had been a minute ahead before the crash.
-    let ahead = ringkv::clock::wall_micros() + 60_000_000;
+    // As if the previous run had issued timestamps up to 700 ms from now.
+    let ahead = ringkv::clock::wall_micros() + 700_000;
     std::fs::write(&lease_file, format!("{ahead}\n")).expect("rewrite lease");
     cluster.restart(3);
     let after = cluster
         .put(3, 10, "after the restart", Consistency::All)
         .expect("put");
+    let answered_at = ringkv::clock::wall_micros();
     assert!(after > ahead, "stamped {after}, not past the lease {ahead}");
+    assert!(
+        after <= answered_at,
+        "stamped {after}, ahead of the wall clock {answered_at}: it jumped instead of waiting"
+    );
     assert_eq!(
         cluster.get(0, 10, Consistency::All).expect("get"),
         Some("after the restart".into())

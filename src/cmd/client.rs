@@ -15,7 +15,7 @@ use crate::proto::Consistency;
 use crate::ring::Ring;
 use crate::rt;
 
-/// Open a console on one coordinator: get, put, consistency, where, help, quit.
+/// Open a console on one coordinator: get, put, delete, consistency, where, help, quit.
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "client")]
 pub struct ClientArgs {
@@ -106,6 +106,7 @@ async fn execute(
             Some(version) => render_value(&version.value),
             None => "NOT FOUND".to_string(),
         }),
+        Command::Delete(key) => client.delete(key, *level).await.map(|_| "OK".to_string()),
         Command::Put(key, value) => client
             .put(key, &value, *level)
             .await

@@ -9,12 +9,15 @@ use std::time::Duration;
 
 use argh::FromArgs;
 
+use crate::anti_entropy::AntiEntropy;
 use crate::clock::WriteClock;
 use crate::clock_lease;
-use crate::coordinator::{Coordinator, Limits};
+use crate::coordinator::{Coordinator, CoordinatorParts, Limits};
 use crate::frame::DEFAULT_MAX_FRAME_BYTES;
+use crate::hints::{HintOptions, Hints};
 use crate::node::{self, Node};
 use crate::peers::{PeerTiming, Peers};
+use crate::repair_mode::RepairMode;
 use crate::replica::LocalReplica;
 use crate::ring::Ring;
 use crate::rt;
@@ -50,6 +53,18 @@ pub struct ReplicaArgs {
     /// start even if the write-ahead log is corrupt, skipping damaged records (each one is logged; data in them is lost)
     #[argh(switch)]
     pub skip_corrupt_wal: bool,
+    /// how replicas catch up: read-repair, hinted-handoff or both (default both)
+    #[argh(option, default = "RepairMode::Both")]
+    pub repair: RepairMode,
+    /// hints older than this many seconds are dropped instead of delivered (default 10800 = 3 h)
+    #[argh(option, default = "10_800")]
+    pub hint_window_secs: u64,
+    /// most keys a hint is kept for, per down replica (default 256, every key; 0 keeps no hints)
+    #[argh(option, default = "256")]
+    pub max_hints_per_replica: usize,
+    /// seconds between anti-entropy rounds with ring neighbours (default 60; 0 runs them only on `ringkv repair`)
+    #[argh(option, default = "60")]
+    pub anti_entropy_secs: u64,
 }
 
 /// The longest request timeout the flags accept: an hour.
@@ -108,39 +123,85 @@ pub fn run(args: ReplicaArgs) -> Result<(), String> {
         started.elapsed().as_millis(),
         report.keys_held
     );
+    let hint_options = HintOptions {
+        window: Duration::from_secs(args.hint_window_secs),
+        max_per_replica: args.max_hints_per_replica,
+    };
+    let hint_wal_options = wal::Options {
+        segment_max_bytes: args.wal_segment_bytes,
+        skip_corrupt: args.skip_corrupt_wal,
+    };
+    let (hints, hints_pending) = Hints::open(&args.data, hint_wal_options, hint_options)?;
+    crate::info!(
+        "repair mode {}; {hints_pending} hints pending for peers",
+        args.repair
+    );
     let limits = Limits {
         write_timeout: Duration::from_millis(args.write_timeout_ms),
         read_timeout: Duration::from_millis(args.read_timeout_ms),
         max_value_bytes: args.max_value_bytes,
     };
-    // Past every timestamp in the log, then past the previous run's lease.
-    let clock = Arc::new(WriteClock::new());
-    clock.observe_from_disk(
-        report.newest_timestamp,
-        &report.wal_dir.display().to_string(),
-    );
-    clock_lease::start(&args.data, &clock)?;
     rt::block_on(async move {
+        // Bound first: a start that cannot get its port (another process
+        // holds it) stops here, having written nothing.
         let listener = rt::TcpListener::bind(&member.addr)
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", member.addr))?;
+        // Nothing is stamped until the wall clock has passed every
+        // timestamp in the log and the previous run's lease.
+        let clock = Arc::new(WriteClock::new());
+        clock.hold_until_past(
+            report.newest_timestamp,
+            &report.wal_dir.display().to_string(),
+        );
+        clock_lease::start(&args.data, &clock)?;
         let local = Arc::new(local);
+        let hints = Arc::new(hints);
         let peers = Arc::new(Peers::new(&ring, args.id, PeerTiming::default()));
-        peers.start_probing();
-        rt::spawn(clock_lease::renew_forever(args.data.clone(), clock.clone()));
-        let coordinator = Arc::new(Coordinator::new(
+        let coordinator = Arc::new(Coordinator::new(CoordinatorParts {
+            self_id: args.id,
+            ring: ring.clone(),
+            local: local.clone(),
+            peers: peers.clone(),
+            clock: clock.clone(),
+            hints: hints.clone(),
+            mode: args.repair,
+            limits: limits.clone(),
+        }));
+        let anti_entropy = Arc::new(AntiEntropy::new(
             args.id,
             ring.clone(),
             local.clone(),
             peers.clone(),
             clock.clone(),
-            limits.clone(),
+            limits.max_value_bytes,
+            limits.read_timeout,
         ));
+        // Ready means listening: peers that are running see us (our hello)
+        // and we see them before the first connection is accepted.
+        peers.probe_all_once().await;
+        peers.start_probing();
+        rt::spawn(clock_lease::renew_forever(args.data.clone(), clock.clone()));
+        rt::spawn(
+            hints
+                .clone()
+                .deliver_forever(peers.clone(), limits.write_timeout),
+        );
+        if args.anti_entropy_secs > 0 {
+            rt::spawn(
+                anti_entropy
+                    .clone()
+                    .run_forever(Duration::from_secs(args.anti_entropy_secs)),
+            );
+        }
         let node = Arc::new(Node {
             self_id: args.id,
             coordinator,
             local,
             peers,
+            hints,
+            anti_entropy,
+            mode: args.repair,
             ring,
             clock,
             limits,
@@ -148,7 +209,22 @@ pub fn run(args: ReplicaArgs) -> Result<(), String> {
             max_requests_per_connection: 128,
             max_connections: args.max_connections,
         });
-        crate::info!("listening on {}", member.addr);
+        let up: Vec<String> = node
+            .peers
+            .view()
+            .into_iter()
+            .filter(|(_, up)| *up)
+            .map(|(id, _)| id.to_string())
+            .collect();
+        crate::info!(
+            "listening on {} (peers up: {})",
+            member.addr,
+            if up.is_empty() {
+                "none".to_string()
+            } else {
+                up.join(",")
+            }
+        );
         node::serve(node, listener).await;
         Ok(())
     })

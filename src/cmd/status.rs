@@ -86,9 +86,20 @@ fn render(id: u32, addr: &str, answer: &Result<StatusReply, String>) -> String {
             } else {
                 format!("sees down: {}", down.join(","))
             };
+            let hints: Vec<String> = status
+                .peers
+                .iter()
+                .map(|p| format!("{}:{}", p.replica_id, p.hints_pending))
+                .collect();
             format!(
-                "replica {id} {addr} up, {} keys, wal {} bytes, {view}",
-                status.keys_held, status.wal_bytes
+                "replica {id} {addr} up, {} keys, wal {} bytes, {view}, repair {}, hints {}, repairs sent {}, anti-entropy rounds {} (fixed {})",
+                status.keys_held,
+                status.wal_bytes,
+                status.repair_mode,
+                hints.join(" "),
+                status.repairs_sent,
+                status.anti_entropy_rounds,
+                status.anti_entropy_fixes
             )
         }
         Err(reason) => format!("replica {id} {addr} DOWN ({reason})"),

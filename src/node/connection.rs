@@ -41,6 +41,7 @@ pub async fn serve_connection(node: Arc<Node>, stream: rt::TcpStream, remote: So
     let (slots, finished) = rt::bounded::<()>(node.max_requests_per_connection);
     let mut reader = rt::BufReader::new(stream.clone());
     let mut refused_claim = None;
+    let mut peer_id = None;
     loop {
         let frame = match read_frame(&mut reader, node.max_frame_bytes).await {
             Ok(Some(frame)) => frame,
@@ -70,6 +71,14 @@ pub async fn serve_connection(node: Arc<Node>, stream: rt::TcpStream, remote: So
                 continue;
             }
         };
+        // A peer's first frame is its hello ping: from then on, anything
+        // on this connection shows that peer is alive.
+        if let Some(Body::Ping(ping)) = &envelope.body {
+            peer_id = Some(ping.sender_id);
+        }
+        if let Some(id) = peer_id {
+            node.peers.heard_from(id);
+        }
         if slots.send(()).await.is_err() {
             break;
         }

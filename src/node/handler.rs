@@ -1,20 +1,24 @@
 //! What a replica does with each request it receives, whoever sent it: a
-//! client's get/put/inspect/status goes to the coordinator; a peer's write,
-//! read or ping is answered from this replica's own store.
+//! client's get/put/delete/inspect/status goes to the coordinator, `repair`
+//! to anti-entropy; a peer's write, read, digest or ping is answered from
+//! this replica's own store.
 //!
 //! Every failure becomes a typed `Error` reply; nothing here can take the
 //! connection, let alone the process, down.
 
 use std::sync::Arc;
 
+use crate::anti_entropy::AntiEntropy;
 use crate::clock::{latest_believable, WriteClock, MAX_CLOCK_LEAD};
 use crate::coordinator::{Coordinator, Limits};
 use crate::error::KvError;
+use crate::hints::Hints;
 use crate::peers::Peers;
 use crate::proto::{
     checked_key, checked_value, Body, PeerView, Pong, ReplicaRead, ReplicaReadReply, ReplicaWrite,
-    ReplicaWriteAck, StatusReply,
+    ReplicaWriteAck, StatusReply, Versioned,
 };
+use crate::repair_mode::RepairMode;
 use crate::replica::LocalReplica;
 use crate::ring::{ReplicaId, Ring};
 
@@ -26,8 +30,14 @@ pub struct Node {
     pub coordinator: Arc<Coordinator>,
     /// This replica's own durable copy of its keys.
     pub local: Arc<LocalReplica>,
-    /// The up/down view, for status.
+    /// The up/down view: hellos and requests from peers mark them up.
     pub peers: Arc<Peers>,
+    /// Hints held for peers, for status.
+    pub hints: Arc<Hints>,
+    /// Digest exchanges with ring neighbours.
+    pub anti_entropy: Arc<AntiEntropy>,
+    /// Which convergence mechanisms run, for status.
+    pub mode: RepairMode,
     /// The ring: which keys this replica holds, which coordinators exist.
     pub ring: Arc<Ring>,
     /// The coordinator clock, moved past every timestamp this replica stores.
@@ -57,6 +67,13 @@ impl Node {
         match body {
             Body::Get(request) => self.coordinator.get(request).await.map(Body::GetReply),
             Body::Put(request) => self.coordinator.put(request).await.map(Body::PutReply),
+            Body::Delete(request) => self
+                .coordinator
+                .delete(request)
+                .await
+                .map(Body::DeleteReply),
+            Body::Repair(_) => Ok(Body::RepairReply(self.anti_entropy.round().await)),
+            Body::Digest(digest) => self.anti_entropy.answer(digest).map(Body::DigestReply),
             Body::Inspect(request) => self
                 .coordinator
                 .inspect(request)
@@ -76,24 +93,13 @@ impl Node {
     }
 
     async fn apply_write(&self, write: ReplicaWrite) -> Result<ReplicaWriteAck, KvError> {
-        let key = self.held_key(write.key)?;
-        let Some(version) = write.version else {
-            return Err(KvError::invalid("the replica write has no version"));
-        };
-        checked_value(&version.value, self.limits.max_value_bytes)?;
-        if self.ring.member(version.coordinator_id).is_none() {
-            return Err(KvError::invalid(format!(
-                "the write names coordinator {}, which is not in the ring",
-                version.coordinator_id
-            )));
-        }
-        if version.timestamp_micros > latest_believable() {
-            return Err(KvError::invalid(format!(
-                "the write's timestamp {} is more than {} s ahead of this replica's clock",
-                version.timestamp_micros,
-                MAX_CLOCK_LEAD.as_secs()
-            )));
-        }
+        let (key, version) = checked_replica_write(
+            &self.ring,
+            self.self_id,
+            self.limits.max_value_bytes,
+            write.key,
+            write.version,
+        )?;
         // Before the write becomes readable, so that no put through this
         // replica can be stamped below a value it already serves.
         self.clock.observe(version.timestamp_micros);
@@ -102,27 +108,14 @@ impl Node {
     }
 
     fn read_local(&self, read: ReplicaRead) -> Result<ReplicaReadReply, KvError> {
-        let key = self.held_key(read.key)?;
+        let key = held_key(&self.ring, self.self_id, read.key)?;
         Ok(ReplicaReadReply {
             found: self.local.read(key),
         })
     }
 
-    /// A key from a replica message, which must be one this replica holds: a
-    /// misrouted write would otherwise sit where no read looks for it.
-    fn held_key(&self, key: Option<u32>) -> Result<u8, KvError> {
-        let key = checked_key(key)?;
-        if !self.ring.replicas_for(key).contains(&self.self_id) {
-            return Err(KvError::invalid(format!(
-                "replica {} does not hold key {key} (its replicas are {:?})",
-                self.self_id,
-                self.ring.replicas_for(key)
-            )));
-        }
-        Ok(key)
-    }
-
     fn status(&self) -> StatusReply {
+        let (rounds, fixes) = self.anti_entropy.counts();
         StatusReply {
             replica_id: self.self_id,
             keys_held: self.local.keys_held() as u32,
@@ -131,8 +124,64 @@ impl Node {
                 .peers
                 .view()
                 .into_iter()
-                .map(|(replica_id, up)| PeerView { replica_id, up })
+                .map(|(replica_id, up)| PeerView {
+                    replica_id,
+                    up,
+                    hints_pending: self.hints.pending_for(replica_id) as u64,
+                })
                 .collect(),
+            repair_mode: self.mode.as_str().to_string(),
+            repairs_sent: self
+                .coordinator
+                .stats
+                .repairs_sent
+                .load(std::sync::atomic::Ordering::Relaxed),
+            anti_entropy_rounds: rounds,
+            anti_entropy_fixes: fixes,
         }
     }
+}
+
+/// Checks a write that arrives from another replica (a coordinator's write,
+/// a repair, a hint, an anti-entropy fix): a key this replica holds, a value
+/// within the limit, a coordinator in the ring, a believable timestamp.
+pub fn checked_replica_write(
+    ring: &Ring,
+    self_id: ReplicaId,
+    max_value_bytes: usize,
+    key: Option<u32>,
+    version: Option<Versioned>,
+) -> Result<(u8, Versioned), KvError> {
+    let key = held_key(ring, self_id, key)?;
+    let Some(version) = version else {
+        return Err(KvError::invalid("the replica write has no version"));
+    };
+    checked_value(&version.value, max_value_bytes)?;
+    if ring.member(version.coordinator_id).is_none() {
+        return Err(KvError::invalid(format!(
+            "the write names coordinator {}, which is not in the ring",
+            version.coordinator_id
+        )));
+    }
+    if version.timestamp_micros > latest_believable() {
+        return Err(KvError::invalid(format!(
+            "the write's timestamp {} is more than {} s ahead of this replica's clock",
+            version.timestamp_micros,
+            MAX_CLOCK_LEAD.as_secs()
+        )));
+    }
+    Ok((key, version))
+}
+
+/// A key from a replica message, which must be one this replica holds: a
+/// misrouted write would otherwise sit where no read looks for it.
+fn held_key(ring: &Ring, self_id: ReplicaId, key: Option<u32>) -> Result<u8, KvError> {
+    let key = checked_key(key)?;
+    if !ring.replicas_for(key).contains(&self_id) {
+        return Err(KvError::invalid(format!(
+            "replica {self_id} does not hold key {key} (its replicas are {:?})",
+            ring.replicas_for(key)
+        )));
+    }
+    Ok(key)
 }

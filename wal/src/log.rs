@@ -255,6 +255,40 @@ impl Wal {
         Ok(())
     }
 
+    /// Deletes every record, leaving one empty segment 1: for a log whose
+    /// records have all become obsolete (the hints log, once every hint is
+    /// delivered). Segments are removed newest first, so a crash part way
+    /// leaves the oldest ones, a prefix of the log that replays as a
+    /// shorter log: never a gap. The directory is fsynced after the
+    /// removals, and the fresh segment is created durably. A failure
+    /// poisons the log, as a failed append does.
+    pub fn clear(&mut self) -> Result<(), WalError> {
+        if let Some(cause) = &self.poisoned {
+            return Err(WalError::Poisoned {
+                dir: self.dir.clone(),
+                cause: cause.clone(),
+            });
+        }
+        let result = self.remove_segments_and_restart();
+        if let Err(e) = &result {
+            self.poisoned = Some(e.to_string());
+        }
+        result
+    }
+
+    fn remove_segments_and_restart(&mut self) -> Result<(), WalError> {
+        for number in list_segments(&self.dir)?.into_iter().rev() {
+            let path = segment::path(&self.dir, number);
+            fs::remove_file(&path).map_err(|e| WalError::io(&path, e))?;
+        }
+        segment::sync_dir(&self.dir)?;
+        self.active = segment::create(&self.dir, 1)?;
+        self.active_number = 1;
+        self.active_len = SEGMENT_HEADER_LEN;
+        self.sealed_bytes = 0;
+        Ok(())
+    }
+
     /// Bytes in all segments, headers included (for status reporting).
     pub fn total_bytes(&self) -> u64 {
         self.sealed_bytes + self.active_len
