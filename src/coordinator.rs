@@ -67,6 +67,11 @@ impl Default for Limits {
     }
 }
 
+/// How long a request that would be UNAVAILABLE waits for one fresh attempt
+/// to reach the replicas believed down. A replica that is really down
+/// refuses the connection at once, so this is rarely waited in full.
+const REFRESH_WAIT: Duration = Duration::from_millis(100);
+
 /// How long a put waits for the clock's lease to be renewed.
 const LEASE_WAIT: Duration = Duration::from_secs(1);
 
@@ -269,7 +274,7 @@ impl Coordinator {
         value: String,
         tombstone: bool,
     ) -> Result<u64, KvError> {
-        let need = self.check_available(key, level, op)?;
+        let need = self.check_available(key, level, op).await?;
         let timestamp_micros = self.stamp().await?;
         let version = Versioned {
             value,
@@ -299,7 +304,7 @@ impl Coordinator {
     pub async fn get(self: &Arc<Self>, request: GetRequest) -> Result<GetReply, KvError> {
         let key = checked_key(request.key)?;
         let level = Consistency::from_wire(request.consistency)?;
-        let need = self.check_available(key, level, Op::Get)?;
+        let need = self.check_available(key, level, Op::Get).await?;
         let timeout = self.limits.read_timeout;
         let mut fan = self.fan_out(
             self.ring.replicas_for(key),
@@ -477,9 +482,19 @@ impl Coordinator {
     /// How many answers the level needs from the key's replicas, or
     /// UNAVAILABLE if fewer than that are believed up. Decided from the
     /// up/down view alone, before anything is sent.
-    fn check_available(&self, key: u8, level: Consistency, op: Op) -> Result<usize, KvError> {
+    async fn check_available(&self, key: u8, level: Consistency, op: Op) -> Result<usize, KvError> {
         let replicas = self.ring.replicas_for(key);
         let need = level.required_acks(replicas.len());
+        let count_up = || replicas.iter().filter(|&&id| self.peers.is_up(id)).count();
+        if count_up() < need {
+            // Not from a stale view: try the missing replicas once first.
+            let down: Vec<ReplicaId> = replicas
+                .iter()
+                .copied()
+                .filter(|&id| !self.peers.is_up(id))
+                .collect();
+            self.peers.refresh(&down, REFRESH_WAIT).await;
+        }
         let (up, down): (Vec<ReplicaId>, Vec<ReplicaId>) =
             replicas.iter().partition(|&&id| self.peers.is_up(id));
         if up.len() < need {

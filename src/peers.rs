@@ -22,7 +22,7 @@
 //! Every transition to up is announced on `up_events`, which is how hinted
 //! handoff learns that a replica is back.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -56,6 +56,13 @@ impl Default for PeerTiming {
     }
 }
 
+/// A peer that said hello within this time is starting, not down: a probe
+/// that cannot reach it yet (its port is not open) does not mark it down.
+const HELLO_GRACE: Duration = Duration::from_secs(1);
+
+/// The shortest gap between connection attempts to one peer.
+const QUICK_RETRY: Duration = Duration::from_millis(10);
+
 /// Peers send each other one value per request or reply.
 const PEER_FRAME_LIMITS: FrameLimits = FrameLimits {
     request_bytes: DEFAULT_MAX_FRAME_BYTES,
@@ -73,9 +80,10 @@ struct PeerLink {
     requests: Mutex<Option<Arc<MuxConnection>>>,
     /// Carries only the prober's pings.
     pings: Mutex<Option<Arc<MuxConnection>>>,
-    /// Counts hellos and requests heard from the peer, so a probe that
-    /// failed while the peer was talking to us does not mark it down.
-    heard: AtomicU64,
+    /// When the peer last spoke to us (a hello or a request), so that a
+    /// probe failing just then (the peer said hello before it opened its
+    /// port) does not mark it down.
+    heard_at: Mutex<Option<Instant>>,
     /// Wakes the prober early (a hello arrived); holds at most one wake-up.
     wake: (rt::Sender<()>, rt::Receiver<()>),
     /// Where transitions to up are announced.
@@ -210,14 +218,17 @@ impl Peer {
     /// it is up.
     async fn probe_forever(self: Arc<Self>) {
         loop {
-            self.probe_and_mark().await;
-            self.pause().await;
+            if self.probe_and_mark().await {
+                rt::sleep(QUICK_RETRY).await;
+            } else {
+                self.pause().await;
+            }
         }
     }
 
-    /// One probe, and the up/down view it implies.
-    async fn probe_and_mark(&self) {
-        let heard_before = self.link.heard.load(Ordering::SeqCst);
+    /// One probe, and the up/down view it implies. Returns whether to try
+    /// again at once rather than after the usual pause.
+    async fn probe_and_mark(&self) -> bool {
         match self.probe_once().await {
             Ok(()) => {
                 self.link.mark_up();
@@ -230,14 +241,25 @@ impl Peer {
                     self.link
                         .mark_down("a connection broke as the peer answered");
                 }
+                false
             }
-            // The peer said hello while this probe was failing (it had
-            // just restarted): it is up; the next probe connects at once.
-            Err(_) if self.link.heard.load(Ordering::SeqCst) != heard_before => {
-                let _ = self.link.wake.0.try_send(());
+            // The peer said hello a moment ago (it says hello before it
+            // opens its port): it is starting, not down; try again soon.
+            Err(_) if self.heard_recently() => true,
+            Err(reason) => {
+                self.link.mark_down(&reason);
+                false
             }
-            Err(reason) => self.link.mark_down(&reason),
         }
+    }
+
+    fn heard_recently(&self) -> bool {
+        let heard_at = *self
+            .link
+            .heard_at
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        heard_at.is_some_and(|at| at.elapsed() < HELLO_GRACE)
     }
 
     /// Sleeps a ping interval while the peer is up, or a retry interval
@@ -308,7 +330,7 @@ impl Peers {
                             up: AtomicBool::new(false),
                             requests: Mutex::new(None),
                             pings: Mutex::new(None),
-                            heard: AtomicU64::new(0),
+                            heard_at: Mutex::new(None),
                             wake: rt::bounded(1),
                             up_events: announce_up.clone(),
                         }),
@@ -357,10 +379,38 @@ impl Peers {
         let Some(peer) = self.get(id) else {
             return;
         };
-        peer.link.heard.fetch_add(1, Ordering::SeqCst);
+        *peer
+            .link
+            .heard_at
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(Instant::now());
         if !peer.is_up() {
             let _ = peer.link.wake.0.try_send(());
             peer.link.mark_up();
+        }
+    }
+
+    /// Asks the probers of `ids` to try them now, and waits up to
+    /// `max_wait` for all of them to be up; returns whether they are. A
+    /// coordinator calls this before answering UNAVAILABLE, so that the
+    /// answer never rests on a view older than one connection attempt:
+    /// replicas that started at the same moment could otherwise miss each
+    /// other's hello and wait a whole retry interval to meet.
+    pub async fn refresh(&self, ids: &[ReplicaId], max_wait: Duration) -> bool {
+        let started = Instant::now();
+        for &id in ids {
+            if let Some(peer) = self.get(id) {
+                let _ = peer.link.wake.0.try_send(());
+            }
+        }
+        loop {
+            if ids.iter().all(|&id| self.is_up(id)) {
+                return true;
+            }
+            if started.elapsed() >= max_wait {
+                return false;
+            }
+            rt::sleep(Duration::from_millis(1)).await;
         }
     }
 

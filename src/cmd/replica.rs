@@ -142,11 +142,6 @@ pub fn run(args: ReplicaArgs) -> Result<(), String> {
         max_value_bytes: args.max_value_bytes,
     };
     rt::block_on(async move {
-        // Bound first: a start that cannot get its port (another process
-        // holds it) stops here, having written nothing.
-        let listener = rt::TcpListener::bind(&member.addr)
-            .await
-            .map_err(|e| format!("cannot listen on {}: {e}", member.addr))?;
         // Nothing is stamped until the wall clock has passed every
         // timestamp in the log and the previous run's lease.
         let clock = Arc::new(WriteClock::new());
@@ -178,8 +173,13 @@ pub fn run(args: ReplicaArgs) -> Result<(), String> {
             limits.read_timeout,
         ));
         // Ready means listening: peers that are running see us (our hello)
-        // and we see them before the first connection is accepted.
+        // and we see them before our port opens. A start that cannot get
+        // its port (another process holds it) stops here, having written
+        // nothing.
         peers.probe_all_once().await;
+        let listener = rt::TcpListener::bind(&member.addr)
+            .await
+            .map_err(|e| format!("cannot listen on {}: {e}", member.addr))?;
         peers.start_probing();
         rt::spawn(clock_lease::renew_forever(args.data.clone(), clock.clone()));
         rt::spawn(

@@ -37,6 +37,13 @@ impl Cluster {
 
     /// Starts `n` replicas with extra `ringkv replica` flags.
     pub fn start_with(n: usize, extra_args: &[&str]) -> Cluster {
+        let mut cluster = Cluster::launch(n, extra_args);
+        cluster.wait_until_all_see_each_other();
+        cluster
+    }
+
+    /// Starts `n` replicas at once and returns without waiting for anything.
+    pub fn launch(n: usize, extra_args: &[&str]) -> Cluster {
         let dir = unique_dir();
         let addrs = free_ports(n);
         let config = dir.join("cluster.conf");
@@ -56,8 +63,20 @@ impl Cluster {
         for id in 0..n {
             cluster.spawn(id);
         }
-        cluster.wait_until_all_see_each_other();
         cluster
+    }
+
+    /// Waits until replica `id`'s port accepts a TCP connection, and
+    /// nothing more: what a user's start script can see.
+    pub fn wait_for_port(&self, id: usize) {
+        let deadline = Instant::now() + SETTLE_TIMEOUT;
+        while std::net::TcpStream::connect(&self.addrs[id]).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "replica {id} never opened its port"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 
     /// The replica's data directory.
@@ -75,7 +94,8 @@ impl Cluster {
         fs::read_to_string(self.log_path(id)).unwrap_or_default()
     }
 
-    fn spawn(&mut self, id: usize) {
+    /// Starts replica `id` (again) without waiting for it.
+    pub fn spawn(&mut self, id: usize) {
         self.spawn_with(id, &[]);
     }
 
@@ -154,6 +174,28 @@ impl Cluster {
     /// A client whose coordinator is replica `id`.
     pub fn client(&self, id: usize) -> Client {
         Client::new(self.addrs[id].clone())
+    }
+
+    /// delete through coordinator `id`.
+    pub fn delete(&self, id: usize, key: u32, level: Consistency) -> Result<u64, KvError> {
+        rt::block_on(self.client(id).delete(key, level))
+    }
+
+    /// What replica `id` holds for `key` (asked through coordinator `via`,
+    /// without repair): `None` if it did not answer.
+    pub fn held(&self, via: usize, id: usize, key: u32) -> Option<Option<Versioned>> {
+        self.holdings(via, key)
+            .into_iter()
+            .find(|(replica, _)| *replica as usize == id)
+            .and_then(|(_, held)| held)
+    }
+
+    /// Runs `ringkv` with these arguments and returns its output.
+    pub fn run_command(&self, args: &[&str]) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_ringkv"))
+            .args(args)
+            .output()
+            .expect("run ringkv")
     }
 
     /// put through coordinator `id`.
