@@ -307,3 +307,6 @@ pub fn run_with_stdin(command: &mut Command, input: &str) -> std::process::Outpu
         .expect("write command input");
     child.wait_with_output().expect("command output")
 }
+
+/// Judging recorded histories: one linearizable register per key.
+pub mod linearizability;
