@@ -310,3 +310,6 @@ pub fn run_with_stdin(command: &mut Command, input: &str) -> std::process::Outpu
 
 /// Judging recorded histories: one linearizable register per key.
 pub mod linearizability;
+
+/// Recording concurrent client histories against a running cluster.
+pub mod history;
