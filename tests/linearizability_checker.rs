@@ -283,6 +283,20 @@ fn thousands_of_valid_concurrent_ops_check_quickly() {
 }
 
 #[test]
+fn a_long_history_checks_in_linear_time() {
+    // A minute of the cluster workload holds about this many ops per key.
+    let ops = simulated_history(11, 8, 6000);
+    let started = Instant::now();
+    assert_eq!(check_register(&ops), Ok(()));
+    let took = started.elapsed();
+    println!(
+        "a generated history of {} ops checked in {took:?}",
+        ops.len()
+    );
+    assert!(took < Duration::from_secs(10), "checker too slow: {took:?}");
+}
+
+#[test]
 fn one_bad_read_among_thousands_is_found_quickly() {
     let mut ops = simulated_history(7, 8, 400);
     // Make a read late in the history return a value from its very start.

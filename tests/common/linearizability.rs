@@ -79,7 +79,7 @@ pub fn check_register(ops: &[Op]) -> Result<(), String> {
             _ => None,
         })
         .collect();
-    let kept: Vec<usize> = (0..ops.len())
+    let mut kept: Vec<usize> = (0..ops.len())
         .filter(|&i| match (&ops[i].kind, ops[i].ret) {
             (_, Some(_)) => true,
             // A get that never answered tells nothing.
@@ -88,6 +88,7 @@ pub fn check_register(ops: &[Op]) -> Result<(), String> {
             (OpKind::Delete, None) => read.contains(&None),
         })
         .collect();
+    kept.sort_by_key(|&i| ops[i].call);
     let mut values: HashMap<&str, State> = HashMap::new();
     fn encode<'a>(v: &'a str, values: &mut HashMap<&'a str, State>) -> State {
         let next = values.len() as State + 1;
@@ -149,8 +150,8 @@ pub fn check_register(ops: &[Op]) -> Result<(), String> {
     };
 
     let mut pending_determinate = kept.iter().filter(|&&i| ops[i].ret.is_some()).count();
-    let mut linearized = vec![0u64; kept.len().div_ceil(64)];
-    let mut seen: HashSet<(Vec<u64>, State)> = HashSet::new();
+    let mut linearized = OpSet::new(kept.len());
+    let mut seen: HashSet<(usize, Vec<u64>, State)> = HashSet::new();
     // (call node of a linearized op, state before it)
     let mut stack: Vec<(usize, State)> = Vec::new();
     let mut state: State = 0;
@@ -167,8 +168,9 @@ pub fn check_register(ops: &[Op]) -> Result<(), String> {
             let (needs, leaves) = steps[k];
             if needs.is_none_or(|s| s == state) {
                 let after = leaves.unwrap_or(state);
-                linearized[k / 64] |= 1 << (k % 64);
-                if seen.insert((linearized.clone(), after)) {
+                linearized.insert(k);
+                let (full, rest) = linearized.memo_key();
+                if seen.insert((full, rest.to_vec(), after)) {
                     stack.push((node, state));
                     state = after;
                     unlink(node, &mut next, &mut prev);
@@ -179,7 +181,7 @@ pub fn check_register(ops: &[Op]) -> Result<(), String> {
                     node = next[0];
                     continue;
                 }
-                linearized[k / 64] &= !(1 << (k % 64));
+                linearized.remove(k);
             }
             node = next[node];
         } else {
@@ -196,7 +198,7 @@ pub fn check_register(ops: &[Op]) -> Result<(), String> {
             };
             let k = events[call - 1].op;
             state = before;
-            linearized[k / 64] &= !(1 << (k % 64));
+            linearized.remove(k);
             relink(return_node[k], &mut next, &mut prev);
             relink(call, &mut next, &mut prev);
             if ops[kept[k]].ret.is_some() {
@@ -215,6 +217,56 @@ pub fn check_register(ops: &[Op]) -> Result<(), String> {
         .get(&state)
         .map_or("nothing".to_string(), |v| format!("{v:?}"));
     Err(report(ops, placed, &held, stuck, &last))
+}
+
+/// The set of linearized ops as a bitset that the memo can store compactly.
+/// Ops are numbered in call order and the search only places ops called
+/// before the first pending return, so the set is a run of full words and a
+/// few words after it, even in a history of tens of thousands of ops (whole
+/// bitsets would take hundreds of megabytes per key, and time to hash).
+struct OpSet {
+    words: Vec<u64>,
+    /// No word below this one has a zero bit.
+    full: usize,
+    /// No word above this one has a set bit.
+    high: usize,
+}
+
+impl OpSet {
+    fn new(ops: usize) -> OpSet {
+        let words = vec![0; ops.div_ceil(64)];
+        OpSet {
+            words,
+            full: 0,
+            high: 0,
+        }
+    }
+
+    fn insert(&mut self, k: usize) {
+        self.words[k / 64] |= 1 << (k % 64);
+        self.high = self.high.max(k / 64);
+    }
+
+    fn remove(&mut self, k: usize) {
+        self.words[k / 64] &= !(1 << (k % 64));
+        self.full = self.full.min(k / 64);
+    }
+
+    /// How many leading words are full, and the words from there to the
+    /// last non-zero one: exactly the set, in a few words.
+    fn memo_key(&mut self) -> (usize, &[u64]) {
+        while self.words.get(self.full) == Some(&u64::MAX) {
+            self.full += 1;
+        }
+        while self.high > self.full && self.words[self.high] == 0 {
+            self.high -= 1;
+        }
+        let mut end = (self.high + 1).min(self.words.len()).max(self.full);
+        if end > self.full && self.words[end - 1] == 0 {
+            end -= 1; // only the word at `full` can be zero here
+        }
+        (self.full, &self.words[self.full..end])
+    }
 }
 
 /// The explanation of a failed check: the stuck op, the best partial
