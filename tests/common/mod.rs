@@ -349,3 +349,9 @@ pub fn run_with_stdin(command: &mut Command, input: &str) -> std::process::Outpu
         .expect("write command input");
     child.wait_with_output().expect("command output")
 }
+
+/// Judging recorded histories: one linearizable register per key.
+pub mod linearizability;
+
+/// Recording concurrent client histories against a running cluster.
+pub mod history;
