@@ -44,8 +44,10 @@ pub struct Workload {
     pub keys: Vec<u32>,
     /// How long clients keep starting new operations.
     pub duration: Duration,
-    /// Percentage of operations that are puts; the rest are gets.
+    /// Percentage of operations that are writes; the rest are gets.
     pub put_percent: u32,
+    /// Percentage of writes that are deletes rather than puts.
+    pub delete_percent: u32,
     /// The level of every put and get.
     pub level: Consistency,
     /// How long a client waits for an answer before the op counts as
@@ -65,6 +67,7 @@ impl Workload {
             keys: vec![10, 70, 130, 200, 250, 63],
             duration: run_length(),
             put_percent: 50,
+            delete_percent: 20,
             level: Consistency::Quorum,
             client_timeout: Duration::from_secs(4),
             seed: 1,
@@ -194,21 +197,31 @@ async fn run_client(workload: Workload, id: usize, origin: Instant) -> ClientOut
         let failed = if random.below(100) < u64::from(workload.put_percent) {
             puts += 1;
             let value = format!("c{id}-{puts}");
+            let deleting = random.below(100) < u64::from(workload.delete_percent);
             let call = micros();
-            let result = client.put(key, &value, workload.level).await;
+            let result = if deleting {
+                client.delete(key, workload.level).await
+            } else {
+                client.put(key, &value, workload.level).await
+            };
             let ret = micros();
             let ret = match result {
                 Ok(_) => Some(ret),
                 // Refused before anything was sent or written.
-                Err(e) if matches!(e.kind, ErrorKind::Unavailable | ErrorKind::Invalid) => {
+                Err(e) if e.kind == ErrorKind::Unavailable => {
                     outcome.refused_puts += 1;
                     rt::sleep(Duration::from_millis(20)).await;
                     continue;
                 }
-                // Timed out, lost connection, internal fault: it may have been applied.
+                // Timed out, lost connection, refused by some replicas but
+                // not others, internal fault: it may have been applied.
                 Err(_) => None,
             };
-            let kind = OpKind::Put(value);
+            let kind = if deleting {
+                OpKind::Delete
+            } else {
+                OpKind::Put(value)
+            };
             outcome.ops.push((
                 key,
                 Op {
