@@ -8,6 +8,7 @@
 # through all four coordinators and record every acknowledgement; a random
 # replica is SIGKILLed and restarted every 0.6 s or so. At the end a QUORUM
 # read of every key must return its last acknowledged value or a later one,
+# every replica of every key must then hold the same version within 5 s,
 # and every replica must have restarted cleanly. Prints one summary line and
 # exits non-zero on any loss. (The test suite runs a short version of this.)
 set -euo pipefail

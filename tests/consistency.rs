@@ -193,3 +193,27 @@ fn a_frozen_replica_delays_nothing_below_all_and_makes_all_time_out() {
         Some("during".into())
     );
 }
+
+#[test]
+fn a_replica_that_refuses_a_write_as_invalid_makes_the_put_invalid_not_a_timeout() {
+    let mut cluster = Cluster::start(4);
+    // Replica 2 alone is configured with a smaller value limit.
+    cluster.kill(2);
+    cluster.spawn_with(2, &["--max-value-bytes", "100"]);
+    cluster.wait_until_all_see_each_other();
+    let value = "x".repeat(300);
+    let error = cluster
+        .put(0, 10, &value, Consistency::All)
+        .expect_err("replica 2 refuses the value");
+    assert_eq!(error.kind, ErrorKind::Invalid, "{error}");
+    assert!(error.message.contains("replica 2: INVALID"), "{error}");
+    assert!(
+        error.message.contains("the write was applied on 0,1"),
+        "{error}"
+    );
+    assert!(!error.message.contains("may have been applied"), "{error}");
+    // QUORUM needs only the two replicas that accept it.
+    cluster
+        .put(0, 10, &value, Consistency::Quorum)
+        .expect("two replicas accept it");
+}

@@ -125,14 +125,41 @@ fn no_acknowledged_write_is_lost_when_replicas_are_killed_under_load() {
             lost.push((key, last_acked, seen));
         }
     }
-    println!(
-        "crash test: {acked} writes acknowledged, {kills} kills, {} keys verified, {} lost",
-        acknowledged.len(),
-        lost.len()
-    );
     assert!(
         lost.is_empty(),
         "acknowledged writes lost (key, acked, read): {lost:?}"
+    );
+    // Then the replicas converge: hints, the reads' repairs and
+    // anti-entropy leave every replica of every key with the same version.
+    let quiet = Instant::now();
+    let keys: Vec<u32> = acknowledged.keys().copied().collect();
+    let converged = loop {
+        let diverging: Vec<u32> = keys
+            .iter()
+            .copied()
+            .filter(|&key| {
+                let held: Vec<_> = cluster
+                    .holdings(0, key)
+                    .into_iter()
+                    .map(|(_, h)| h)
+                    .collect();
+                !(held.iter().all(Option::is_some) && held.windows(2).all(|p| p[0] == p[1]))
+            })
+            .collect();
+        if diverging.is_empty() {
+            break quiet.elapsed();
+        }
+        assert!(
+            quiet.elapsed() < Duration::from_secs(5),
+            "replicas still disagree on keys {diverging:?} 5 s after the load stopped"
+        );
+        thread::sleep(Duration::from_millis(50));
+    };
+    println!(
+        "crash test: {acked} writes acknowledged, {kills} kills, {} keys verified, {} lost, converged in {} ms",
+        acknowledged.len(),
+        lost.len(),
+        converged.as_millis()
     );
     for id in 0..4 {
         assert!(
