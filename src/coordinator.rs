@@ -149,15 +149,13 @@ impl FanOut {
     }
 
     /// Collects outcomes until `need` replicas answered (None: until every
-    /// replica answered or failed), success became impossible, or the
-    /// deadline passed.
+    /// replica answered or failed) or the deadline passed. Once failures
+    /// have made success impossible, it still collects what is in flight,
+    /// so that the error can say which replicas did take a write.
     async fn gather(&mut self, need: Option<usize>) {
         while !self.waiting.is_empty() {
-            if let Some(need) = need {
-                let answered = self.answered();
-                if answered >= need || answered + self.waiting.len() < need {
-                    return;
-                }
+            if need.is_some_and(|need| self.answered() >= need) {
+                return;
             }
             let remaining = self.deadline.saturating_duration_since(Instant::now());
             let Some(Ok((replica, outcome))) = rt::timeout(remaining, self.arriving.recv()).await
@@ -611,7 +609,8 @@ impl Coordinator {
         timeout: Duration,
     ) -> KvError {
         let misses = fan.misses(timeout);
-        let answered: Vec<ReplicaId> = fan.answers().iter().map(|(id, _)| *id).collect();
+        let mut answered: Vec<ReplicaId> = fan.answers().iter().map(|(id, _)| *id).collect();
+        answered.sort_unstable();
         let kind = if misses
             .iter()
             .any(|(_, o)| matches!(o, Outcome::Failed(ErrorKind::Invalid, _)))

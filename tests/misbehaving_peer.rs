@@ -1,0 +1,76 @@
+//! A replica that answers with the wrong kind of reply is a failure, never
+//! an acknowledgement. The misbehaving replica here is a real TCP server in
+//! the test, speaking the protocol: it says hello and answers pings like a
+//! replica, but answers every replica write with a read reply.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::time::Duration;
+
+use common::Cluster;
+use prost::Message;
+use ringkv::error::ErrorKind;
+use ringkv::frame::encode_frame;
+use ringkv::proto::{Body, Consistency, Envelope, Pong, ReplicaReadReply};
+
+/// Serves one connection: pongs to pings, a read reply to everything else.
+fn serve_wrongly(mut stream: TcpStream) {
+    loop {
+        let mut length = [0u8; 4];
+        if stream.read_exact(&mut length).is_err() {
+            return;
+        }
+        let mut body = vec![0u8; u32::from_be_bytes(length) as usize];
+        if stream.read_exact(&mut body).is_err() {
+            return;
+        }
+        let Ok(request) = Envelope::decode(body.as_slice()) else {
+            return;
+        };
+        let reply = match request.body {
+            Some(Body::Ping(_)) => Body::Pong(Pong { replica_id: 3 }),
+            _ => Body::ReplicaReadReply(ReplicaReadReply { found: None }),
+        };
+        let frame = encode_frame(&Envelope {
+            request_id: request.request_id,
+            body: Some(reply),
+        });
+        if stream.write_all(&frame).is_err() {
+            return;
+        }
+    }
+}
+
+#[test]
+fn a_read_reply_to_a_write_is_not_an_acknowledgement() {
+    let mut cluster = Cluster::start(4);
+    cluster.kill(3);
+    let listener = TcpListener::bind(&cluster.addrs[3]).expect("take replica 3's address");
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || serve_wrongly(stream));
+        }
+    });
+    cluster.wait_for_view(0, 3, true);
+    // Key 200 lives on 3, 0, 1.
+    let error = cluster
+        .put(0, 200, "needs all three", Consistency::All)
+        .expect_err("replica 3 never acknowledged");
+    assert_eq!(error.kind, ErrorKind::Internal, "{error}");
+    assert!(
+        error
+            .message
+            .contains("replica 3: INTERNAL: answered a replica write with a replica read reply"),
+        "{error}"
+    );
+    assert!(
+        error.message.contains("the write was applied on 0,1"),
+        "{error}"
+    );
+    std::thread::sleep(Duration::from_millis(10));
+    cluster
+        .put(0, 200, "two are enough", Consistency::Quorum)
+        .expect("QUORUM needs only the two real replicas");
+}
