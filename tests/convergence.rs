@@ -303,3 +303,32 @@ fn anti_entropy_alone_converges_when_no_hints_are_kept() {
     let status = rt::block_on(cluster.client(2).status()).expect("status");
     assert_eq!(status.anti_entropy_rounds, 1);
 }
+
+#[test]
+fn hints_older_than_the_window_are_dropped_not_delivered() {
+    let mut cluster = Cluster::start_with(
+        4,
+        &[
+            "--hint-window-secs",
+            "0",
+            "--repair",
+            "hinted-handoff",
+            "--anti-entropy-secs",
+            "0",
+        ],
+    );
+    cluster.kill(2);
+    cluster
+        .put(0, 10, "too late to hint", Consistency::Quorum)
+        .expect("put");
+    assert!(
+        eventually(Duration::from_secs(3), || cluster
+            .log(0)
+            .contains("older than the hint window")),
+        "the expired hint is dropped with a log line"
+    );
+    assert_eq!(hints_pending(&cluster, 0, 2), 0);
+    cluster.restart(2);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(value_on(&cluster, 2, 10), None, "nothing was delivered");
+}
