@@ -151,11 +151,19 @@ impl WriteClock {
 
     fn next_after_wall(&self, wall: u64) -> Result<u64, ClockRefusal> {
         let held = self.held_until();
-        if wall <= held {
-            if held - wall > MAX_CLOCK_LEAD.as_micros() as u64 {
-                return Err(ClockRefusal::FarAhead { next: held, wall });
+        if held != 0 {
+            if wall <= held {
+                if held - wall > MAX_CLOCK_LEAD.as_micros() as u64 {
+                    return Err(ClockRefusal::FarAhead { next: held, wall });
+                }
+                return Err(ClockRefusal::Held { until: held });
             }
-            return Err(ClockRefusal::Held { until: held });
+            // Passed: from now on the monotonic rule below covers it, and a
+            // later step back of the wall clock must not hold puts again.
+            self.observe(held);
+            let _ = self
+                .hold_until
+                .compare_exchange(held, 0, Ordering::Relaxed, Ordering::Relaxed);
         }
         let mut last = self.last_issued.load(Ordering::Relaxed);
         loop {
@@ -249,6 +257,9 @@ mod tests {
         // clock's own: never ahead of it.
         assert_eq!(clock.next_after_wall(2_001), Ok(2_001));
         assert_eq!(clock.next_after_wall(2_500), Ok(2_500));
+        // A later step back of the wall clock does not hold puts again:
+        // the clock counts on from what it issued.
+        assert_eq!(clock.next_after_wall(1_000), Ok(2_501));
     }
 
     #[test]

@@ -461,7 +461,7 @@ impl Coordinator {
                 Err(ClockRefusal::LeaseBehind { lease_until }) if Instant::now() >= deadline => {
                     return Err(KvError::internal(format!(
                         "the write clock reached its lease ({lease_until}) and the lease on disk was not renewed within {} ms; the data disk may be slow or failing",
-                        LEASE_WAIT.as_millis()
+                        LEASE_WAIT.max(self.limits.write_timeout).as_millis()
                     )))
                 }
                 Err(ClockRefusal::LeaseBehind { .. }) => rt::sleep(Duration::from_millis(1)).await,
@@ -624,13 +624,18 @@ impl Coordinator {
         } else {
             ErrorKind::Internal
         };
+        let later = if self.mode.hinted_handoff() {
+            ", and hints may still deliver it to the others"
+        } else {
+            ""
+        };
         let effect = match (op.writes(), kind, answered.is_empty()) {
             (false, _, _) => String::new(),
             (true, ErrorKind::Timeout, _) => {
                 "; the write may have been applied on some replicas".to_string()
             }
-            (true, _, true) => "; the write was applied nowhere".to_string(),
-            (true, _, false) => format!("; the write was applied on {}", list(&answered)),
+            (true, _, true) => format!("; no replica applied the write yet{later}"),
+            (true, _, false) => format!("; the write was applied on {}{later}", list(&answered)),
         };
         KvError {
             kind,

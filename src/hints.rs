@@ -26,7 +26,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use prost::Message;
 
@@ -181,11 +181,16 @@ impl Hints {
     /// as it is seen up, and to every replica with hints each tick.
     pub async fn deliver_forever(self: Arc<Self>, peers: Arc<Peers>, timeout: Duration) {
         let came_up = peers.up_events();
+        let mut next_tick = Instant::now() + DELIVERY_TICK;
         loop {
-            let mut targets = match rt::timeout(DELIVERY_TICK, came_up.recv()).await {
+            let until_tick = next_tick.saturating_duration_since(Instant::now());
+            let mut targets = match rt::timeout(until_tick, came_up.recv()).await {
                 Some(Ok(id)) => vec![id],
                 Some(Err(_)) => return,
                 None => {
+                    // A fixed schedule: peers coming up often cannot put
+                    // off the retries and expiry of everyone else's hints.
+                    next_tick = Instant::now() + DELIVERY_TICK;
                     self.drop_expired();
                     lock(&self.pending).keys().copied().collect()
                 }
@@ -409,19 +414,24 @@ fn run_log_thread(mut log: wal::Wal, jobs: rt::Receiver<LogJob>, pending: Arc<Mu
             );
             std::process::exit(EXIT_WAL_FAILED);
         }
-        let mut held = lock(&pending);
-        for job in batch {
-            if matches!(job.record.entry, Some(hint_record::Entry::Stored(_))) {
-                apply_record(&mut held, job.record);
+        let nothing_pending = {
+            let mut held = lock(&pending);
+            for job in batch {
+                if matches!(job.record.entry, Some(hint_record::Entry::Stored(_))) {
+                    apply_record(&mut held, job.record);
+                }
+                if let Some(durable) = job.durable {
+                    let _ = durable.try_send(());
+                }
             }
-            if let Some(durable) = job.durable {
-                let _ = durable.try_send(());
-            }
-        }
+            held.is_empty()
+        };
         // Every stored hint that is not pending was removed first, and
         // removals are only ever logged after that: an empty set means the
-        // whole log is obsolete.
-        if held.is_empty() && log.total_bytes() > wal::SEGMENT_HEADER_LEN {
+        // whole log is obsolete. Only this thread adds pending hints, so the
+        // set is still empty while the log is cleared, without holding the
+        // lock through the disk work.
+        if nothing_pending && log.total_bytes() > wal::SEGMENT_HEADER_LEN {
             if let Err(error) = log.clear() {
                 crate::error!(
                     "emptying the hints log failed: {error}; stopping so that a restart replays the log from disk"

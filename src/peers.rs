@@ -22,7 +22,7 @@
 //! Every transition to up is announced on `up_events`, which is how hinted
 //! handoff learns that a replica is back.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -58,7 +58,13 @@ impl Default for PeerTiming {
 
 /// A peer that said hello within this time is starting, not down: a probe
 /// that cannot reach it yet (its port is not open) does not mark it down.
-const HELLO_GRACE: Duration = Duration::from_secs(1);
+/// Longer than a start takes between its hellos and opening its port
+/// (`STARTUP_PROBE_LIMIT`).
+const HELLO_GRACE: Duration = Duration::from_secs(3);
+
+/// The longest a starting replica waits for its first round of probes
+/// before it opens its port.
+const STARTUP_PROBE_LIMIT: Duration = Duration::from_secs(1);
 
 /// The shortest gap between connection attempts to one peer.
 const QUICK_RETRY: Duration = Duration::from_millis(10);
@@ -84,6 +90,8 @@ struct PeerLink {
     /// probe failing just then (the peer said hello before it opened its
     /// port) does not mark it down.
     heard_at: Mutex<Option<Instant>>,
+    /// Counts finished probes, so a request can wait for one fresh attempt.
+    probes_done: AtomicU64,
     /// Wakes the prober early (a hello arrived); holds at most one wake-up.
     wake: (rt::Sender<()>, rt::Receiver<()>),
     /// Where transitions to up are announced.
@@ -229,6 +237,12 @@ impl Peer {
     /// One probe, and the up/down view it implies. Returns whether to try
     /// again at once rather than after the usual pause.
     async fn probe_and_mark(&self) -> bool {
+        let retry_soon = self.probe_and_judge().await;
+        self.link.probes_done.fetch_add(1, Ordering::SeqCst);
+        retry_soon
+    }
+
+    async fn probe_and_judge(&self) -> bool {
         match self.probe_once().await {
             Ok(()) => {
                 self.link.mark_up();
@@ -331,6 +345,7 @@ impl Peers {
                             requests: Mutex::new(None),
                             pings: Mutex::new(None),
                             heard_at: Mutex::new(None),
+                            probes_done: AtomicU64::new(0),
                             wake: rt::bounded(1),
                             up_events: announce_up.clone(),
                         }),
@@ -347,9 +362,11 @@ impl Peers {
     }
 
     /// Tries every peer once, all at once, and returns when each has
-    /// answered or failed: a replica opens for requests only after this, so
-    /// its first request already sees every peer that is running as up
-    /// (the peers, in turn, heard its hello and count it up).
+    /// answered or failed, or after `STARTUP_PROBE_LIMIT`: a replica opens
+    /// for requests only after this, so its first request already sees
+    /// every peer that is running as up (the peers, in turn, heard its
+    /// hello and count it up). A hung peer cannot hold the start for long;
+    /// its prober goes on in the background.
     pub async fn probe_all_once(&self) {
         let probes: Vec<_> = self
             .by_id
@@ -360,9 +377,12 @@ impl Peers {
                 rt::spawn(async move { peer.probe_and_mark().await })
             })
             .collect();
-        for probe in probes {
-            probe.await;
-        }
+        let _ = rt::timeout(STARTUP_PROBE_LIMIT, async {
+            for probe in probes {
+                probe.await;
+            }
+        })
+        .await;
     }
 
     /// Starts one prober task per peer.
@@ -372,18 +392,23 @@ impl Peers {
         }
     }
 
-    /// A peer spoke to us: its hello, or any request on a connection it
-    /// opened. It is up from now on (until a probe or a broken connection
-    /// says otherwise), and if it was down its prober connects at once.
-    pub fn heard_from(&self, id: ReplicaId) {
+    /// A peer spoke to us: its hello (the first ping on a connection it
+    /// opened), or any later request on such a connection. It is up from
+    /// now on (until a probe or a broken connection says otherwise), and if
+    /// it was down its prober connects at once. Only a hello starts the
+    /// grace in which a failing probe does not mark it down: a peer that
+    /// can talk to us but that we cannot reach must still count as down.
+    pub fn heard_from(&self, id: ReplicaId, hello: bool) {
         let Some(peer) = self.get(id) else {
             return;
         };
-        *peer
-            .link
-            .heard_at
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(Instant::now());
+        if hello {
+            *peer
+                .link
+                .heard_at
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(Instant::now());
+        }
         if !peer.is_up() {
             let _ = peer.link.wake.0.try_send(());
             peer.link.mark_up();
@@ -398,17 +423,25 @@ impl Peers {
     /// other's hello and wait a whole retry interval to meet.
     pub async fn refresh(&self, ids: &[ReplicaId], max_wait: Duration) -> bool {
         let started = Instant::now();
-        for &id in ids {
-            if let Some(peer) = self.get(id) {
+        let asked: Vec<(&Arc<Peer>, u64)> = ids
+            .iter()
+            .filter_map(|&id| self.get(id))
+            .map(|peer| {
+                let done = peer.link.probes_done.load(Ordering::SeqCst);
                 let _ = peer.link.wake.0.try_send(());
-            }
-        }
+                (peer, done)
+            })
+            .collect();
         loop {
             if ids.iter().all(|&id| self.is_up(id)) {
                 return true;
             }
-            if started.elapsed() >= max_wait {
-                return false;
+            // Every asked peer has finished a probe since: its answer is in.
+            let all_probed = asked
+                .iter()
+                .all(|(peer, done)| peer.link.probes_done.load(Ordering::SeqCst) > *done);
+            if all_probed || started.elapsed() >= max_wait {
+                return ids.iter().all(|&id| self.is_up(id));
             }
             rt::sleep(Duration::from_millis(1)).await;
         }

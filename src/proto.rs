@@ -114,11 +114,6 @@ impl Versioned {
             ))
     }
 
-    /// The value a reader sees: none for a tombstone.
-    pub fn live_value(&self) -> Option<&str> {
-        (!self.tombstone).then_some(self.value.as_str())
-    }
-
     /// The newest of two optional versions.
     pub fn newest(a: Option<Versioned>, b: Option<Versioned>) -> Option<Versioned> {
         match (a, b) {
@@ -186,8 +181,6 @@ mod tests {
             Versioned::newest(Some(put.clone()), Some(delete.clone())),
             Some(delete.clone())
         );
-        assert_eq!(delete.live_value(), None);
-        assert_eq!(put.live_value(), Some("x"));
         let later_put = version(12, 0, "y");
         assert_eq!(
             Versioned::newest(Some(delete), Some(later_put.clone())),

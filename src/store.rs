@@ -65,16 +65,6 @@ impl Store {
             .count()
     }
 
-    /// Every key held (tombstones included) with its version: the source
-    /// of anti-entropy digests.
-    pub fn snapshot(&self) -> Vec<(u8, Versioned)> {
-        self.lock()
-            .iter()
-            .enumerate()
-            .filter_map(|(key, slot)| slot.clone().map(|v| (key as u8, v)))
-            .collect()
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Option<Versioned>>> {
         // A panic while holding this lock cannot leave a half-written slot
         // (each update is one assignment), so a poisoned lock is still sound.

@@ -73,11 +73,13 @@ pub async fn serve_connection(node: Arc<Node>, stream: rt::TcpStream, remote: So
         };
         // A peer's first frame is its hello ping: from then on, anything
         // on this connection shows that peer is alive.
-        if let Some(Body::Ping(ping)) = &envelope.body {
-            peer_id = Some(ping.sender_id);
-        }
-        if let Some(id) = peer_id {
-            node.peers.heard_from(id);
+        match (&envelope.body, peer_id) {
+            (Some(Body::Ping(ping)), None) => {
+                peer_id = Some(ping.sender_id);
+                node.peers.heard_from(ping.sender_id, true);
+            }
+            (_, Some(id)) => node.peers.heard_from(id, false),
+            _ => {}
         }
         if slots.send(()).await.is_err() {
             break;

@@ -259,8 +259,8 @@ impl Wal {
     /// records have all become obsolete (the hints log, once every hint is
     /// delivered). Segments are removed newest first, so a crash part way
     /// leaves the oldest ones, a prefix of the log that replays as a
-    /// shorter log: never a gap. The directory is fsynced after the
-    /// removals, and the fresh segment is created durably. A failure
+    /// shorter log: never a gap. The directory is fsynced after each
+    /// removal, and the fresh segment is created durably. A failure
     /// poisons the log, as a failed append does.
     pub fn clear(&mut self) -> Result<(), WalError> {
         if let Some(cause) = &self.poisoned {
@@ -277,11 +277,14 @@ impl Wal {
     }
 
     fn remove_segments_and_restart(&mut self) -> Result<(), WalError> {
+        // One directory fsync per removal: unlinks are not guaranteed to
+        // reach the disk in order, and a surviving later segment without
+        // the earlier ones would be a gap that replay refuses.
         for number in list_segments(&self.dir)?.into_iter().rev() {
             let path = segment::path(&self.dir, number);
             fs::remove_file(&path).map_err(|e| WalError::io(&path, e))?;
+            segment::sync_dir(&self.dir)?;
         }
-        segment::sync_dir(&self.dir)?;
         self.active = segment::create(&self.dir, 1)?;
         self.active_number = 1;
         self.active_len = SEGMENT_HEADER_LEN;
