@@ -162,6 +162,73 @@ pub fn encode_frame(envelope: &Envelope) -> Vec<u8> {
     frame
 }
 
+/// One piece of a captured byte stream, as a replica would read it.
+#[derive(Debug, PartialEq, Eq)]
+pub enum CapturedFrame<'a> {
+    /// A whole frame: where its length prefix starts, and its body.
+    Frame {
+        /// Byte offset of the length prefix in the stream.
+        offset: usize,
+        /// The frame's body (without the prefix).
+        body: &'a [u8],
+    },
+    /// A length prefix over the limit: a replica refuses it and closes the
+    /// connection, so nothing after it is read.
+    TooLong {
+        /// Byte offset of the length prefix.
+        offset: usize,
+        /// What the prefix claimed.
+        claimed: usize,
+    },
+    /// The stream ends inside a frame.
+    Cut {
+        /// Byte offset of the frame's length prefix.
+        offset: usize,
+        /// Bytes of the frame present, prefix included.
+        received: usize,
+        /// Bytes the frame should have had, prefix included.
+        expected: usize,
+    },
+}
+
+/// Splits a captured stream (what `nc` or a proxy recorded) into frames by
+/// the same rules a replica reads them with, for `ringkv dump --frames`.
+/// Never allocates: the pieces borrow from `bytes`.
+pub fn split_captured(bytes: &[u8], limit: usize) -> Vec<CapturedFrame<'_>> {
+    let mut pieces = Vec::new();
+    let mut offset = 0;
+    while offset < bytes.len() {
+        let rest = &bytes[offset..];
+        if rest.len() < 4 {
+            pieces.push(CapturedFrame::Cut {
+                offset,
+                received: rest.len(),
+                expected: 4,
+            });
+            break;
+        }
+        let claimed = BigEndian::read_u32(&rest[..4]) as usize;
+        if claimed > limit {
+            pieces.push(CapturedFrame::TooLong { offset, claimed });
+            break;
+        }
+        if rest.len() < 4 + claimed {
+            pieces.push(CapturedFrame::Cut {
+                offset,
+                received: rest.len(),
+                expected: 4 + claimed,
+            });
+            break;
+        }
+        pieces.push(CapturedFrame::Frame {
+            offset,
+            body: &rest[4..4 + claimed],
+        });
+        offset += 4 + claimed;
+    }
+    pieces
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -182,6 +249,38 @@ mod tests {
                 }
             }
         })
+    }
+
+    #[test]
+    fn a_captured_stream_splits_like_a_replica_reads_it() {
+        let one = encode_frame(&Envelope {
+            request_id: 1,
+            body: None,
+        });
+        let mut stream = one.clone();
+        stream.extend_from_slice(&one);
+        stream.extend_from_slice(&one[..3]);
+        let pieces = split_captured(&stream, 100);
+        assert_eq!(pieces.len(), 3);
+        assert!(matches!(pieces[1], CapturedFrame::Frame { offset, .. } if offset == one.len()));
+        assert!(matches!(
+            pieces[2],
+            CapturedFrame::Cut {
+                received: 3,
+                expected: 4,
+                ..
+            }
+        ));
+        let mut huge = vec![0, 0, 1, 0];
+        huge.extend_from_slice(&one);
+        assert_eq!(
+            split_captured(&huge, 100),
+            vec![CapturedFrame::TooLong {
+                offset: 0,
+                claimed: 256
+            }]
+        );
+        assert!(split_captured(&[], 100).is_empty());
     }
 
     #[test]

@@ -1,0 +1,149 @@
+//! A latency histogram of fixed size: log-linear buckets (as HdrHistogram
+//! does), so recording is one array increment and percentiles are within
+//! about 1.6 % of the true value, however many samples a benchmark takes.
+//! `ringkv bench` records every request here instead of keeping (and
+//! sorting) a vector of samples.
+
+/// Sub-buckets per power of two: the relative precision is 1/64.
+const SUB_BUCKETS: u64 = 64;
+
+/// Powers of two covered: values up to 2^40 microseconds (12 days).
+const MAGNITUDES: usize = 40;
+
+/// Counts of values, in buckets whose width grows with the value.
+#[derive(Clone, Debug)]
+pub struct Histogram {
+    counts: Vec<u64>,
+    total: u64,
+    max: u64,
+}
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Histogram {
+    /// An empty histogram.
+    pub fn new() -> Self {
+        Histogram {
+            counts: vec![0; MAGNITUDES * SUB_BUCKETS as usize],
+            total: 0,
+            max: 0,
+        }
+    }
+
+    /// Which bucket holds `value`: values below 64 exactly, then 64
+    /// buckets per power of two.
+    fn index(value: u64) -> usize {
+        if value < SUB_BUCKETS {
+            return value as usize;
+        }
+        let magnitude = 63 - value.leading_zeros() as u64; // >= 6
+        let shift = magnitude - 6;
+        let sub = (value >> shift) - SUB_BUCKETS; // 0..64
+        let index = ((shift + 1) * SUB_BUCKETS + sub) as usize;
+        index.min(MAGNITUDES * SUB_BUCKETS as usize - 1)
+    }
+
+    /// The largest value that falls in bucket `index`.
+    fn upper_bound(index: usize) -> u64 {
+        let index = index as u64;
+        if index < SUB_BUCKETS {
+            return index;
+        }
+        let shift = index / SUB_BUCKETS - 1;
+        let sub = index % SUB_BUCKETS;
+        ((SUB_BUCKETS + sub + 1) << shift) - 1
+    }
+
+    /// Counts one value.
+    pub fn record(&mut self, value: u64) {
+        self.counts[Self::index(value)] += 1;
+        self.total += 1;
+        self.max = self.max.max(value);
+    }
+
+    /// Adds another histogram's counts to this one.
+    pub fn merge(&mut self, other: &Histogram) {
+        for (mine, theirs) in self.counts.iter_mut().zip(&other.counts) {
+            *mine += theirs;
+        }
+        self.total += other.total;
+        self.max = self.max.max(other.max);
+    }
+
+    /// How many values were recorded.
+    pub fn count(&self) -> u64 {
+        self.total
+    }
+
+    /// The largest value recorded (exact).
+    pub fn max(&self) -> u64 {
+        self.max
+    }
+
+    /// The value at `quantile` (0.0-1.0): the upper bound of the bucket
+    /// that holds it, never more than the maximum. 0 if empty.
+    pub fn percentile(&self, quantile: f64) -> u64 {
+        if self.total == 0 {
+            return 0;
+        }
+        let rank = ((quantile.clamp(0.0, 1.0) * self.total as f64).ceil() as u64).max(1);
+        let mut seen = 0;
+        for (index, &count) in self.counts.iter().enumerate() {
+            seen += count;
+            if seen >= rank {
+                return Self::upper_bound(index).min(self.max);
+            }
+        }
+        self.max
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_cover_every_value_in_order() {
+        let mut last_index = 0;
+        for value in (0..100_000u64).chain([1 << 20, 1 << 30, u64::MAX]) {
+            let index = Histogram::index(value);
+            assert!(index >= last_index, "{value}");
+            last_index = index;
+            if value < 1 << 39 {
+                let upper = Histogram::upper_bound(index);
+                assert!(upper >= value, "{value} above its bucket's bound {upper}");
+                assert!(
+                    (upper - value) as f64 <= value as f64 / 64.0 + 1.0,
+                    "{value}: bucket too wide ({upper})"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn percentiles_are_within_the_precision() {
+        let mut histogram = Histogram::new();
+        for value in 1..=10_000u64 {
+            histogram.record(value);
+        }
+        assert_eq!(histogram.count(), 10_000);
+        assert_eq!(histogram.max(), 10_000);
+        for (quantile, exact) in [(0.5, 5_000.0), (0.9, 9_000.0), (0.99, 9_900.0)] {
+            let got = histogram.percentile(quantile) as f64;
+            assert!(
+                (got - exact).abs() / exact < 0.02,
+                "p{quantile}: {got} vs {exact}"
+            );
+        }
+        assert_eq!(histogram.percentile(1.0), 10_000);
+        let mut other = Histogram::new();
+        other.record(50_000);
+        histogram.merge(&other);
+        assert_eq!(histogram.max(), 50_000);
+        assert_eq!(Histogram::new().percentile(0.5), 0);
+    }
+}
