@@ -15,6 +15,20 @@ pub use async_std::net::{TcpListener, TcpStream};
 pub use async_std::sync::Mutex as AsyncMutex;
 pub use async_std::task::JoinHandle;
 
+/// Sets how many threads run async tasks. Call it before anything else
+/// touches the runtime (async-std reads it once, when its executor starts).
+///
+/// Why a replica wants few: on a small machine a replica's tasks mostly wait
+/// on sockets, and every wake-up that crosses executor threads costs a
+/// futex and a context switch. A profile of a replica under QUORUM gets on
+/// two cores spent about a third of its samples in the scheduler's task
+/// switch with the default of one thread per core.
+pub fn set_executor_threads(threads: usize) {
+    // The process is still single-threaded here, so nothing reads the
+    // environment concurrently.
+    std::env::set_var("ASYNC_STD_THREAD_COUNT", threads.max(1).to_string());
+}
+
 /// Runs a future on a runtime thread; the task keeps running if the handle
 /// is dropped.
 pub fn spawn<F>(future: F) -> JoinHandle<F::Output>

@@ -60,6 +60,9 @@ pub struct BenchArgs {
     /// requests in flight per connection (default 1)
     #[argh(option, default = "1")]
     pub pipeline: usize,
+    /// threads that run the client's async tasks (default 1: on a small machine the load generator shares the cores with the replicas)
+    #[argh(option, default = "1")]
+    pub threads: usize,
     /// print one JSON object instead of text
     #[argh(switch)]
     pub json: bool,
@@ -107,6 +110,7 @@ struct WorkerReport {
 
 /// Runs the benchmark and prints its report.
 pub fn run(args: BenchArgs) -> Result<(), String> {
+    rt::set_executor_threads(args.threads);
     let ring = Ring::load(&args.config).map_err(|e| e.to_string())?;
     if !(0.0..=1.0).contains(&args.reads) {
         return Err("--reads is a share between 0.0 and 1.0".into());

@@ -62,6 +62,9 @@ pub struct ReplicaArgs {
     /// most keys a hint is kept for, per down replica (default 256, every key; 0 keeps no hints)
     #[argh(option, default = "256")]
     pub max_hints_per_replica: usize,
+    /// threads that run the replica's async tasks (default 1; the WAL and hints logs have threads of their own)
+    #[argh(option, default = "1")]
+    pub executor_threads: usize,
     /// seconds between anti-entropy rounds with ring neighbours (default 60; 0 runs them only on `ringkv repair`)
     #[argh(option, default = "60")]
     pub anti_entropy_secs: u64,
@@ -75,6 +78,7 @@ const MAX_VALUE_LIMIT: usize = 16 * 1024 * 1024;
 
 /// Runs the replica; returns only if it cannot start.
 pub fn run(args: ReplicaArgs) -> Result<(), String> {
+    rt::set_executor_threads(args.executor_threads);
     crate::logging::set_process_tag(format!("replica {}", args.id));
     if args.max_value_bytes > MAX_VALUE_LIMIT {
         return Err(format!("--max-value-bytes is at most {MAX_VALUE_LIMIT}"));
