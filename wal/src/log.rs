@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{ReplayReport, TornTail, WalError};
 use crate::record::{self, MAX_RECORD_BYTES};
-use crate::segment::{self, HeaderCheck, SEGMENT_HEADER_LEN};
+use crate::segment::{self, HeaderCheck, Kind, FORMAT_VERSION_1, SEGMENT_HEADER_LEN};
 
 /// Name of the lock file inside the WAL directory.
 pub const LOCK_FILE: &str = "LOCK";
@@ -46,6 +46,9 @@ pub struct Wal {
     active: File,
     active_number: u32,
     active_len: u64,
+    /// CRC seed of the next record appended to the active segment: the CRC
+    /// of its last record, or its header CRC while it is empty.
+    next_seed: u32,
     /// Bytes in every segment before the active one.
     sealed_bytes: u64,
     /// Set by the first failed write or fsync; see [`WalError::Poisoned`].
@@ -72,18 +75,26 @@ impl Wal {
         let mut report = ReplayReport::default();
 
         let Some(&newest) = numbers.last() else {
-            let active = segment::create(dir, 1)?;
-            let wal = Wal::new(dir, options, lock, active, 1, SEGMENT_HEADER_LEN, 0);
+            let (active, header) = segment::create(dir, 1, Kind::Log)?;
+            let wal = Wal::new(
+                dir,
+                options,
+                lock,
+                (active, 1, SEGMENT_HEADER_LEN),
+                header.first_seed,
+                0,
+            );
             return Ok((wal, report));
         };
 
         // Check every header before replaying anything, so a bad segment
         // late in the log fails open before the caller has applied records.
         let mut torn_header = false;
+        let mut headers = Vec::with_capacity(numbers.len());
         for &number in &numbers {
             let path = segment::path(dir, number);
             match read_header(&path, number)? {
-                HeaderCheck::Valid => {}
+                HeaderCheck::Valid(header) => headers.push(header),
                 HeaderCheck::Torn if number == newest => torn_header = true,
                 HeaderCheck::Torn => {
                     return Err(WalError::BadHeader {
@@ -100,7 +111,12 @@ impl Wal {
         let mut sealed_bytes = 0;
         let mut newest_len = SEGMENT_HEADER_LEN;
         let mut newest_unparseable = false;
-        for &number in &numbers {
+        let mut next_seed = 0;
+        let mut newest_is_v1 = false;
+        for (&number, header) in numbers
+            .iter()
+            .zip(headers.iter().map(Some).chain(std::iter::repeat(None)))
+        {
             let path = segment::path(dir, number);
             report.segments += 1;
             if number == newest && torn_header {
@@ -108,7 +124,7 @@ impl Wal {
                 let len = fs::metadata(&path)
                     .map_err(|e| WalError::io(&path, e))?
                     .len();
-                segment::rewrite_header(dir, number)?;
+                next_seed = segment::rewrite_header(dir, number)?.first_seed;
                 report.torn_tail = Some(TornTail {
                     file: path,
                     offset: 0,
@@ -116,10 +132,14 @@ impl Wal {
                 });
                 break;
             }
+            let Some(header) = header else {
+                break;
+            };
             let data = segment::read(&path)?;
             let is_newest = number == newest;
             let scan = segment::scan(
                 &data,
+                header,
                 &path,
                 is_newest,
                 options.skip_corrupt,
@@ -133,6 +153,8 @@ impl Wal {
             }
             newest_len = data.len() as u64;
             newest_unparseable = scan.unparseable_tail;
+            newest_is_v1 = header.version == FORMAT_VERSION_1;
+            next_seed = scan.next_seed;
             if let Some(torn) = scan.torn_tail {
                 segment::truncate(&path, torn.offset)?;
                 newest_len = torn.offset;
@@ -140,13 +162,16 @@ impl Wal {
             }
         }
 
-        let (active, number, len) = if newest_unparseable {
+        let active = if newest_unparseable || newest_is_v1 {
             // Appending behind bytes replay cannot parse would hide the new
             // records from the next replay; start a fresh segment instead and
-            // leave the damaged bytes in place for inspection.
+            // leave the damaged bytes in place for inspection. A version 1
+            // segment is never appended to: new records are always chained.
             sealed_bytes += newest_len;
             let number = next_number(dir, newest)?;
-            (segment::create(dir, number)?, number, SEGMENT_HEADER_LEN)
+            let (file, header) = segment::create(dir, number, Kind::Log)?;
+            next_seed = header.first_seed;
+            (file, number, SEGMENT_HEADER_LEN)
         } else {
             let path = segment::path(dir, newest);
             let file = OpenOptions::new()
@@ -155,7 +180,7 @@ impl Wal {
                 .map_err(|e| WalError::io(&path, e))?;
             (file, newest, newest_len)
         };
-        let wal = Wal::new(dir, options, lock, active, number, len, sealed_bytes);
+        let wal = Wal::new(dir, options, lock, active, next_seed, sealed_bytes);
         Ok((wal, report))
     }
 
@@ -163,9 +188,8 @@ impl Wal {
         dir: &Path,
         options: Options,
         lock: File,
-        active: File,
-        active_number: u32,
-        active_len: u64,
+        (active, active_number, active_len): (File, u32, u64),
+        next_seed: u32,
         sealed_bytes: u64,
     ) -> Wal {
         Wal {
@@ -175,6 +199,7 @@ impl Wal {
             active,
             active_number,
             active_len,
+            next_seed,
             sealed_bytes,
             poisoned: None,
         }
@@ -232,8 +257,9 @@ impl Wal {
         }
         let capacity = usize::try_from(batch_len).expect("a batch in memory fits in usize");
         let mut buf = Vec::with_capacity(capacity);
+        let mut seed = self.next_seed;
         for payload in payloads {
-            record::encode_into(payload, &mut buf);
+            seed = record::encode_into(seed, payload, &mut buf);
         }
         let path = segment::path(&self.dir, self.active_number);
         self.active
@@ -241,6 +267,7 @@ impl Wal {
             .and_then(|()| self.active.sync_data())
             .map_err(|e| WalError::io(path, e))?;
         self.active_len += batch_len;
+        self.next_seed = seed;
         Ok(())
     }
 
@@ -248,7 +275,9 @@ impl Wal {
     /// and makes a new, durable, empty one the active segment.
     fn rotate(&mut self) -> Result<(), WalError> {
         let number = next_number(&self.dir, self.active_number)?;
-        self.active = segment::create(&self.dir, number)?;
+        let (file, header) = segment::create(&self.dir, number, Kind::Log)?;
+        self.active = file;
+        self.next_seed = header.first_seed;
         self.sealed_bytes += self.active_len;
         self.active_number = number;
         self.active_len = SEGMENT_HEADER_LEN;
@@ -285,7 +314,9 @@ impl Wal {
             fs::remove_file(&path).map_err(|e| WalError::io(&path, e))?;
             segment::sync_dir(&self.dir)?;
         }
-        self.active = segment::create(&self.dir, 1)?;
+        let (file, header) = segment::create(&self.dir, 1, Kind::Log)?;
+        self.active = file;
+        self.next_seed = header.first_seed;
         self.active_number = 1;
         self.active_len = SEGMENT_HEADER_LEN;
         self.sealed_bytes = 0;

@@ -80,7 +80,11 @@ fn rotation_keeps_order_and_numbering() {
         assert_eq!(wal.total_bytes(), total);
         for &n in &numbers {
             let bytes = fs::read(tmp.seg(n)).expect("read");
-            assert_eq!(bytes[..16], common::header(n)[..], "header of segment {n}");
+            assert_eq!(
+                bytes[..common::HDR],
+                common::header(n)[..],
+                "header of segment {n}"
+            );
             assert!(
                 bytes.len() as u64 <= max,
                 "segment {n} is {} bytes",
@@ -109,7 +113,7 @@ fn oversized_batch_goes_alone_into_a_fresh_segment() {
         wal.append_batch(&[b"b"]).expect("small");
     }
     assert_eq!(segment_numbers(tmp.path()), [1, 2, 3]);
-    assert_eq!(file_len(&tmp.seg(2)), 16 + 8 + 500);
+    assert_eq!(file_len(&tmp.seg(2)), 28 + 8 + 500);
     // A fresh, empty segment takes an oversized batch without rotating again.
     let tmp2 = TempDir::new("oversized-first");
     {
@@ -183,11 +187,11 @@ fn a_rejecting_callback_aborts_replay_naming_the_record() {
                 unreachable!()
             };
             assert_eq!(file, &tmp.seg(1));
-            assert_eq!(*offset, 16 + 8 + 3);
+            assert_eq!(*offset, 28 + 8 + 3);
             assert_eq!(message, "cannot decode");
             let text = e.to_string();
             assert!(
-                text.contains("00000000000000000001.wal") && text.contains("27"),
+                text.contains("00000000000000000001.wal") && text.contains("39"),
                 "{text}"
             );
         }

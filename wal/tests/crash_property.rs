@@ -8,7 +8,7 @@ mod common;
 use std::fs::OpenOptions;
 use std::io::Write;
 
-use common::{encode, file_len, open, segment_numbers, small, Rng, TempDir};
+use common::{encode_chain, file_len, next_seed, open, segment_numbers, small, Rng, TempDir};
 
 #[test]
 fn replay_after_a_random_crash_is_exactly_the_surviving_prefix() {
@@ -32,7 +32,8 @@ fn replay_after_a_random_crash_is_exactly_the_surviving_prefix() {
         let path = tmp.seg(newest);
         let synced = file_len(&path);
         let in_flight: Vec<Vec<u8>> = (0..rng.range(1, 4)).map(|_| rng.payload(1, 120)).collect();
-        let raw: Vec<u8> = in_flight.iter().flat_map(|p| encode(p)).collect();
+        let seed = next_seed(&std::fs::read(&path).expect("read segment"));
+        let (raw, _) = encode_chain(seed, &in_flight);
         let cut = rng.range(0, raw.len() as u64) as usize;
         let zeros = if rng.range(0, 2) == 0 {
             rng.range(1, 600) as usize
