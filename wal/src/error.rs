@@ -161,6 +161,52 @@ pub struct ReplayReport {
     pub torn_tail: Option<TornTail>,
     /// Damaged regions skipped because `Options::skip_corrupt` was set.
     pub skipped: Vec<Corruption>,
+    /// The complete checkpoint replay started from, if the log has one.
+    pub checkpoint: Option<CheckpointStart>,
+    /// Segments older than that checkpoint, obsolete, deleted at open (a
+    /// crash interrupted the deletions that follow a checkpoint).
+    pub stale_segments_removed: u32,
+    /// A checkpoint whose writing a crash interrupted, deleted at open;
+    /// replay used the segments before it instead.
+    pub incomplete_checkpoint: Option<IncompleteCheckpoint>,
+}
+
+/// The checkpoint segment replay started from: everything before it was
+/// restated by its first `records` records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckpointStart {
+    /// Its segment number.
+    pub segment: u32,
+    /// Records the checkpoint holds (records appended after it not counted).
+    pub records: u32,
+}
+
+/// A checkpoint segment that did not hold all its records at open: the
+/// crash came before its fdatasync returned, so the segments before it were
+/// all still there and replayed instead. The file was deleted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IncompleteCheckpoint {
+    /// The deleted segment file.
+    pub file: PathBuf,
+    /// Records its header promised.
+    pub records: u32,
+    /// Its length when deleted.
+    pub bytes_dropped: u64,
+    /// The first record that was missing or damaged, and why.
+    pub reason: String,
+}
+
+impl fmt::Display for IncompleteCheckpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "WAL incomplete checkpoint removed: {} ({} bytes, {} records promised): {}",
+            self.file.display(),
+            self.bytes_dropped,
+            self.records,
+            self.reason
+        )
+    }
 }
 
 /// An incomplete final write found at the end of the newest segment and

@@ -102,12 +102,17 @@
 
 #![deny(missing_docs)]
 
+mod dir;
 mod error;
 mod log;
 mod record;
+mod replay;
 mod segment;
 
-pub use crate::error::{Corruption, ReplayReport, TornTail, WalError};
-pub use crate::log::{Options, Wal, LOCK_FILE};
+pub use crate::dir::LOCK_FILE;
+pub use crate::error::{
+    CheckpointStart, Corruption, IncompleteCheckpoint, ReplayReport, TornTail, WalError,
+};
+pub use crate::log::{Options, Wal};
 pub use crate::record::{MAX_RECORD_BYTES, RECORD_HEADER_LEN};
 pub use crate::segment::{FORMAT_VERSION, MAGIC, SEGMENT_HEADER_LEN};

@@ -1,16 +1,18 @@
-//! The WAL directory: locking, listing and replaying segments, appending
-//! with group commit, and rotation.
+//! The open log: appending with group commit, rotation, and checkpoints.
+//!
+//! This module owns the active segment and the order of durable steps when
+//! writing. It never decides what is on disk at open (that is `replay`) and
+//! never retries a failed write or fsync.
 
-use std::fs::{self, File, OpenOptions, TryLockError};
+use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::error::{ReplayReport, TornTail, WalError};
+use crate::dir;
+use crate::error::{ReplayReport, WalError};
 use crate::record::{self, MAX_RECORD_BYTES};
-use crate::segment::{self, HeaderCheck, SEGMENT_HEADER_LEN};
-
-/// Name of the lock file inside the WAL directory.
-pub const LOCK_FILE: &str = "LOCK";
+use crate::replay::{self, AppendAt};
+use crate::segment::{self, Kind};
 
 /// Tuning knobs for [`Wal::open`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,7 +48,10 @@ pub struct Wal {
     active: File,
     active_number: u32,
     active_len: u64,
-    /// Bytes in every segment before the active one.
+    /// CRC seed of the next record appended to the active segment: the CRC
+    /// of its last record, or its header CRC while it is empty.
+    next_seed: u32,
+    /// Bytes in every live segment before the active one.
     sealed_bytes: u64,
     /// Set by the first failed write or fsync; see [`WalError::Poisoned`].
     poisoned: Option<String>,
@@ -55,9 +60,10 @@ pub struct Wal {
 impl Wal {
     /// Opens (creating if missing) the WAL in `dir`, takes an exclusive lock
     /// on `dir/LOCK` (a second opener gets [`WalError::Locked`]), replays
-    /// every record in order by calling `on_record(payload)`, repairs a torn
-    /// tail, and leaves the log ready to append at the end of the newest
-    /// segment.
+    /// every record from the newest complete checkpoint on, in order, by
+    /// calling `on_record(payload)`, repairs what a crash left (torn tail,
+    /// torn header, incomplete checkpoint, segments a checkpoint made
+    /// obsolete), and leaves the log ready to append.
     ///
     /// If it returns an error, `on_record` may already have seen a prefix of
     /// the records; the caller should discard what it built.
@@ -66,118 +72,39 @@ impl Wal {
         options: Options,
         mut on_record: impl FnMut(&[u8]) -> Result<(), String>,
     ) -> Result<(Wal, ReplayReport), WalError> {
-        create_dir(dir)?;
-        let lock = lock(dir)?;
-        let numbers = list_segments(dir)?;
-        let mut report = ReplayReport::default();
-
-        let Some(&newest) = numbers.last() else {
-            let active = segment::create(dir, 1)?;
-            let wal = Wal::new(dir, options, lock, active, 1, SEGMENT_HEADER_LEN, 0);
-            return Ok((wal, report));
+        dir::create(dir)?;
+        let lock = dir::lock(dir)?;
+        let recovered = replay::recover(dir, &options, &mut on_record)?;
+        let (active, active_number, active_len, next_seed) = match recovered.append_at {
+            AppendAt::End {
+                number,
+                len,
+                next_seed,
+            } => {
+                let path = segment::path(dir, number);
+                let file = OpenOptions::new()
+                    .append(true)
+                    .open(&path)
+                    .map_err(|e| WalError::io(&path, e))?;
+                (file, number, len, next_seed)
+            }
+            AppendAt::Fresh { number } => {
+                let (file, header) = segment::create(dir, number, Kind::Log)?;
+                (file, number, header.len as u64, header.first_seed)
+            }
         };
-
-        // Check every header before replaying anything, so a bad segment
-        // late in the log fails open before the caller has applied records.
-        let mut torn_header = false;
-        for &number in &numbers {
-            let path = segment::path(dir, number);
-            match read_header(&path, number)? {
-                HeaderCheck::Valid => {}
-                HeaderCheck::Torn if number == newest => torn_header = true,
-                HeaderCheck::Torn => {
-                    return Err(WalError::BadHeader {
-                        file: path,
-                        reason: "torn header in a segment that is not the newest".to_string(),
-                    })
-                }
-                HeaderCheck::Invalid(reason) => {
-                    return Err(WalError::BadHeader { file: path, reason })
-                }
-            }
-        }
-
-        let mut sealed_bytes = 0;
-        let mut newest_len = SEGMENT_HEADER_LEN;
-        let mut newest_unparseable = false;
-        for &number in &numbers {
-            let path = segment::path(dir, number);
-            report.segments += 1;
-            if number == newest && torn_header {
-                // A crash while creating the segment: it holds no records.
-                let len = fs::metadata(&path)
-                    .map_err(|e| WalError::io(&path, e))?
-                    .len();
-                segment::rewrite_header(dir, number)?;
-                report.torn_tail = Some(TornTail {
-                    file: path,
-                    offset: 0,
-                    bytes_dropped: len,
-                });
-                break;
-            }
-            let data = segment::read(&path)?;
-            let is_newest = number == newest;
-            let scan = segment::scan(
-                &data,
-                &path,
-                is_newest,
-                options.skip_corrupt,
-                &mut on_record,
-            )?;
-            report.records += scan.records;
-            report.skipped.extend(scan.skipped);
-            if !is_newest {
-                sealed_bytes += data.len() as u64;
-                continue;
-            }
-            newest_len = data.len() as u64;
-            newest_unparseable = scan.unparseable_tail;
-            if let Some(torn) = scan.torn_tail {
-                segment::truncate(&path, torn.offset)?;
-                newest_len = torn.offset;
-                report.torn_tail = Some(torn);
-            }
-        }
-
-        let (active, number, len) = if newest_unparseable {
-            // Appending behind bytes replay cannot parse would hide the new
-            // records from the next replay; start a fresh segment instead and
-            // leave the damaged bytes in place for inspection.
-            sealed_bytes += newest_len;
-            let number = next_number(dir, newest)?;
-            (segment::create(dir, number)?, number, SEGMENT_HEADER_LEN)
-        } else {
-            let path = segment::path(dir, newest);
-            let file = OpenOptions::new()
-                .append(true)
-                .open(&path)
-                .map_err(|e| WalError::io(&path, e))?;
-            (file, newest, newest_len)
-        };
-        let wal = Wal::new(dir, options, lock, active, number, len, sealed_bytes);
-        Ok((wal, report))
-    }
-
-    fn new(
-        dir: &Path,
-        options: Options,
-        lock: File,
-        active: File,
-        active_number: u32,
-        active_len: u64,
-        sealed_bytes: u64,
-    ) -> Wal {
-        Wal {
+        let wal = Wal {
             dir: dir.to_path_buf(),
             options,
             _lock: lock,
             active,
             active_number,
             active_len,
-            sealed_bytes,
+            next_seed,
+            sealed_bytes: recovered.sealed_bytes,
             poisoned: None,
-        }
+        };
+        Ok((wal, recovered.report))
     }
 
     /// Appends the payloads as consecutive records with one `write` and one
@@ -195,52 +122,46 @@ impl Wal {
     /// "fsyncgate"). The only trustworthy recovery is to reopen, which
     /// re-reads what is really on disk and repairs the tail.
     pub fn append_batch(&mut self, payloads: &[&[u8]]) -> Result<(), WalError> {
-        if let Some(cause) = &self.poisoned {
-            return Err(WalError::Poisoned {
-                dir: self.dir.clone(),
-                cause: cause.clone(),
-            });
-        }
-        let mut batch_len = 0u64;
-        for (index, payload) in payloads.iter().enumerate() {
-            if payload.is_empty() {
-                return Err(WalError::EmptyPayload { index });
-            }
-            if payload.len() > MAX_RECORD_BYTES {
-                return Err(WalError::PayloadTooLarge {
-                    index,
-                    len: payload.len(),
-                });
-            }
-            batch_len += record::encoded_len(payload.len());
-        }
+        self.check_not_poisoned()?;
+        let batch_len = validate(payloads)?;
         if payloads.is_empty() {
             return Ok(());
         }
         let result = self.write_batch(payloads, batch_len);
-        if let Err(e) = &result {
-            self.poisoned = Some(e.to_string());
-        }
-        result
+        self.poison_on_error(result)
     }
 
     fn write_batch(&mut self, payloads: &[&[u8]], batch_len: u64) -> Result<(), WalError> {
-        if self.active_len > SEGMENT_HEADER_LEN
+        let header_len = segment::SEGMENT_HEADER_LEN;
+        if self.active_len > header_len
             && self.active_len + batch_len > self.options.segment_max_bytes
         {
             self.rotate()?;
         }
-        let capacity = usize::try_from(batch_len).expect("a batch in memory fits in usize");
-        let mut buf = Vec::with_capacity(capacity);
-        for payload in payloads {
-            record::encode_into(payload, &mut buf);
-        }
+        self.write_records(payloads, batch_len)
+    }
+
+    /// Encodes `payloads` chained onto the active segment and makes them
+    /// durable with one `write` and one `fdatasync`.
+    fn write_records(&mut self, payloads: &[&[u8]], batch_len: u64) -> Result<(), WalError> {
         let path = segment::path(&self.dir, self.active_number);
+        let capacity = usize::try_from(batch_len).map_err(|_| {
+            WalError::io(
+                &path,
+                std::io::Error::other("batch larger than the address space"),
+            )
+        })?;
+        let mut buf = Vec::with_capacity(capacity);
+        let mut seed = self.next_seed;
+        for payload in payloads {
+            seed = record::encode_into(seed, payload, &mut buf);
+        }
         self.active
             .write_all(&buf)
             .and_then(|()| self.active.sync_data())
             .map_err(|e| WalError::io(path, e))?;
         self.active_len += batch_len;
+        self.next_seed = seed;
         Ok(())
     }
 
@@ -248,51 +169,83 @@ impl Wal {
     /// and makes a new, durable, empty one the active segment.
     fn rotate(&mut self) -> Result<(), WalError> {
         let number = next_number(&self.dir, self.active_number)?;
-        self.active = segment::create(&self.dir, number)?;
+        let (file, header) = segment::create(&self.dir, number, Kind::Log)?;
+        self.active = file;
+        self.next_seed = header.first_seed;
         self.sealed_bytes += self.active_len;
         self.active_number = number;
-        self.active_len = SEGMENT_HEADER_LEN;
+        self.active_len = header.len as u64;
         Ok(())
     }
 
-    /// Deletes every record, leaving one empty segment 1: for a log whose
-    /// records have all become obsolete (the hints log, once every hint is
-    /// delivered). Segments are removed newest first, so a crash part way
-    /// leaves the oldest ones, a prefix of the log that replays as a
-    /// shorter log: never a gap. The directory is fsynced after each
-    /// removal, and the fresh segment is created durably. A failure
-    /// poisons the log, as a failed append does.
-    pub fn clear(&mut self) -> Result<(), WalError> {
-        if let Some(cause) = &self.poisoned {
-            return Err(WalError::Poisoned {
-                dir: self.dir.clone(),
-                cause: cause.clone(),
-            });
-        }
-        let result = self.remove_segments_and_restart();
-        if let Err(e) = &result {
-            self.poisoned = Some(e.to_string());
-        }
-        result
+    /// Replaces the whole log with `records`: the caller's restatement of
+    /// everything the log holds (for ringkv, the whole store, tombstones
+    /// included), so that restart time and disk use stop growing with the
+    /// number of writes ever taken.
+    ///
+    /// Steps, each durable before the next: a fresh segment is created whose
+    /// header says "checkpoint of N records" (header written, file fsynced,
+    /// directory fsynced); the N records go in with one `write` and one
+    /// `fdatasync`; then every older segment is deleted, oldest first, with
+    /// a directory fsync after each removal. A crash at any step leaves a
+    /// log that replays to the same records (see the README's recovery
+    /// rules). Later appends continue in the checkpoint segment.
+    ///
+    /// `checkpoint(&[])` is a valid empty checkpoint. Payloads are checked
+    /// as in [`Wal::append_batch`], and a failure poisons the log the same
+    /// way.
+    pub fn checkpoint(&mut self, records: &[&[u8]]) -> Result<(), WalError> {
+        self.check_not_poisoned()?;
+        let batch_len = validate(records)?;
+        // The header holds the count as a u32; 2^32 records of at least 9
+        // bytes each would not fit in memory anyway.
+        let count = u32::try_from(records.len()).map_err(|_| {
+            WalError::io(
+                &self.dir,
+                std::io::Error::other("a checkpoint holds at most u32::MAX records"),
+            )
+        })?;
+        let result = self.write_checkpoint(records, count, batch_len);
+        self.poison_on_error(result)
     }
 
-    fn remove_segments_and_restart(&mut self) -> Result<(), WalError> {
-        // One directory fsync per removal: unlinks are not guaranteed to
-        // reach the disk in order, and a surviving later segment without
-        // the earlier ones would be a gap that replay refuses.
-        for number in list_segments(&self.dir)?.into_iter().rev() {
-            let path = segment::path(&self.dir, number);
-            fs::remove_file(&path).map_err(|e| WalError::io(&path, e))?;
-            segment::sync_dir(&self.dir)?;
+    fn write_checkpoint(
+        &mut self,
+        records: &[&[u8]],
+        count: u32,
+        batch_len: u64,
+    ) -> Result<(), WalError> {
+        let number = next_number(&self.dir, self.active_number)?;
+        let (file, header) =
+            segment::create(&self.dir, number, Kind::Checkpoint { records: count })?;
+        self.active = file;
+        self.active_number = number;
+        self.active_len = header.len as u64;
+        self.next_seed = header.first_seed;
+        if !records.is_empty() {
+            self.write_records(records, batch_len)?;
         }
-        self.active = segment::create(&self.dir, 1)?;
-        self.active_number = 1;
-        self.active_len = SEGMENT_HEADER_LEN;
+        // The checkpoint is durable: everything before it is obsolete.
+        for old in dir::segment_numbers(&self.dir)? {
+            if old >= number {
+                break;
+            }
+            segment::remove(&self.dir, old)?;
+        }
         self.sealed_bytes = 0;
         Ok(())
     }
 
-    /// Bytes in all segments, headers included (for status reporting).
+    /// Deletes every record: for a log whose records have all become
+    /// obsolete (the hints log, once every hint is delivered). It is an
+    /// empty [`Wal::checkpoint`], so it leaves one empty segment (whose
+    /// number is no longer 1) and is crash-safe the same way. A failure
+    /// poisons the log, as a failed append does.
+    pub fn clear(&mut self) -> Result<(), WalError> {
+        self.checkpoint(&[])
+    }
+
+    /// Bytes in all live segments, headers included (for status reporting).
     pub fn total_bytes(&self) -> u64 {
         self.sealed_bytes + self.active_len
     }
@@ -301,6 +254,42 @@ impl Wal {
     pub fn dir(&self) -> &Path {
         &self.dir
     }
+
+    fn check_not_poisoned(&self) -> Result<(), WalError> {
+        match &self.poisoned {
+            Some(cause) => Err(WalError::Poisoned {
+                dir: self.dir.clone(),
+                cause: cause.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    fn poison_on_error(&mut self, result: Result<(), WalError>) -> Result<(), WalError> {
+        if let Err(e) = &result {
+            self.poisoned = Some(e.to_string());
+        }
+        result
+    }
+}
+
+/// Checks every payload (non-empty, at most [`MAX_RECORD_BYTES`]) and
+/// returns their total encoded size.
+fn validate(payloads: &[&[u8]]) -> Result<u64, WalError> {
+    let mut total = 0u64;
+    for (index, payload) in payloads.iter().enumerate() {
+        if payload.is_empty() {
+            return Err(WalError::EmptyPayload { index });
+        }
+        if payload.len() > MAX_RECORD_BYTES {
+            return Err(WalError::PayloadTooLarge {
+                index,
+                len: payload.len(),
+            });
+        }
+        total += record::encoded_len(payload.len());
+    }
+    Ok(total)
 }
 
 fn next_number(dir: &Path, current: u32) -> Result<u32, WalError> {
@@ -312,83 +301,10 @@ fn next_number(dir: &Path, current: u32) -> Result<u32, WalError> {
     })
 }
 
-/// Creates `dir` if missing, and makes its entry durable in the parent.
-fn create_dir(dir: &Path) -> Result<(), WalError> {
-    if dir.is_dir() {
-        return Ok(());
-    }
-    fs::create_dir_all(dir).map_err(|e| WalError::io(dir, e))?;
-    match dir.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => segment::sync_dir(parent),
-        _ => segment::sync_dir(Path::new(".")),
-    }
-}
-
-fn lock(dir: &Path) -> Result<File, WalError> {
-    let path = dir.join(LOCK_FILE);
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .map_err(|e| WalError::io(&path, e))?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(TryLockError::WouldBlock) => Err(WalError::Locked { path }),
-        Err(TryLockError::Error(e)) => Err(WalError::io(path, e)),
-    }
-}
-
-/// Segment numbers present in `dir`, sorted, checked to run 1, 2, 3, ...
-/// without gaps. Files not named like segments are ignored.
-fn list_segments(dir: &Path) -> Result<Vec<u32>, WalError> {
-    let mut numbers = Vec::new();
-    let entries = fs::read_dir(dir).map_err(|e| WalError::io(dir, e))?;
-    for entry in entries {
-        let entry = entry.map_err(|e| WalError::io(dir, e))?;
-        let name = entry.file_name();
-        let Some(number) = name.to_str().and_then(segment::parse_file_name) else {
-            continue;
-        };
-        match u32::try_from(number) {
-            Ok(n) if n > 0 => numbers.push(n),
-            _ => {
-                return Err(WalError::BadHeader {
-                    file: entry.path(),
-                    reason: format!("segment number {number} is outside 1..={}", u32::MAX),
-                })
-            }
-        }
-    }
-    numbers.sort_unstable();
-    for (i, &found) in numbers.iter().enumerate() {
-        let expected = i as u32 + 1;
-        if found != expected {
-            return Err(WalError::MissingSegment {
-                dir: dir.to_path_buf(),
-                expected,
-                found,
-            });
-        }
-    }
-    Ok(numbers)
-}
-
-fn read_header(path: &Path, number: u32) -> Result<HeaderCheck, WalError> {
-    use std::io::Read;
-    let file = File::open(path).map_err(|e| WalError::io(path, e))?;
-    let len = file.metadata().map_err(|e| WalError::io(path, e))?.len();
-    let mut start = Vec::with_capacity(SEGMENT_HEADER_LEN as usize);
-    file.take(SEGMENT_HEADER_LEN)
-        .read_to_end(&mut start)
-        .map_err(|e| WalError::io(path, e))?;
-    Ok(segment::check_header(&start, len, number))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     #[test]
     fn a_failed_write_poisons_until_reopen() {

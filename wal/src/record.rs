@@ -1,7 +1,9 @@
-//! Record framing: `payload length u32 BE | CRC-32 u32 BE | payload`.
+//! Record framing and chaining: `payload length u32 BE | CRC-32 u32 BE |
+//! payload`, where the CRC is seeded with the previous record's CRC.
 //!
-//! The checksum covers the four length bytes followed by the payload, so a
-//! damaged length is caught by the same check as a damaged payload.
+//! This module owns the bytes of one record and the seed rule that links a
+//! record to the one before it. It never touches files and never decides
+//! what damage means (that is the replay policy's job).
 
 use byteorder::{BigEndian, ByteOrder};
 
@@ -14,9 +16,34 @@ pub const RECORD_HEADER_LEN: usize = 8;
 /// such a length enough to allocate or skip by it.
 pub const MAX_RECORD_BYTES: usize = 64 * 1024 * 1024;
 
-/// CRC-32 (IEEE) over the big-endian length field followed by the payload.
-pub(crate) fn checksum(len_field: &[u8], payload: &[u8]) -> u32 {
-    let mut hasher = crc32fast::Hasher::new();
+/// How the records of a segment are linked, which follows from the segment's
+/// format version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Chain {
+    /// Format version 1: every CRC is unseeded (seed 0).
+    Unchained,
+    /// Format version 2: a record's CRC is seeded with the stored CRC field
+    /// of the record before it (the header CRC for the first record).
+    Chained,
+}
+
+impl Chain {
+    /// The seed of the record that follows a record whose CRC field holds
+    /// `stored`. Uses the *stored* field, not a recomputed value: that is
+    /// the seed the writer used for the genuine next record, even when the
+    /// stored record is damaged.
+    pub(crate) fn seed_after(self, stored: u32) -> u32 {
+        match self {
+            Chain::Unchained => 0,
+            Chain::Chained => stored,
+        }
+    }
+}
+
+/// CRC-32 (IEEE) over the big-endian length field followed by the payload,
+/// continuing from `seed` (0 gives the plain CRC-32 of those bytes).
+pub(crate) fn checksum(seed: u32, len_field: &[u8], payload: &[u8]) -> u32 {
+    let mut hasher = crc32fast::Hasher::new_with_initial(seed);
     hasher.update(len_field);
     hasher.update(payload);
     hasher.finalize()
@@ -27,17 +54,29 @@ pub(crate) fn encoded_len(payload_len: usize) -> u64 {
     (RECORD_HEADER_LEN + payload_len) as u64
 }
 
-/// Appends the framed record to `out`. The caller has already checked that
-/// the payload is non-empty and at most [`MAX_RECORD_BYTES`].
-pub(crate) fn encode_into(payload: &[u8], out: &mut Vec<u8>) {
-    let len =
-        u32::try_from(payload.len()).expect("payload length was checked against MAX_RECORD_BYTES");
+/// Appends the framed record, checksummed from `seed`, to `out` and returns
+/// its CRC (the seed of the next record in a chained segment). The caller
+/// has already checked that the payload is non-empty and at most
+/// [`MAX_RECORD_BYTES`], so the length fits in a u32.
+pub(crate) fn encode_into(seed: u32, payload: &[u8], out: &mut Vec<u8>) -> u32 {
     let mut header = [0u8; RECORD_HEADER_LEN];
-    BigEndian::write_u32(&mut header[0..4], len);
-    let crc = checksum(&header[0..4], payload);
+    // MAX_RECORD_BYTES < u32::MAX, so the checked length always fits.
+    BigEndian::write_u32(&mut header[0..4], payload.len() as u32);
+    let crc = checksum(seed, &header[0..4], payload);
     BigEndian::write_u32(&mut header[4..8], crc);
     out.extend_from_slice(&header);
     out.extend_from_slice(payload);
+    crc
+}
+
+/// An intact record found at the start of a buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Decoded<'a> {
+    pub payload: &'a [u8],
+    /// Bytes the record occupies on disk (header + payload).
+    pub size: usize,
+    /// Its CRC field (the seed of the next record in a chained segment).
+    pub crc: u32,
 }
 
 /// Why the bytes at some offset are not an intact record.
@@ -47,9 +86,13 @@ pub(crate) enum Damage {
     PartialHeader { available: usize },
     /// The length field is 0 or above [`MAX_RECORD_BYTES`]: never written by
     /// this crate, so the header itself is garbage.
-    BadLength { len: u32 },
+    BadLength { len: u32, stored: u32 },
     /// The length is plausible but the payload runs past end of file.
-    PartialPayload { len: u32, available: usize },
+    PartialPayload {
+        len: u32,
+        stored: u32,
+        available: usize,
+    },
     /// Everything is present but the checksum does not match.
     BadChecksum {
         len: u32,
@@ -69,17 +112,29 @@ impl Damage {
         }
     }
 
+    /// The damaged record's CRC field, when its 8 header bytes are present.
+    pub(crate) fn stored_crc(&self) -> Option<u32> {
+        match *self {
+            Damage::PartialHeader { .. } => None,
+            Damage::BadLength { stored, .. }
+            | Damage::PartialPayload { stored, .. }
+            | Damage::BadChecksum { stored, .. } => Some(stored),
+        }
+    }
+
     /// Human-readable reason used in errors and reports.
     pub(crate) fn describe(&self) -> String {
         match *self {
             Damage::PartialHeader { available } => format!(
                 "partial record header: {available} of {RECORD_HEADER_LEN} bytes before end of file"
             ),
-            Damage::BadLength { len: 0 } => "record length is 0 (empty records are never written)".to_string(),
-            Damage::BadLength { len } => {
+            Damage::BadLength { len: 0, .. } => {
+                "record length is 0 (empty records are never written)".to_string()
+            }
+            Damage::BadLength { len, .. } => {
                 format!("record length {len} exceeds the maximum of {MAX_RECORD_BYTES} bytes")
             }
-            Damage::PartialPayload { len, available } => format!(
+            Damage::PartialPayload { len, available, .. } => format!(
                 "record claims {len} payload bytes but only {available} remain before end of file"
             ),
             Damage::BadChecksum { len, stored, computed } => format!(
@@ -89,26 +144,30 @@ impl Damage {
     }
 }
 
-/// Decodes the record at the start of `buf` (which extends to end of file).
-/// Returns the payload and the record's total on-disk size.
-pub(crate) fn decode(buf: &[u8]) -> Result<(&[u8], usize), Damage> {
+/// Decodes the record at the start of `buf` (which extends to end of file),
+/// checking its CRC as continued from `seed`.
+pub(crate) fn decode(buf: &[u8], seed: u32) -> Result<Decoded<'_>, Damage> {
     if buf.len() < RECORD_HEADER_LEN {
         return Err(Damage::PartialHeader {
             available: buf.len(),
         });
     }
     let len = BigEndian::read_u32(&buf[0..4]);
+    let stored = BigEndian::read_u32(&buf[4..8]);
     if len == 0 || len as usize > MAX_RECORD_BYTES {
-        return Err(Damage::BadLength { len });
+        return Err(Damage::BadLength { len, stored });
     }
     let available = buf.len() - RECORD_HEADER_LEN;
     if (len as usize) > available {
-        return Err(Damage::PartialPayload { len, available });
+        return Err(Damage::PartialPayload {
+            len,
+            stored,
+            available,
+        });
     }
     let end = RECORD_HEADER_LEN + len as usize;
     let payload = &buf[RECORD_HEADER_LEN..end];
-    let stored = BigEndian::read_u32(&buf[4..8]);
-    let computed = checksum(&buf[0..4], payload);
+    let computed = checksum(seed, &buf[0..4], payload);
     if stored != computed {
         return Err(Damage::BadChecksum {
             len,
@@ -116,7 +175,66 @@ pub(crate) fn decode(buf: &[u8]) -> Result<(&[u8], usize), Damage> {
             computed,
         });
     }
-    Ok((payload, end))
+    Ok(Decoded {
+        payload,
+        size: end,
+        crc: stored,
+    })
+}
+
+/// Like [`decode`], accepting a CRC continued from any of `seeds` (tried in
+/// order; the damage reported is the one for the first seed). Used after a
+/// skipped record whose CRC field may itself be the damaged part.
+pub(crate) fn decode_any<'a>(buf: &'a [u8], seeds: &[u32]) -> Result<Decoded<'a>, Damage> {
+    let mut first_damage = None;
+    for &seed in seeds {
+        match decode(buf, seed) {
+            Ok(found) => return Ok(found),
+            Err(damage @ Damage::BadChecksum { .. }) => {
+                first_damage.get_or_insert(damage);
+            }
+            // Every other kind of damage does not depend on the seed.
+            Err(damage) => return Err(damage),
+        }
+    }
+    Err(first_damage.unwrap_or(Damage::PartialHeader {
+        available: buf.len().min(RECORD_HEADER_LEN - 1),
+    }))
+}
+
+/// Finds the first offset at or after `from` where a record verifies
+/// seeded with one of `seeds`. Checksums at most `*budget` payload bytes in
+/// total (decremented as it goes); returns `Err(())` when the budget runs
+/// out before the search could finish, `Ok(None)` when no such record
+/// exists. Lengths are read but never allocated by.
+pub(crate) fn find_record(
+    data: &[u8],
+    from: usize,
+    seeds: &[u32],
+    budget: &mut usize,
+) -> Result<Option<usize>, ()> {
+    let last_start = data.len().saturating_sub(RECORD_HEADER_LEN);
+    for start in from..=last_start {
+        if start + RECORD_HEADER_LEN > data.len() {
+            break;
+        }
+        let len = BigEndian::read_u32(&data[start..start + 4]) as usize;
+        if len == 0 || len > MAX_RECORD_BYTES || len > data.len() - start - RECORD_HEADER_LEN {
+            continue;
+        }
+        let stored = BigEndian::read_u32(&data[start + 4..start + 8]);
+        let payload = &data[start + RECORD_HEADER_LEN..start + RECORD_HEADER_LEN + len];
+        for &seed in seeds {
+            if len > *budget {
+                return Err(());
+            }
+            *budget -= len;
+            if checksum(seed, &data[start..start + 4], payload) == stored {
+                return Ok(Some(start));
+            }
+        }
+    }
+    Ok(None)
 }
 
 #[cfg(test)]
@@ -126,49 +244,94 @@ mod tests {
     #[test]
     fn encoding_matches_the_documented_bytes() {
         let mut out = Vec::new();
-        encode_into(b"hi", &mut out);
+        // Seed 0 is format version 1's unseeded CRC.
+        let crc = encode_into(0, b"hi", &mut out);
         // crc32(00 00 00 02 'h' 'i') = 0x2b0c4d9e, computed independently.
         assert_eq!(out, [0, 0, 0, 2, 0x2b, 0x0c, 0x4d, 0x9e, b'h', b'i']);
-        assert_eq!(decode(&out), Ok((&b"hi"[..], 10)));
+        assert_eq!(crc, 0x2b0c_4d9e);
+        assert_eq!(
+            decode(&out, 0),
+            Ok(Decoded {
+                payload: &b"hi"[..],
+                size: 10,
+                crc
+            })
+        );
+        // Chained: the same record seeded differently has another CRC and
+        // does not verify under seed 0.
+        let mut chained = Vec::new();
+        let crc2 = encode_into(crc, b"hi", &mut chained);
+        assert_ne!(crc2, crc);
+        assert!(matches!(
+            decode(&chained, 0),
+            Err(Damage::BadChecksum { .. })
+        ));
+        assert!(decode(&chained, crc).is_ok());
+    }
+
+    #[test]
+    fn seeding_continues_the_crc_over_the_previous_bytes() {
+        // crc32fast's initial state is a running CRC: seeding with crc(a)
+        // then hashing b gives crc(a ++ b). The format relies on this only
+        // for the documentation's "continues the CRC" wording.
+        let a = crc32fast::hash(b"abc");
+        assert_eq!(checksum(a, b"de", b"f"), crc32fast::hash(b"abcdef"));
     }
 
     #[test]
     fn zero_bytes_are_never_a_record() {
         // crc32 of four zero bytes is not zero, and length 0 is refused anyway.
-        assert_ne!(checksum(&[0; 4], &[]), 0);
-        assert_eq!(decode(&[0; 16]), Err(Damage::BadLength { len: 0 }));
+        assert_ne!(checksum(0, &[0; 4], &[]), 0);
+        assert_eq!(
+            decode(&[0; 16], 0),
+            Err(Damage::BadLength { len: 0, stored: 0 })
+        );
     }
 
     #[test]
     fn damage_kinds_are_told_apart() {
         let mut rec = Vec::new();
-        encode_into(b"payload", &mut rec);
+        let crc = encode_into(7, b"payload", &mut rec);
         assert_eq!(
-            decode(&rec[..5]),
+            decode(&rec[..5], 7),
             Err(Damage::PartialHeader { available: 5 })
         );
         assert_eq!(
-            decode(&rec[..10]),
+            decode(&rec[..10], 7),
             Err(Damage::PartialPayload {
                 len: 7,
+                stored: crc,
                 available: 2
             })
         );
         let mut huge = rec.clone();
         huge[0] = 0xff;
-        assert!(matches!(decode(&huge), Err(Damage::BadLength { .. })));
+        assert!(matches!(decode(&huge, 7), Err(Damage::BadLength { .. })));
         let mut flipped = rec.clone();
         flipped[9] ^= 1;
         assert!(matches!(
-            decode(&flipped),
+            decode(&flipped, 7),
             Err(Damage::BadChecksum { len: 7, .. })
         ));
         // A flipped length bit that still fits is caught by the checksum.
         let mut shorter = rec.clone();
         shorter[3] = 6;
         assert!(matches!(
-            decode(&shorter),
+            decode(&shorter, 7),
             Err(Damage::BadChecksum { len: 6, .. })
         ));
+    }
+
+    #[test]
+    fn find_record_needs_the_right_seed_and_respects_the_budget() {
+        let mut data = vec![0xAA; 3];
+        let first = encode_into(5, b"one", &mut data);
+        let _ = encode_into(first, b"two", &mut data);
+        let mut budget = 1000;
+        assert_eq!(find_record(&data, 0, &[5], &mut budget), Ok(Some(3)));
+        assert_eq!(find_record(&data, 4, &[first], &mut budget), Ok(Some(14)));
+        assert_eq!(find_record(&data, 4, &[0, 1], &mut budget), Ok(None));
+        let mut tiny = 2;
+        assert_eq!(find_record(&data, 0, &[5], &mut tiny), Err(()));
     }
 }

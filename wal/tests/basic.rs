@@ -80,7 +80,11 @@ fn rotation_keeps_order_and_numbering() {
         assert_eq!(wal.total_bytes(), total);
         for &n in &numbers {
             let bytes = fs::read(tmp.seg(n)).expect("read");
-            assert_eq!(bytes[..16], common::header(n)[..], "header of segment {n}");
+            assert_eq!(
+                bytes[..common::HDR],
+                common::header(n)[..],
+                "header of segment {n}"
+            );
             assert!(
                 bytes.len() as u64 <= max,
                 "segment {n} is {} bytes",
@@ -109,7 +113,7 @@ fn oversized_batch_goes_alone_into_a_fresh_segment() {
         wal.append_batch(&[b"b"]).expect("small");
     }
     assert_eq!(segment_numbers(tmp.path()), [1, 2, 3]);
-    assert_eq!(file_len(&tmp.seg(2)), 16 + 8 + 500);
+    assert_eq!(file_len(&tmp.seg(2)), 28 + 8 + 500);
     // A fresh, empty segment takes an oversized batch without rotating again.
     let tmp2 = TempDir::new("oversized-first");
     {
@@ -183,11 +187,11 @@ fn a_rejecting_callback_aborts_replay_naming_the_record() {
                 unreachable!()
             };
             assert_eq!(file, &tmp.seg(1));
-            assert_eq!(*offset, 16 + 8 + 3);
+            assert_eq!(*offset, 28 + 8 + 3);
             assert_eq!(message, "cannot decode");
             let text = e.to_string();
             assert!(
-                text.contains("00000000000000000001.wal") && text.contains("27"),
+                text.contains("00000000000000000001.wal") && text.contains("39"),
                 "{text}"
             );
         }
@@ -220,39 +224,64 @@ fn stray_files_are_ignored() {
 #[test]
 fn clear_leaves_one_empty_segment_and_appends_go_on() {
     let tmp = TempDir::new("clear");
+    let newest;
     {
         let (mut wal, _, _) = open(tmp.path(), small(120)).expect("open");
         for i in 0..30u8 {
             wal.append_batch(&[&[i; 20]]).expect("append");
         }
-        assert!(segment_numbers(tmp.path()).len() > 3);
+        let before = segment_numbers(tmp.path());
+        assert!(before.len() > 3);
+        newest = *before.last().expect("segments");
         wal.clear().expect("clear");
-        assert_eq!(segment_numbers(tmp.path()), vec![1]);
+        // An empty checkpoint: the next number, the only segment left.
+        assert_eq!(segment_numbers(tmp.path()), vec![newest + 1]);
+        assert_eq!(
+            fs::read(tmp.seg(newest + 1)).expect("read"),
+            common::checkpoint_header(newest + 1, 0)
+        );
         assert_eq!(wal.total_bytes(), SEGMENT_HEADER_LEN);
         wal.append_batch(&[b"after clear"])
             .expect("append after clear");
     }
-    let (_, _, seen) = open(tmp.path(), small(120)).expect("reopen");
+    let (_, report, seen) = open(tmp.path(), small(120)).expect("reopen");
     assert_eq!(seen, vec![b"after clear".to_vec()]);
+    assert_eq!(
+        report.checkpoint,
+        Some(wal::CheckpointStart {
+            segment: newest + 1,
+            records: 0
+        })
+    );
 }
 
 #[test]
-fn a_clear_cut_short_leaves_a_prefix_that_replays() {
-    // Removal goes newest first: a crash part way through leaves segments
-    // 1..k, which must replay as a prefix, never as a gap.
+fn a_clear_cut_short_replays_as_empty() {
+    // A crash between the removals of old segments (oldest first) leaves
+    // the newest old segments and the empty checkpoint: nothing replays,
+    // and the leftovers are removed.
     let tmp = TempDir::new("clear-cut");
-    let mut written = Vec::new();
     {
         let (mut wal, _, _) = open(tmp.path(), small(120)).expect("open");
         for i in 0..30u8 {
             wal.append_batch(&[&[i + 1; 20]]).expect("append");
-            written.push(vec![i + 1; 20]);
         }
     }
     let numbers = segment_numbers(tmp.path());
     let newest = *numbers.last().expect("segments");
-    fs::remove_file(tmp.seg(newest)).expect("remove newest, as clear does first");
-    let (_, _, seen) = open(tmp.path(), small(120)).expect("reopen after a cut-short clear");
-    assert!(!seen.is_empty() && seen.len() < written.len());
-    assert_eq!(seen[..], written[..seen.len()], "a prefix of the log");
+    fs::write(
+        tmp.seg(newest + 1),
+        common::checkpoint_header(newest + 1, 0),
+    )
+    .expect("checkpoint");
+    for &n in &numbers[..numbers.len() / 2] {
+        fs::remove_file(tmp.seg(n)).expect("remove, as clear does, oldest first");
+    }
+    let (_, report, seen) = open(tmp.path(), small(120)).expect("reopen after a cut-short clear");
+    assert!(seen.is_empty());
+    assert_eq!(
+        report.stale_segments_removed as usize,
+        numbers.len() - numbers.len() / 2
+    );
+    assert_eq!(segment_numbers(tmp.path()), [newest + 1]);
 }

@@ -1,14 +1,19 @@
-//! Seeded crash simulation: durable batches through the WAL, then one
+//! Seeded crash simulation: durable batches through the WAL, sometimes with
+//! a checkpoint among them (restating every durable record), then one
 //! unsynced batch written raw and cut at a random point (sometimes followed
 //! by zeros, as when a file's size reached disk before its data). Replay
 //! must return exactly the records whose bytes survived whole, in order.
+//! A second test crashes in the middle of writing a checkpoint instead.
 
 mod common;
 
 use std::fs::OpenOptions;
 use std::io::Write;
 
-use common::{encode, file_len, open, segment_numbers, small, Rng, TempDir};
+use common::{
+    checkpoint_header, encode_chain, file_len, header_seed, next_seed, open, segment_numbers,
+    small, Rng, TempDir,
+};
 
 #[test]
 fn replay_after_a_random_crash_is_exactly_the_surviving_prefix() {
@@ -19,7 +24,21 @@ fn replay_after_a_random_crash_is_exactly_the_surviving_prefix() {
         let mut durable = Vec::new();
         {
             let (mut wal, _, _) = open(tmp.path(), options.clone()).expect("open");
-            for _ in 0..rng.range(0, 8) {
+            let batches = rng.range(0, 8);
+            // Sometimes a checkpoint, restating the log as it is, comes
+            // after batch `checkpoint_after`.
+            let checkpoint_after = match rng.range(0, 2) {
+                0 => Some(rng.range(0, batches)),
+                _ => None,
+            };
+            for i in 0..=batches {
+                if checkpoint_after == Some(i) {
+                    let refs: Vec<&[u8]> = durable.iter().map(Vec::as_slice).collect();
+                    wal.checkpoint(&refs).expect("checkpoint");
+                }
+                if i == batches {
+                    break;
+                }
                 let batch: Vec<Vec<u8>> =
                     (0..rng.range(1, 4)).map(|_| rng.payload(1, 120)).collect();
                 let refs: Vec<&[u8]> = batch.iter().map(Vec::as_slice).collect();
@@ -32,7 +51,8 @@ fn replay_after_a_random_crash_is_exactly_the_surviving_prefix() {
         let path = tmp.seg(newest);
         let synced = file_len(&path);
         let in_flight: Vec<Vec<u8>> = (0..rng.range(1, 4)).map(|_| rng.payload(1, 120)).collect();
-        let raw: Vec<u8> = in_flight.iter().flat_map(|p| encode(p)).collect();
+        let seed = next_seed(&std::fs::read(&path).expect("read segment"));
+        let (raw, _) = encode_chain(seed, &in_flight);
         let cut = rng.range(0, raw.len() as u64) as usize;
         let zeros = if rng.range(0, 2) == 0 {
             rng.range(1, 600) as usize
@@ -77,5 +97,59 @@ fn replay_after_a_random_crash_is_exactly_the_surviving_prefix() {
         let (_, report, seen) = open(tmp.path(), options).expect("reopen");
         assert_eq!(seen, expected, "seed {seed}");
         assert_eq!(report.torn_tail, None, "seed {seed}");
+    }
+}
+
+#[test]
+fn a_crash_in_the_middle_of_a_checkpoint_replays_the_same_records() {
+    for seed in 0..200 {
+        let mut rng = Rng::new(1000 + seed);
+        let tmp = TempDir::new("crash-checkpoint");
+        let options = small(rng.range(64, 1024));
+        let mut durable = Vec::new();
+        {
+            let (mut wal, _, _) = open(tmp.path(), options.clone()).expect("open");
+            for _ in 0..rng.range(0, 8) {
+                let batch: Vec<Vec<u8>> =
+                    (0..rng.range(1, 4)).map(|_| rng.payload(1, 120)).collect();
+                let refs: Vec<&[u8]> = batch.iter().map(Vec::as_slice).collect();
+                wal.append_batch(&refs).expect("append");
+                durable.extend(batch);
+            }
+        }
+        // The checkpoint being written when the process died: its segment
+        // holds a prefix of its bytes (never less than the header, which
+        // was synced first, unless the crash hit creation itself), maybe
+        // followed by zeros; if it was whole, some old segments may be gone.
+        let numbers = segment_numbers(tmp.path());
+        let newest = *numbers.last().expect("a segment");
+        let mut full = checkpoint_header(newest + 1, durable.len() as u32);
+        let (records, _) = encode_chain(header_seed(&full), &durable);
+        full.extend_from_slice(&records);
+        let cut = rng.range(0, full.len() as u64) as usize;
+        let mut bytes = full[..cut].to_vec();
+        if cut >= 28 && rng.range(0, 2) == 0 {
+            bytes.resize(full.len(), 0);
+        }
+        std::fs::write(tmp.seg(newest + 1), &bytes).expect("write checkpoint");
+        if cut == full.len() {
+            let removed = rng.range(0, numbers.len() as u64) as usize;
+            for &n in &numbers[..removed] {
+                std::fs::remove_file(tmp.seg(n)).expect("remove");
+            }
+        }
+        let (mut wal, _, seen) =
+            open(tmp.path(), options.clone()).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        assert_eq!(seen, durable, "seed {seed}");
+        wal.append_batch(&[b"after crash"]).expect("append");
+        drop(wal);
+        durable.push(b"after crash".to_vec());
+        let (_, report, seen) = open(tmp.path(), options).expect("reopen");
+        assert_eq!(seen, durable, "seed {seed}");
+        assert_eq!(report.torn_tail, None, "seed {seed}");
+        assert!(
+            segment_numbers(tmp.path()).len() <= numbers.len() + 1,
+            "seed {seed}"
+        );
     }
 }

@@ -7,7 +7,7 @@ use std::io::Write;
 
 use common::{
     append_each, file_len, header, open, open_partial, segment_bytes, segment_numbers, skipping,
-    small, Rng, TempDir,
+    small, Rng, TempDir, HDR,
 };
 use wal::{Options, TornTail, WalError, MAX_RECORD_BYTES};
 
@@ -18,7 +18,7 @@ fn payloads(seed: u64, n: usize, lo: usize, hi: usize) -> Vec<Vec<u8>> {
 
 /// Offsets at which each record starts in a single-segment file, plus the end.
 fn boundaries(records: &[Vec<u8>]) -> Vec<usize> {
-    let mut out = vec![16];
+    let mut out = vec![HDR];
     for r in records {
         out.push(out[out.len() - 1] + 8 + r.len());
     }
@@ -162,7 +162,7 @@ fn zero_filled_tail_is_truncated() {
 
 #[test]
 fn torn_header_of_the_newest_segment_is_rewritten() {
-    for torn in [Vec::new(), header(3)[..7].to_vec(), vec![0u8; 16]] {
+    for torn in [Vec::new(), header(3)[..7].to_vec(), vec![0u8; HDR]] {
         let tmp = TempDir::new("torn-header");
         let records = payloads(13, 6, 10, 10);
         {
@@ -185,7 +185,7 @@ fn torn_header_of_the_newest_segment_is_rewritten() {
         assert_eq!(fs::read(tmp.seg(3)).expect("read"), header(3));
         wal.append_batch(&[b"into three"]).expect("append");
         drop(wal);
-        assert_eq!(file_len(&tmp.seg(3)), 16 + 8 + 10);
+        assert_eq!(file_len(&tmp.seg(3)), 28 + 8 + 10);
         let (_, _, seen) = open(tmp.path(), small(106)).expect("reopen");
         assert_eq!(seen.last().map(Vec::as_slice), Some(&b"into three"[..]));
     }
@@ -193,7 +193,7 @@ fn torn_header_of_the_newest_segment_is_rewritten() {
 
 fn three_segments(tmp: &TempDir) -> Vec<Vec<u8>> {
     let records = payloads(14, 12, 20, 20);
-    let (mut wal, _, _) = open(tmp.path(), small(16 + 4 * 28)).expect("open");
+    let (mut wal, _, _) = open(tmp.path(), small(28 + 4 * 28)).expect("open");
     append_each(&mut wal, &records);
     assert_eq!(segment_numbers(tmp.path()), [1, 2, 3], "test setup");
     records
@@ -234,7 +234,7 @@ fn bad_headers_are_reported() {
     let mut bad_magic = header(2);
     bad_magic[0] = b'X';
     let mut bad_version = header(2);
-    bad_version[11] = 2;
+    bad_version[11] = 3;
     let wrong_number = header(7);
     let torn_not_newest = header(2)[..5].to_vec();
     for (what, bytes) in [
@@ -247,8 +247,8 @@ fn bad_headers_are_reported() {
         three_segments(&tmp);
         let mut data = fs::read(tmp.seg(2)).expect("read");
         let n = bytes.len();
-        data.splice(..16, bytes);
-        if n < 16 {
+        data.splice(..HDR, bytes);
+        if n < HDR {
             data.truncate(n);
         }
         fs::write(tmp.seg(2), &data).expect("write");
@@ -277,13 +277,13 @@ fn unreadable_segment_is_an_io_error_naming_it() {
 fn corruption_in_an_older_segment_fails_or_is_skipped() {
     let tmp = TempDir::new("corrupt-old");
     let records = three_segments(&tmp);
-    // Second record of segment 1: offset 16 + 28, payload byte 3.
+    // Second record of segment 1: offset 28 + 28, payload byte 3.
     let mut data = fs::read(tmp.seg(1)).expect("read");
-    data[16 + 28 + 8 + 3] ^= 0x10;
+    data[28 + 28 + 8 + 3] ^= 0x10;
     fs::write(tmp.seg(1), &data).expect("write");
 
     let (result, seen) = open_partial(tmp.path(), Options::default());
-    assert_eq!(expect_corrupt(result), (tmp.seg(1), 44));
+    assert_eq!(expect_corrupt(result), (tmp.seg(1), 56));
     assert_eq!(seen, records[..1]);
 
     let (mut wal, report, seen) = open(tmp.path(), skipping()).expect("skip_corrupt");
@@ -294,7 +294,7 @@ fn corruption_in_an_older_segment_fails_or_is_skipped() {
     let skipped = &report.skipped[0];
     assert_eq!(
         (skipped.file.clone(), skipped.offset, skipped.bytes),
-        (tmp.seg(1), 44, 28)
+        (tmp.seg(1), 56, 28)
     );
     assert!(skipped.to_string().contains("00000000000000000001.wal"));
     wal.append_batch(&[b"more"]).expect("append");
@@ -312,12 +312,12 @@ fn damage_before_valid_records_in_the_newest_segment_is_corruption() {
         append_each(&mut wal, &records);
     }
     let mut data = fs::read(tmp.seg(1)).expect("read");
-    data[16 + 4] ^= 1; // checksum of the first record
+    data[HDR + 4] ^= 1; // checksum of the first record
     fs::write(tmp.seg(1), &data).expect("write");
     let len = file_len(&tmp.seg(1));
     assert_eq!(
         expect_corrupt(open(tmp.path(), Options::default())),
-        (tmp.seg(1), 16)
+        (tmp.seg(1), HDR as u64)
     );
     assert_eq!(
         file_len(&tmp.seg(1)),
@@ -335,11 +335,11 @@ fn unparseable_newest_segment_moves_appends_to_a_fresh_segment() {
         append_each(&mut wal, &records);
     }
     let mut data = fs::read(tmp.seg(1)).expect("read");
-    data[16 + 13..16 + 17].copy_from_slice(&[0xff; 4]); // length of record 2
+    data[HDR + 13..HDR + 17].copy_from_slice(&[0xff; 4]); // length of record 2
     fs::write(tmp.seg(1), &data).expect("write");
     assert_eq!(
         expect_corrupt(open(tmp.path(), Options::default())),
-        (tmp.seg(1), 29)
+        (tmp.seg(1), 41)
     );
 
     let (mut wal, report, seen) = open(tmp.path(), skipping()).expect("skip");
@@ -347,7 +347,7 @@ fn unparseable_newest_segment_moves_appends_to_a_fresh_segment() {
     assert_eq!(report.skipped.len(), 1);
     assert_eq!(
         (report.skipped[0].offset, report.skipped[0].bytes),
-        (29, 26)
+        (41, 26)
     );
     assert_eq!(segment_numbers(tmp.path()), [1, 2]);
     assert_eq!(
@@ -362,6 +362,6 @@ fn unparseable_newest_segment_moves_appends_to_a_fresh_segment() {
     // Without skip_corrupt the damage still stops the open.
     assert_eq!(
         expect_corrupt(open(tmp.path(), Options::default())),
-        (tmp.seg(1), 29)
+        (tmp.seg(1), 41)
     );
 }

@@ -72,33 +72,102 @@ impl Rng {
     }
 }
 
-/// The documented record encoding, written independently of the crate.
-pub fn encode(payload: &[u8]) -> Vec<u8> {
+/// Bytes of a version 2 segment header.
+pub const HDR: usize = 28;
+
+/// A version 2 record, its CRC seeded with `seed` (written independently of
+/// the crate). Returns the bytes and the record's CRC, the next seed.
+pub fn encode_seeded(seed: u32, payload: &[u8]) -> (Vec<u8>, u32) {
     let len = (payload.len() as u32).to_be_bytes();
-    let mut hasher = crc32fast::Hasher::new();
+    let mut hasher = crc32fast::Hasher::new_with_initial(seed);
     hasher.update(&len);
     hasher.update(payload);
+    let crc = hasher.finalize();
     let mut out = len.to_vec();
-    out.extend_from_slice(&hasher.finalize().to_be_bytes());
+    out.extend_from_slice(&crc.to_be_bytes());
     out.extend_from_slice(payload);
+    (out, crc)
+}
+
+/// Consecutive chained records starting from `seed`; returns the bytes and
+/// the seed after them.
+pub fn encode_chain(mut seed: u32, payloads: &[Vec<u8>]) -> (Vec<u8>, u32) {
+    let mut out = Vec::new();
+    for p in payloads {
+        let (bytes, crc) = encode_seeded(seed, p);
+        out.extend_from_slice(&bytes);
+        seed = crc;
+    }
+    (out, seed)
+}
+
+/// A version 1 record: CRC-32 over length and payload, unseeded.
+pub fn encode_v1(payload: &[u8]) -> Vec<u8> {
+    encode_seeded(0, payload).0
+}
+
+fn header_v2(n: u32, kind: u32, count: u32) -> Vec<u8> {
+    let mut out = b"RKVWAL\r\n".to_vec();
+    out.extend_from_slice(&2u32.to_be_bytes());
+    out.extend_from_slice(&n.to_be_bytes());
+    out.extend_from_slice(&kind.to_be_bytes());
+    out.extend_from_slice(&count.to_be_bytes());
+    let crc = crc32fast::hash(&out);
+    out.extend_from_slice(&crc.to_be_bytes());
     out
 }
 
-/// The documented segment header.
+/// The documented version 2 header of log segment `n`.
 pub fn header(n: u32) -> Vec<u8> {
+    header_v2(n, 0, 0)
+}
+
+/// The documented version 2 header of a checkpoint segment of `count` records.
+pub fn checkpoint_header(n: u32, count: u32) -> Vec<u8> {
+    header_v2(n, 1, count)
+}
+
+/// The seed of the first record after `header` (its CRC field).
+pub fn header_seed(header: &[u8]) -> u32 {
+    u32::from_be_bytes(header[24..28].try_into().expect("4 bytes"))
+}
+
+/// The documented version 1 header (16 bytes).
+pub fn header_v1(n: u32) -> Vec<u8> {
     let mut out = b"RKVWAL\r\n".to_vec();
     out.extend_from_slice(&1u32.to_be_bytes());
     out.extend_from_slice(&n.to_be_bytes());
     out
 }
 
-/// A whole segment file holding `payloads`.
+/// A whole version 2 log segment holding `payloads`.
 pub fn segment_bytes(n: u32, payloads: &[Vec<u8>]) -> Vec<u8> {
     let mut out = header(n);
+    let (records, _) = encode_chain(header_seed(&out), payloads);
+    out.extend_from_slice(&records);
+    out
+}
+
+/// A whole version 1 segment holding `payloads`.
+pub fn segment_bytes_v1(n: u32, payloads: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = header_v1(n);
     for p in payloads {
-        out.extend_from_slice(&encode(p));
+        out.extend_from_slice(&encode_v1(p));
     }
     out
+}
+
+/// The seed an append would use after the intact version 2 segment `data`:
+/// the CRC field of its last record, or its header CRC.
+pub fn next_seed(data: &[u8]) -> u32 {
+    let mut seed = header_seed(data);
+    let mut off = HDR;
+    while off + 8 <= data.len() {
+        let len = u32::from_be_bytes(data[off..off + 4].try_into().expect("4")) as usize;
+        seed = u32::from_be_bytes(data[off + 4..off + 8].try_into().expect("4"));
+        off += 8 + len;
+    }
+    seed
 }
 
 /// Opens the WAL, collecting every replayed payload.

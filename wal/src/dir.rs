@@ -1,0 +1,78 @@
+//! The WAL directory: creating it durably, its lock, listing its segments,
+//! and fsyncing it.
+//!
+//! This module never opens a segment's contents and never decides which
+//! segments are live (that is `replay`'s job).
+
+use std::fs::{self, File, OpenOptions, TryLockError};
+use std::path::Path;
+
+use crate::error::WalError;
+use crate::segment;
+
+/// Name of the lock file inside the WAL directory.
+pub const LOCK_FILE: &str = "LOCK";
+
+/// fsyncs a directory so that entries created or removed in it survive a
+/// crash.
+pub(crate) fn sync(dir: &Path) -> Result<(), WalError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| WalError::io(dir, e))
+}
+
+/// Creates `dir` if missing, and makes its entry durable in the parent.
+pub(crate) fn create(dir: &Path) -> Result<(), WalError> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    fs::create_dir_all(dir).map_err(|e| WalError::io(dir, e))?;
+    match dir.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => sync(parent),
+        _ => sync(Path::new(".")),
+    }
+}
+
+/// Takes the exclusive advisory lock on `dir/LOCK`; the returned file holds
+/// it until dropped.
+pub(crate) fn lock(dir: &Path) -> Result<File, WalError> {
+    let path = dir.join(LOCK_FILE);
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| WalError::io(&path, e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(TryLockError::WouldBlock) => Err(WalError::Locked { path }),
+        Err(TryLockError::Error(e)) => Err(WalError::io(path, e)),
+    }
+}
+
+/// Segment numbers present in `dir`, sorted ascending, gaps and all. Files
+/// not named like segments are ignored; a segment name whose number is
+/// outside `1..=u32::MAX` is [`WalError::BadHeader`].
+pub(crate) fn segment_numbers(dir: &Path) -> Result<Vec<u32>, WalError> {
+    let mut numbers = Vec::new();
+    let entries = fs::read_dir(dir).map_err(|e| WalError::io(dir, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| WalError::io(dir, e))?;
+        let name = entry.file_name();
+        let Some(number) = name.to_str().and_then(segment::parse_file_name) else {
+            continue;
+        };
+        match u32::try_from(number) {
+            Ok(n) if n > 0 => numbers.push(n),
+            _ => {
+                return Err(WalError::BadHeader {
+                    file: entry.path(),
+                    reason: format!("segment number {number} is outside 1..={}", u32::MAX),
+                })
+            }
+        }
+    }
+    numbers.sort_unstable();
+    Ok(numbers)
+}

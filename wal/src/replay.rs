@@ -1,0 +1,580 @@
+//! Replay and repair at open: which segments are live, replaying them in
+//! order, and the torn-tail policy that tells a crashed write from damage.
+//!
+//! This module owns every decision `Wal::open` makes about what is on disk
+//! (after etcd's `repair.go`). It never appends, and it modifies the
+//! directory only after every live record has been replayed: truncating a
+//! torn tail, rewriting a torn header, deleting an incomplete checkpoint and
+//! the stale segments before a complete one.
+
+use std::path::Path;
+
+use crate::dir;
+use crate::error::{
+    CheckpointStart, Corruption, IncompleteCheckpoint, ReplayReport, TornTail, WalError,
+};
+use crate::log::Options;
+use crate::record::{self, Chain, Damage, RECORD_HEADER_LEN};
+use crate::segment::{self, Header, HeaderCheck, Kind, FORMAT_VERSION_1, SCAN_AHEAD_BUDGET};
+
+/// Where appends go after replay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AppendAt {
+    /// Continue at the end of this existing segment.
+    End {
+        number: u32,
+        len: u64,
+        next_seed: u32,
+    },
+    /// Create this segment (none is usable: empty directory, version 1 or
+    /// unparseable newest segment, or a dropped incomplete checkpoint).
+    Fresh { number: u32 },
+}
+
+/// What replay found, and where to append.
+#[derive(Debug)]
+pub(crate) struct Recovered {
+    pub report: ReplayReport,
+    pub append_at: AppendAt,
+    /// Bytes of every live segment before the one appends go to.
+    pub sealed_bytes: u64,
+}
+
+/// A live segment found by [`live_segments`].
+#[derive(Debug)]
+enum Live {
+    /// Valid header; `data` kept when it was already read (a checkpoint
+    /// checked for completeness).
+    Valid {
+        number: u32,
+        header: Header,
+        data: Option<Vec<u8>>,
+    },
+    /// The newest segment, holding only part of a header.
+    TornHeader { number: u32 },
+}
+
+/// Which segments replay reads, and what else is on disk.
+#[derive(Debug, Default)]
+struct Plan {
+    /// Oldest first: a base (segment 1 or a checkpoint) and every segment
+    /// after it, contiguous.
+    live: Vec<Live>,
+    /// The base is a checkpoint whose records are all intact.
+    base_checkpoint: Option<CheckpointStart>,
+    /// Segments before the base: obsolete once the base is a complete
+    /// checkpoint.
+    stale: Vec<u32>,
+    /// The newest segment: a checkpoint that was never completed.
+    incomplete: Option<(u32, IncompleteCheckpoint)>,
+}
+
+/// Replays the WAL in `dir` (already created and locked), applies the
+/// recovery rules, and says where appends go.
+pub(crate) fn recover(
+    dir: &Path,
+    options: &Options,
+    on_record: &mut dyn FnMut(&[u8]) -> Result<(), String>,
+) -> Result<Recovered, WalError> {
+    let numbers = dir::segment_numbers(dir)?;
+    let mut report = ReplayReport::default();
+    let Some(&newest) = numbers.last() else {
+        return Ok(Recovered {
+            report,
+            append_at: AppendAt::Fresh { number: 1 },
+            sealed_bytes: 0,
+        });
+    };
+    // Every header is checked (and the base found) before any record is
+    // replayed, so a bad segment late in the log fails open before the
+    // caller has applied anything.
+    let plan = live_segments(dir, &numbers)?;
+
+    let mut sealed_bytes = 0;
+    let mut append_at = None;
+    let mut torn_header = None;
+    let newest_live = plan.live.len().saturating_sub(1);
+    for (index, live) in plan.live.into_iter().enumerate() {
+        report.segments += 1;
+        let (number, header, data) = match live {
+            Live::TornHeader { number } => {
+                torn_header = Some(number);
+                continue;
+            }
+            Live::Valid {
+                number,
+                header,
+                data,
+            } => (number, header, data),
+        };
+        let path = segment::path(dir, number);
+        let data = match data {
+            Some(data) => data,
+            None => segment::read(&path)?,
+        };
+        let protected_records = match (index, &plan.base_checkpoint) {
+            (0, Some(start)) => u64::from(start.records),
+            (0, None) => match header.kind {
+                // An incomplete checkpoint that could not be dropped: its
+                // damage is corruption, never a torn tail.
+                Kind::Checkpoint { records } => u64::from(records),
+                Kind::Log => 0,
+            },
+            _ => 0,
+        };
+        let rules = Rules {
+            newest: number == newest,
+            skip_corrupt: options.skip_corrupt,
+            protected_records,
+        };
+        let scan = scan(&data, &header, &path, rules, on_record)?;
+        report.records += scan.records;
+        report.skipped.extend(scan.skipped);
+        let mut len = data.len() as u64;
+        if let Some(torn) = scan.torn_tail {
+            len = torn.offset;
+            report.torn_tail = Some(torn);
+        }
+        if index < newest_live {
+            sealed_bytes += len;
+        } else if scan.unparseable_tail || header.version == FORMAT_VERSION_1 {
+            // Appending behind bytes replay cannot parse would hide the new
+            // records from the next replay; a version 1 segment is never
+            // appended to (new records are always chained). Either way a
+            // fresh segment starts, and these bytes stay as they are.
+            sealed_bytes += len;
+            append_at = Some(AppendAt::Fresh {
+                number: next_number(dir, number)?,
+            });
+        } else {
+            append_at = Some(AppendAt::End {
+                number,
+                len,
+                next_seed: scan.next_seed,
+            });
+        }
+    }
+
+    // Everything replayed: now, and only now, repair.
+    if let Some(torn) = &report.torn_tail {
+        segment::truncate(&torn.file, torn.offset)?;
+    }
+    if let Some(number) = torn_header {
+        // A crash while creating the segment: it holds no records.
+        let path = segment::path(dir, number);
+        let len = std::fs::metadata(&path)
+            .map_err(|e| WalError::io(&path, e))?
+            .len();
+        let header = segment::rewrite_header(dir, number)?;
+        report.torn_tail = Some(TornTail {
+            file: path,
+            offset: 0,
+            bytes_dropped: len,
+        });
+        append_at = Some(AppendAt::End {
+            number,
+            len: header.len as u64,
+            next_seed: header.first_seed,
+        });
+    }
+    if let Some((number, incomplete)) = plan.incomplete {
+        segment::remove(dir, number)?;
+        report.incomplete_checkpoint = Some(incomplete);
+        // The checkpoint's number is free again: appends take it, keeping
+        // the numbers contiguous. The segment before it is sealed.
+        if let Some(AppendAt::End { len, .. }) = append_at {
+            sealed_bytes += len;
+        }
+        append_at = Some(AppendAt::Fresh { number });
+    }
+    if plan.base_checkpoint.is_some() {
+        // Oldest first, so that what is left is always a contiguous run
+        // ending at the checkpoint.
+        for number in plan.stale {
+            segment::remove(dir, number)?;
+            report.stale_segments_removed += 1;
+        }
+    }
+    report.checkpoint = plan.base_checkpoint;
+    let append_at = append_at.unwrap_or(AppendAt::Fresh {
+        number: next_number(dir, newest)?,
+    });
+    Ok(Recovered {
+        report,
+        append_at,
+        sealed_bytes,
+    })
+}
+
+/// Finds the base replay starts from and the live segments after it,
+/// checking every live header and the numbering:
+///
+/// * walking down from the newest segment, the first checkpoint segment
+///   whose records are all intact is the base;
+/// * the newest segment, when it is an incomplete checkpoint and the
+///   segment before it exists, is dropped: a crash interrupted the
+///   checkpoint before it was synced, so nothing older was deleted yet;
+/// * with no complete checkpoint the base must be segment 1 (otherwise
+///   [`WalError::MissingSegment`]); an incomplete checkpoint that cannot be
+///   dropped is the base, and its damage is reported as corruption;
+/// * from the base up, numbers must be contiguous.
+fn live_segments(dir: &Path, numbers: &[u32]) -> Result<Plan, WalError> {
+    let mut plan = Plan::default();
+    let Some(&newest) = numbers.last() else {
+        return Ok(plan);
+    };
+    let mut index = numbers.len();
+    while index > 0 {
+        index -= 1;
+        let number = numbers[index];
+        let path = segment::path(dir, number);
+        let below = index.checked_sub(1).map(|i| numbers[i]);
+        let header = match segment::read_header(&path, number)? {
+            HeaderCheck::Valid(header) => header,
+            HeaderCheck::Torn if number == newest => {
+                plan.live.push(Live::TornHeader { number });
+                check_contiguous(dir, number, below)?;
+                if below.is_none() {
+                    break;
+                }
+                continue;
+            }
+            HeaderCheck::Torn => {
+                return Err(WalError::BadHeader {
+                    file: path,
+                    reason: "torn header in a segment that is not the newest".to_string(),
+                })
+            }
+            HeaderCheck::Invalid(reason) => return Err(WalError::BadHeader { file: path, reason }),
+        };
+        let Kind::Checkpoint { records } = header.kind else {
+            plan.live.push(Live::Valid {
+                number,
+                header,
+                data: None,
+            });
+            check_contiguous(dir, number, below)?;
+            if below.is_none() {
+                break;
+            }
+            continue;
+        };
+        let data = segment::read(&path)?;
+        match checkpoint_damage(&data, &header) {
+            None => {
+                plan.live.push(Live::Valid {
+                    number,
+                    header,
+                    data: Some(data),
+                });
+                plan.base_checkpoint = Some(CheckpointStart {
+                    segment: number,
+                    records,
+                });
+                plan.stale = numbers[..index].to_vec();
+                break;
+            }
+            Some(reason)
+                if number == newest && below.is_some() && below == number.checked_sub(1) =>
+            {
+                plan.incomplete = Some((
+                    number,
+                    IncompleteCheckpoint {
+                        file: path,
+                        records,
+                        bytes_dropped: data.len() as u64,
+                        reason,
+                    },
+                ));
+            }
+            Some(_) => {
+                // Cannot be a crash: let the scan report the damage.
+                plan.live.push(Live::Valid {
+                    number,
+                    header,
+                    data: Some(data),
+                });
+                plan.stale = numbers[..index].to_vec();
+                break;
+            }
+        }
+    }
+    plan.live.reverse();
+    Ok(plan)
+}
+
+/// Segment `number` is live and not a checkpoint: the one `below` it must
+/// be `number - 1`, and with none below it must be segment 1.
+fn check_contiguous(dir: &Path, number: u32, below: Option<u32>) -> Result<(), WalError> {
+    match below {
+        None if number == 1 => Ok(()),
+        None => Err(WalError::MissingSegment {
+            dir: dir.to_path_buf(),
+            expected: 1,
+            found: number,
+        }),
+        Some(lower) if lower.checked_add(1) == Some(number) => Ok(()),
+        Some(lower) => Err(WalError::MissingSegment {
+            dir: dir.to_path_buf(),
+            expected: lower.saturating_add(1),
+            found: number,
+        }),
+    }
+}
+
+/// `None` if all the records a checkpoint segment's header promises are
+/// intact; otherwise what is wrong with the first one that is not.
+fn checkpoint_damage(data: &[u8], header: &Header) -> Option<String> {
+    let Kind::Checkpoint { records } = header.kind else {
+        return None;
+    };
+    let chain = header.chain();
+    let mut seed = header.first_seed;
+    let mut off = header.len;
+    for index in 0..records {
+        match record::decode(data.get(off..).unwrap_or(&[]), seed) {
+            Ok(found) => {
+                seed = chain.seed_after(found.crc);
+                off += found.size;
+            }
+            Err(damage) => {
+                return Some(format!(
+                    "checkpoint record {index} of {records} at offset {off}: {}",
+                    damage.describe()
+                ))
+            }
+        }
+    }
+    None
+}
+
+fn next_number(dir: &Path, current: u32) -> Result<u32, WalError> {
+    current.checked_add(1).ok_or_else(|| {
+        WalError::io(
+            dir,
+            std::io::Error::other("segment numbers exhausted (u32::MAX reached)"),
+        )
+    })
+}
+
+/// What scanning one segment found.
+#[derive(Debug, Default)]
+pub(crate) struct Scan {
+    pub records: u64,
+    /// A torn tail to truncate (newest segment only). Not yet applied.
+    pub torn_tail: Option<TornTail>,
+    pub skipped: Vec<Corruption>,
+    /// With `skip_corrupt`, damage left no trustworthy record boundary, so
+    /// nothing may be appended to this segment.
+    pub unparseable_tail: bool,
+    /// Seed of the record an append would add after the last one scanned.
+    pub next_seed: u32,
+}
+
+/// How damage in one segment is judged.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Rules {
+    /// The newest segment: the only one that may end in a torn tail.
+    pub newest: bool,
+    /// `Options::skip_corrupt`.
+    pub skip_corrupt: bool,
+    /// Records at the start of the segment that belong to a checkpoint:
+    /// damage among them is never a torn tail (the checkpoint was synced
+    /// before anything could be appended behind it).
+    pub protected_records: u64,
+}
+
+/// Replays the records of one segment (`data` is the whole file, `header`
+/// its already checked header), applying the recovery rules described in
+/// the crate documentation. Modifies nothing: a torn tail is returned, not
+/// truncated.
+pub(crate) fn scan(
+    data: &[u8],
+    header: &Header,
+    file: &Path,
+    rules: Rules,
+    on_record: &mut dyn FnMut(&[u8]) -> Result<(), String>,
+) -> Result<Scan, WalError> {
+    let chain = header.chain();
+    let mut scan = Scan {
+        next_seed: header.first_seed,
+        ..Scan::default()
+    };
+    let mut off = header.len;
+    // Seeds the next record may be continued from: one, except right after
+    // a skipped record (see below).
+    let mut seeds = vec![header.first_seed];
+    while off < data.len() {
+        let damage = match record::decode_any(&data[off..], &seeds) {
+            Ok(found) => {
+                on_record(found.payload).map_err(|message| WalError::Replay {
+                    file: file.to_path_buf(),
+                    offset: off as u64,
+                    message,
+                })?;
+                scan.records += 1;
+                scan.next_seed = chain.seed_after(found.crc);
+                seeds = vec![scan.next_seed];
+                off += found.size;
+                continue;
+            }
+            Err(damage) => damage,
+        };
+        let protected = scan.records < rules.protected_records;
+        if rules.newest && !protected && is_torn_tail(data, off, &damage, chain) {
+            scan.torn_tail = Some(TornTail {
+                file: file.to_path_buf(),
+                offset: off as u64,
+                bytes_dropped: (data.len() - off) as u64,
+            });
+            break;
+        }
+        if !rules.skip_corrupt {
+            return Err(WalError::Corrupt {
+                file: file.to_path_buf(),
+                offset: off as u64,
+                reason: damage.describe(),
+            });
+        }
+        // Skip by the record's own length when it is plausible and fits;
+        // otherwise no later boundary can be trusted: stop this segment.
+        let skip = damage.in_file_extent().unwrap_or(data.len() - off);
+        scan.skipped.push(Corruption {
+            file: file.to_path_buf(),
+            offset: off as u64,
+            bytes: skip as u64,
+            reason: damage.describe(),
+        });
+        if damage.in_file_extent().is_none() {
+            scan.unparseable_tail = true;
+            break;
+        }
+        // The genuine next record was seeded with the skipped record's
+        // true CRC: the stored field if the payload was hit, the computed
+        // one if the CRC field itself was.
+        if let Damage::BadChecksum {
+            stored, computed, ..
+        } = damage
+        {
+            seeds = vec![chain.seed_after(stored), chain.seed_after(computed)];
+            scan.next_seed = chain.seed_after(stored);
+        }
+        off += skip;
+    }
+    Ok(scan)
+}
+
+/// Damage at `off` in the newest segment is a torn tail (the unfinished last
+/// write of a crashed process) only if it looks like one:
+///
+/// 1. every byte after the damaged record's claimed extent is zero (a
+///    partial header or a payload running past end of file claims everything
+///    to the end; a garbage length claims only its 8 header bytes), and
+/// 2. no record that continues the chain starts anywhere after `off`: in a
+///    chained segment, one that verifies seeded with the damaged record's
+///    stored CRC field, which is how the genuine next record was written
+///    (so a damaged length field cannot swallow the acknowledged records
+///    behind it, while records a client embedded in a payload, which cannot
+///    know that seed, do not count). In an unchained (version 1) segment
+///    any record that verifies counts, as it always did.
+///
+/// Anything else is corruption of data that may have been acknowledged.
+fn is_torn_tail(data: &[u8], off: usize, damage: &Damage, chain: Chain) -> bool {
+    let claimed_end = match damage {
+        Damage::PartialHeader { .. } | Damage::PartialPayload { .. } => data.len(),
+        Damage::BadLength { .. } => off + RECORD_HEADER_LEN,
+        Damage::BadChecksum { .. } => off + damage.in_file_extent().unwrap_or(0),
+    };
+    if !data[claimed_end..].iter().all(|&b| b == 0) {
+        return false;
+    }
+    // Fewer than 8 bytes left: no stored CRC, and no room for a record.
+    let Some(stored) = damage.stored_crc() else {
+        return true;
+    };
+    let mut budget = SCAN_AHEAD_BUDGET;
+    // Running out of budget counts as "found one": the safe answer.
+    matches!(
+        record::find_record(data, off + 1, &[chain.seed_after(stored)], &mut budget),
+        Ok(None)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::segment::{header_bytes, SEGMENT_HEADER_LEN};
+
+    const SKIP: Rules = Rules {
+        newest: false,
+        skip_corrupt: true,
+        protected_records: 0,
+    };
+
+    fn segment(payloads: &[&[u8]]) -> Vec<u8> {
+        let header = header_bytes(1, Kind::Log);
+        let mut seed = crc32fast::hash(&header[..24]);
+        let mut data = header.to_vec();
+        for p in payloads {
+            seed = record::encode_into(seed, p, &mut data);
+        }
+        data
+    }
+
+    fn header_of(data: &[u8]) -> Header {
+        segment::parse_header(data).expect("valid header")
+    }
+
+    #[test]
+    fn a_damaged_length_cannot_swallow_later_records() {
+        let mut data = segment(&[b"first", b"second", b"third"]);
+        let header = header_of(&data);
+        let off = SEGMENT_HEADER_LEN as usize;
+        data[off + 2] = 0x10; // "first" now claims ~1 MiB, past end of file
+        let damage = record::decode(&data[off..], header.first_seed).unwrap_err();
+        assert!(!is_torn_tail(&data, off, &damage, Chain::Chained));
+        // The same damage on the last record is a torn tail.
+        let data = segment(&[b"first", b"second", b"third"]);
+        let last = data.len() - (RECORD_HEADER_LEN + 5);
+        let second = SEGMENT_HEADER_LEN as usize + RECORD_HEADER_LEN + 5;
+        let seed = u32::from_be_bytes(data[second + 4..second + 8].try_into().expect("4"));
+        let mut cut = data[..data.len() - 1].to_vec();
+        let damage = record::decode(&cut[last..], seed).unwrap_err();
+        assert!(is_torn_tail(&cut, last, &damage, Chain::Chained));
+        cut.extend_from_slice(&[0, 0, 0, 1]); // non-zero garbage past the extent
+        let damage = record::decode(&cut[last..], seed).unwrap_err();
+        assert!(matches!(damage, Damage::BadChecksum { .. }));
+        assert!(!is_torn_tail(&cut, last, &damage, Chain::Chained));
+    }
+
+    #[test]
+    fn skip_corrupt_skips_by_length_or_stops() {
+        let mut data = segment(&[b"aaaa", b"bbbb", b"cccc"]);
+        let header = header_of(&data);
+        let second = SEGMENT_HEADER_LEN as usize + 12;
+        data[second + 9] ^= 0x40; // payload bit of "bbbb"
+        let mut seen = Vec::new();
+        let found = scan(&data, &header, Path::new("x"), SKIP, &mut |p| {
+            seen.push(p.to_vec());
+            Ok(())
+        })
+        .expect("skip_corrupt replays past the damage");
+        assert_eq!(seen, [b"aaaa".to_vec(), b"cccc".to_vec()]);
+        assert_eq!(found.skipped.len(), 1);
+        assert_eq!(found.skipped[0].offset, second as u64);
+        assert_eq!(found.skipped[0].bytes, 12);
+        assert!(!found.unparseable_tail);
+
+        let mut data = segment(&[b"aaaa", b"bbbb", b"cccc"]);
+        data[second] = 0xff; // implausible length: no boundary to trust
+        let mut seen = 0;
+        let found = scan(&data, &header, Path::new("x"), SKIP, &mut |_| {
+            seen += 1;
+            Ok(())
+        })
+        .expect("skip_corrupt stops the segment");
+        assert_eq!(seen, 1);
+        assert_eq!(found.skipped[0].bytes, 24);
+        assert!(found.unparseable_tail);
+    }
+}
