@@ -16,7 +16,9 @@
 //! delivered oldest first, as soon as the replica is seen up (a hello, a
 //! ping answered; see `peers.rs`) and then every `DELIVERY_TICK` while any
 //! remain. A delivered hint is removed; once none is pending the log is
-//! emptied. Delivering a hint twice (after a crash between the delivery and
+//! emptied, and while hints are pending it is checkpointed (the pending set
+//! rewritten, older segments deleted) whenever it passes the checkpoint
+//! threshold, so it stays small however long a replica is down. Delivering a hint twice (after a crash between the delivery and
 //! the note of it) is harmless: the second write changes nothing.
 //!
 //! Hints older than the window, and hints past the per-replica bound, are
@@ -97,6 +99,7 @@ impl Hints {
         data_dir: &Path,
         wal_options: wal::Options,
         options: HintOptions,
+        checkpoint_bytes: u64,
     ) -> Result<(Hints, usize), String> {
         let dir = data_dir.join("hints");
         let mut replayed = Pending::new();
@@ -110,7 +113,7 @@ impl Hints {
         let thread_pending = pending.clone();
         std::thread::Builder::new()
             .name("hints-log".to_string())
-            .spawn(move || run_log_thread(log, jobs, thread_pending))
+            .spawn(move || run_log_thread(log, jobs, thread_pending, checkpoint_bytes))
             .map_err(|e| format!("cannot start the hints log thread: {e}"))?;
         let hints = Hints {
             pending,
@@ -400,7 +403,12 @@ fn apply_record(pending: &mut Pending, record: HintRecord) {
 /// fdatasync), adds stored hints to the pending set once durable, tells the
 /// waiters, and empties the log whenever nothing is pending. A failed
 /// append stops the process, as the replica's own log does.
-fn run_log_thread(mut log: wal::Wal, jobs: rt::Receiver<LogJob>, pending: Arc<Mutex<Pending>>) {
+fn run_log_thread(
+    mut log: wal::Wal,
+    jobs: rt::Receiver<LogJob>,
+    pending: Arc<Mutex<Pending>>,
+    checkpoint_bytes: u64,
+) {
     while let Ok(first) = rt::block_on(jobs.recv()) {
         let mut batch = vec![first];
         while let Ok(next) = jobs.try_recv() {
@@ -414,7 +422,7 @@ fn run_log_thread(mut log: wal::Wal, jobs: rt::Receiver<LogJob>, pending: Arc<Mu
             );
             std::process::exit(EXIT_WAL_FAILED);
         }
-        let nothing_pending = {
+        let snapshot = {
             let mut held = lock(&pending);
             for job in batch {
                 if matches!(job.record.entry, Some(hint_record::Entry::Stored(_))) {
@@ -424,22 +432,47 @@ fn run_log_thread(mut log: wal::Wal, jobs: rt::Receiver<LogJob>, pending: Arc<Mu
                     let _ = durable.try_send(());
                 }
             }
-            held.is_empty()
+            // Every stored hint that is not pending was removed first, and
+            // removals are logged only after that: the pending set is all
+            // the log needs to say. Only this thread adds pending hints, so
+            // the copy stays true while the lock is released for the disk.
+            let worth_it = if held.is_empty() {
+                log.total_bytes() > wal::SEGMENT_HEADER_LEN
+            } else {
+                log.total_bytes() > checkpoint_bytes
+            };
+            worth_it.then(|| stored_records(&held))
         };
-        // Every stored hint that is not pending was removed first, and
-        // removals are only ever logged after that: an empty set means the
-        // whole log is obsolete. Only this thread adds pending hints, so the
-        // set is still empty while the log is cleared, without holding the
-        // lock through the disk work.
-        if nothing_pending && log.total_bytes() > wal::SEGMENT_HEADER_LEN {
-            if let Err(error) = log.clear() {
+        if let Some(records) = snapshot {
+            let payloads: Vec<&[u8]> = records.iter().map(Vec::as_slice).collect();
+            if let Err(error) = log.checkpoint(&payloads) {
                 crate::error!(
-                    "emptying the hints log failed: {error}; stopping so that a restart replays the log from disk"
+                    "checkpointing the hints log failed: {error}; stopping so that a restart replays the log from disk"
                 );
                 std::process::exit(EXIT_WAL_FAILED);
             }
         }
     }
+}
+
+/// The pending hints as `stored` records: a checkpoint of the hints log.
+fn stored_records(pending: &Pending) -> Vec<Vec<u8>> {
+    pending
+        .iter()
+        .flat_map(|(&target, by_key)| {
+            by_key.iter().map(move |(&key, hint)| {
+                HintRecord {
+                    entry: Some(hint_record::Entry::Stored(Hint {
+                        target,
+                        key: u32::from(key),
+                        version: Some(hint.version.clone()),
+                        stored_at_micros: hint.stored_at_micros,
+                    })),
+                }
+                .encode_to_vec()
+            })
+        })
+        .collect()
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {

@@ -13,6 +13,14 @@
 //! fdatasync, so throughput grows with the number of concurrent writers
 //! instead of being capped at one write per disk sync. Disk work happens on
 //! that thread only, never on the async executor's threads.
+//!
+//! Checkpoints keep restarts flat: once the log passes `checkpoint_bytes`,
+//! the WAL thread writes the whole store (at most 256 versions, tombstones
+//! included) as a checkpoint at the start of a fresh segment, and the log
+//! deletes the segments behind it once the checkpoint is durable. Between
+//! batches the store holds exactly what the log replays to (only this
+//! thread changes it), so the checkpoint is a faithful copy. Writes queue
+//! while it is written: one segment switch and one small write.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -66,6 +74,7 @@ impl LocalReplica {
     pub fn open(
         data_dir: &Path,
         options: wal::Options,
+        checkpoint_bytes: u64,
     ) -> Result<(LocalReplica, OpenReport), String> {
         let wal_dir = data_dir.join("wal");
         let store = Arc::new(Store::new());
@@ -88,7 +97,9 @@ impl LocalReplica {
         let (thread_store, thread_bytes) = (store.clone(), wal_bytes.clone());
         std::thread::Builder::new()
             .name("wal".to_string())
-            .spawn(move || run_wal_thread(log, requests, thread_store, thread_bytes))
+            .spawn(move || {
+                run_wal_thread(log, requests, thread_store, thread_bytes, checkpoint_bytes)
+            })
             .map_err(|e| format!("cannot start the WAL thread: {e}"))?;
         let report = OpenReport {
             wal_dir,
@@ -186,6 +197,7 @@ fn run_wal_thread(
     requests: rt::Receiver<PendingWrite>,
     store: Arc<Store>,
     wal_bytes: Arc<AtomicU64>,
+    checkpoint_bytes: u64,
 ) {
     while let Ok(first) = rt::block_on(requests.recv()) {
         let mut batch_bytes = first.version.value.len();
@@ -218,6 +230,28 @@ fn run_wal_thread(
             // is durable and applied all the same.
             let _ = write.durable.try_send(());
         }
+        if log.total_bytes() > checkpoint_bytes {
+            checkpoint(&mut log, &store);
+            wal_bytes.store(log.total_bytes(), Ordering::Relaxed);
+        }
+    }
+}
+
+/// Writes the whole store as a checkpoint; the log then drops every
+/// segment behind it. A failure stops the process, as a failed append does.
+fn checkpoint(log: &mut wal::Wal, store: &Store) {
+    let encoded: Vec<Vec<u8>> = store
+        .all()
+        .iter()
+        .map(|(key, version)| encode_record(*key, version))
+        .collect();
+    let payloads: Vec<&[u8]> = encoded.iter().map(Vec::as_slice).collect();
+    if let Err(error) = log.checkpoint(&payloads) {
+        crate::error!(
+            "write-ahead log checkpoint of {} keys failed: {error}; stopping so that a restart replays the log from disk",
+            payloads.len()
+        );
+        std::process::exit(EXIT_WAL_FAILED);
     }
 }
 

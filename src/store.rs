@@ -65,6 +65,16 @@ impl Store {
             .count()
     }
 
+    /// Every key held, tombstones included, with its version: what a
+    /// checkpoint writes, so that replaying it rebuilds this store exactly.
+    pub fn all(&self) -> Vec<(u8, Versioned)> {
+        self.lock()
+            .iter()
+            .enumerate()
+            .filter_map(|(key, slot)| slot.clone().map(|version| (key as u8, version)))
+            .collect()
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Option<Versioned>>> {
         // A panic while holding this lock cannot leave a half-written slot
         // (each update is one assignment), so a poisoned lock is still sound.

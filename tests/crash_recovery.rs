@@ -57,7 +57,9 @@ fn victims() -> Box<dyn Iterator<Item = usize>> {
 
 #[test]
 fn no_acknowledged_write_is_lost_when_replicas_are_killed_under_load() {
-    let mut cluster = Cluster::start(4);
+    // A small checkpoint threshold, so kills land before, during and after
+    // checkpoints of both logs.
+    let mut cluster = Cluster::start_with(4, &["--checkpoint-bytes", "65536"]);
     let stop = AtomicBool::new(false);
     let addrs = cluster.addrs.clone();
     let mut kills = 0;

@@ -50,6 +50,9 @@ pub struct ReplicaArgs {
     /// size at which the write-ahead log starts a new segment, in bytes (default 64 MiB)
     #[argh(option, default = "64 * 1024 * 1024")]
     pub wal_segment_bytes: u64,
+    /// log size past which the replica writes a checkpoint and deletes the segments behind it, in bytes (default 4 MiB); the hints log too
+    #[argh(option, default = "4 * 1024 * 1024")]
+    pub checkpoint_bytes: u64,
     /// start even if the write-ahead log is corrupt, skipping damaged records (each one is logged; data in them is lost)
     #[argh(switch)]
     pub skip_corrupt_wal: bool,
@@ -107,20 +110,36 @@ pub fn run(args: ReplicaArgs) -> Result<(), String> {
         skip_corrupt: args.skip_corrupt_wal,
     };
     let started = std::time::Instant::now();
-    let (local, report) = LocalReplica::open(&args.data, options).map_err(|e| {
-        format!(
-            "cannot open the write-ahead log in {}: {e}",
-            args.data.join("wal").display()
-        )
-    })?;
+    let (local, report) =
+        LocalReplica::open(&args.data, options, args.checkpoint_bytes).map_err(|e| {
+            format!(
+                "cannot open the write-ahead log in {}: {e}",
+                args.data.join("wal").display()
+            )
+        })?;
     if let Some(torn) = &report.replay.torn_tail {
         crate::warn!("{torn}");
     }
     for skipped in &report.replay.skipped {
         crate::error!("skipped a corrupt write-ahead log record (--skip-corrupt-wal): {skipped}");
     }
+    if let Some(incomplete) = &report.replay.incomplete_checkpoint {
+        crate::warn!("{incomplete}");
+    }
+    let from = match report.replay.checkpoint {
+        Some(checkpoint) => format!(
+            " (from the checkpoint of {} keys in segment {}{})",
+            checkpoint.records,
+            checkpoint.segment,
+            match report.replay.stale_segments_removed {
+                0 => String::new(),
+                n => format!("; removed {n} segments older than it"),
+            }
+        ),
+        None => String::new(),
+    };
     crate::info!(
-        "replayed {} records from {} segments in {} in {} ms: {} keys in memory",
+        "replayed {} records from {} segments in {} in {} ms{from}: {} keys in memory",
         report.replay.records,
         report.replay.segments,
         report.wal_dir.display(),
@@ -135,7 +154,12 @@ pub fn run(args: ReplicaArgs) -> Result<(), String> {
         segment_max_bytes: args.wal_segment_bytes,
         skip_corrupt: args.skip_corrupt_wal,
     };
-    let (hints, hints_pending) = Hints::open(&args.data, hint_wal_options, hint_options)?;
+    let (hints, hints_pending) = Hints::open(
+        &args.data,
+        hint_wal_options,
+        hint_options,
+        args.checkpoint_bytes,
+    )?;
     crate::info!(
         "repair mode {}; {hints_pending} hints pending for peers",
         args.repair
