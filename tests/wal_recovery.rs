@@ -75,11 +75,12 @@ fn corruption_before_the_tail_stops_the_replica_until_the_operator_skips_it() {
             .expect("put");
     }
     cluster.kill(2);
-    // Flip a byte inside the first record's payload (after the 16-byte
-    // segment header and the 8-byte record header).
+    // Flip a byte inside the first record's payload (after the segment
+    // header and the 8-byte record header).
+    let header = wal::SEGMENT_HEADER_LEN as usize;
     let segment = newest_segment(&cluster, 2);
     let mut bytes = fs::read(&segment).expect("read segment");
-    bytes[16 + 8 + 2] ^= 0x40;
+    bytes[header + 8 + 2] ^= 0x40;
     fs::write(&segment, &bytes).expect("write segment");
 
     cluster.spawn_with(2, &[]);
@@ -93,7 +94,7 @@ fn corruption_before_the_tail_stops_the_replica_until_the_operator_skips_it() {
         "the error names the file:\n{log}"
     );
     assert!(
-        log.contains("offset 16"),
+        log.contains(&format!("offset {header}")),
         "the error names the offset:\n{log}"
     );
 
