@@ -104,6 +104,7 @@
 
 mod dir;
 mod error;
+mod inspect;
 mod log;
 mod record;
 mod replay;
@@ -112,6 +113,9 @@ mod segment;
 pub use crate::dir::LOCK_FILE;
 pub use crate::error::{
     CheckpointStart, Corruption, IncompleteCheckpoint, ReplayReport, TornTail, WalError,
+};
+pub use crate::inspect::{
+    inspect_segment, segment_number_from_name, InspectedEntry, SegmentHeader, SegmentInspection,
 };
 pub use crate::log::{Options, Wal};
 pub use crate::record::{MAX_RECORD_BYTES, RECORD_HEADER_LEN};
