@@ -1,4 +1,7 @@
 //! The one error type of the crate, and the reports replay hands back.
+//!
+//! This module only describes outcomes; it never performs I/O or decides
+//! what damage means.
 
 use std::fmt;
 use std::io;

@@ -361,6 +361,16 @@ mod tests {
         assert_eq!(parsed.kind, Kind::Checkpoint { records: 5 });
         assert_eq!(parsed.first_seed, crc32fast::hash(&h[..24]));
         assert_eq!(file_name(7), "00000000000000000007.wal");
+        // The README's example, byte for byte.
+        let one = header_bytes(1, Kind::Log);
+        assert_eq!(one[24..], [0xDC, 0x8F, 0xDC, 0x6A]);
+        let mut record = Vec::new();
+        crate::record::encode_into(
+            parse_header(&one).expect("valid").first_seed,
+            b"hi",
+            &mut record,
+        );
+        assert_eq!(record, [0, 0, 0, 2, 0xFF, 0xCF, 0x99, 0xC3, b'h', b'i']);
     }
 
     #[test]

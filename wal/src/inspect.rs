@@ -1,0 +1,464 @@
+//! Reading a segment for people (`ringkv dump`): every record that can be
+//! found, with its checksum verdict, and every damaged region, in order.
+//!
+//! This module never modifies anything, never calls back into replay, never
+//! panics and never allocates by a length read from the input: whatever the
+//! bytes, it returns a description of them.
+
+use byteorder::{BigEndian, ByteOrder};
+
+use crate::record::{self, Chain, MAX_RECORD_BYTES, RECORD_HEADER_LEN};
+use crate::segment::{self, Kind, FORMAT_VERSION_1, SEGMENT_HEADER_LEN, V1_HEADER_LEN};
+
+/// Upper bound on checksum work spent searching for the next record after
+/// damage, for one whole segment. Past it, the rest of the segment is
+/// reported as one damaged region.
+const SEARCH_BUDGET: usize = 256 * 1024 * 1024;
+
+/// What a segment file holds, read without repairing anything, for people.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentInspection {
+    /// The parsed header, or what is wrong with it (records are still
+    /// looked for after it).
+    pub header: Result<SegmentHeader, String>,
+    /// Records and damaged regions, in file order, covering every byte
+    /// after the header.
+    pub entries: Vec<InspectedEntry>,
+}
+
+/// The fields of a segment header a person cares about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SegmentHeader {
+    /// On-disk format version (1: unchained records, 2: chained).
+    pub version: u32,
+    /// Segment number the header claims (should match the file name).
+    pub number: u32,
+    /// `Some(N)` for a checkpoint segment: its first N records restate the
+    /// whole log before it.
+    pub checkpoint_records: Option<u32>,
+}
+
+/// One finding in a segment, in file order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InspectedEntry {
+    /// A record whose length was plausible. `crc_ok` false: the checksum failed (payload shown anyway).
+    Record {
+        /// Byte offset of the record within the file.
+        offset: u64,
+        /// Payload length from its length field.
+        len: u32,
+        /// Whether its CRC verified (chained to the record before it).
+        crc_ok: bool,
+        /// The payload bytes.
+        payload: Vec<u8>,
+    },
+    /// Bytes that hold no record that could be found: from offset, this many bytes, and why.
+    Damage {
+        /// Byte offset of the first damaged byte.
+        offset: u64,
+        /// Bytes in the damaged region.
+        len: u64,
+        /// What is wrong (a zero-filled tail says so).
+        reason: String,
+    },
+}
+
+/// The segment number of a file named like a segment (`{number:020}.wal`,
+/// number in `1..=u32::MAX`), so a tool can list a WAL directory in order;
+/// `None` for any other name.
+pub fn segment_number_from_name(name: &str) -> Option<u32> {
+    segment::parse_file_name(name)
+        .and_then(|n| u32::try_from(n).ok())
+        .filter(|&n| n > 0)
+}
+
+/// What a segment file holds, read without repairing anything, for people.
+///
+/// Records are read from the end of the header (16 bytes if the version
+/// field says 1, otherwise 28, even when the header is damaged). Each
+/// record is checked with the seed rule of its format: in version 2, the
+/// CRC field of the record before it (the header CRC field for the first);
+/// after a record whose CRC failed, either its stored or its recomputed CRC
+/// is accepted as the next seed, so a damaged CRC field costs one record,
+/// not the rest of the segment. In version 1, seed 0.
+///
+/// A record with a plausible length that fits is shown even when its CRC
+/// fails, and reading goes on at `offset + 8 + len`, as long as what is
+/// there could be a record, zeros, or the end of the file (otherwise its
+/// length is the likely damage, and it is treated as below). Any other
+/// bytes are damage, and reading resumes at the first later offset where
+/// a record verifies seeded with the damaged record's CRC field or with the
+/// seed in effect before it; in version 2 also after the first pair of
+/// records where the second verifies seeded with the first's CRC field
+/// (which re-finds the chain after a lost seed; such a pair could also sit
+/// inside a client's payload, which only matters inside a damaged region).
+/// A tail of zeros is reported as damage saying "zero-filled tail".
+pub fn inspect_segment(data: &[u8]) -> SegmentInspection {
+    let parsed = segment::parse_header(data);
+    let version_field = data.get(8..12).map(BigEndian::read_u32);
+    let (chain, header_len, first_seed) = match &parsed {
+        Ok(header) => (header.chain(), header.len, header.first_seed),
+        Err(_) if version_field == Some(FORMAT_VERSION_1) => {
+            (Chain::Unchained, V1_HEADER_LEN as usize, 0)
+        }
+        Err(_) => (
+            Chain::Chained,
+            SEGMENT_HEADER_LEN as usize,
+            data.get(24..28).map_or(0, BigEndian::read_u32),
+        ),
+    };
+    let header = parsed.map(|h| SegmentHeader {
+        version: h.version,
+        number: h.number,
+        checkpoint_records: match h.kind {
+            Kind::Checkpoint { records } => Some(records),
+            Kind::Log => None,
+        },
+    });
+    let entries = inspect_records(data, header_len.min(data.len()), chain, first_seed);
+    SegmentInspection { header, entries }
+}
+
+fn inspect_records(
+    data: &[u8],
+    start: usize,
+    chain: Chain,
+    first_seed: u32,
+) -> Vec<InspectedEntry> {
+    let mut entries = Vec::new();
+    let mut budget = SEARCH_BUDGET;
+    // Seeds the record at `off` may be continued from.
+    let mut seeds = vec![first_seed];
+    let mut off = start;
+    while off < data.len() {
+        let rest = &data[off..];
+        if rest.iter().all(|&b| b == 0) {
+            entries.push(damage(off, rest.len(), "zero-filled tail".to_string()));
+            break;
+        }
+        if rest.len() < RECORD_HEADER_LEN {
+            entries.push(damage(
+                off,
+                rest.len(),
+                format!(
+                    "partial record header: {} of {RECORD_HEADER_LEN} bytes before end of file",
+                    rest.len()
+                ),
+            ));
+            break;
+        }
+        let len = BigEndian::read_u32(&rest[0..4]);
+        let stored = BigEndian::read_u32(&rest[4..8]);
+        let fits = plausible_fit(rest).is_some();
+        let end = off + RECORD_HEADER_LEN + len as usize;
+        if fits {
+            let payload = &rest[RECORD_HEADER_LEN..RECORD_HEADER_LEN + len as usize];
+            let crc_ok = seeds
+                .iter()
+                .any(|&seed| record::checksum(seed, &rest[0..4], payload) == stored);
+            // A record whose CRC failed is believed about its length only if
+            // what follows could be a record (or is the end, or zeros);
+            // otherwise its length is likely the damaged part.
+            let after = &data[end..];
+            if crc_ok
+                || after.is_empty()
+                || after.iter().all(|&b| b == 0)
+                || plausible_fit(after).is_some()
+            {
+                let computed = record::checksum(seeds[0], &rest[0..4], payload);
+                entries.push(InspectedEntry::Record {
+                    offset: off as u64,
+                    len,
+                    crc_ok,
+                    payload: payload.to_vec(),
+                });
+                seeds = if crc_ok {
+                    vec![chain.seed_after(stored)]
+                } else {
+                    vec![chain.seed_after(stored), chain.seed_after(computed)]
+                };
+                off = end;
+                continue;
+            }
+        }
+        let reason = if fits {
+            format!(
+                "record of {len} bytes fails its checksum and is not followed by a record \
+                 (its length is likely damaged)"
+            )
+        } else if len == 0 {
+            "record length is 0".to_string()
+        } else if len as usize > MAX_RECORD_BYTES {
+            format!("record length {len} exceeds the maximum of {MAX_RECORD_BYTES} bytes")
+        } else {
+            format!(
+                "record claims {len} payload bytes but only {} remain before end of file",
+                rest.len() - RECORD_HEADER_LEN
+            )
+        };
+        let damaged_seed = chain.seed_after(stored);
+        let mut candidates = vec![damaged_seed];
+        candidates.extend(seeds.iter().copied().filter(|&s| s != damaged_seed));
+        match resync(data, off + 1, &candidates, chain, &mut budget) {
+            Ok(Some((next, seed))) => {
+                entries.push(damage(off, next - off, reason));
+                seeds = vec![seed];
+                off = next;
+            }
+            Ok(None) => {
+                entries.push(damage(off, rest.len(), reason + "; no later record found"));
+                break;
+            }
+            Err(()) => {
+                entries.push(damage(
+                    off,
+                    rest.len(),
+                    reason
+                        + &format!(
+                            "; search for a later record stopped after {} MiB of checksumming",
+                            SEARCH_BUDGET >> 20
+                        ),
+                ));
+                break;
+            }
+        }
+    }
+    entries
+}
+
+/// The payload length if `buf` starts with a record header whose length is
+/// plausible (1 ..= [`MAX_RECORD_BYTES`]) and whose payload fits in `buf`.
+fn plausible_fit(buf: &[u8]) -> Option<usize> {
+    let len_field = buf.get(0..4)?;
+    let len = BigEndian::read_u32(len_field) as usize;
+    let fits =
+        len != 0 && len <= MAX_RECORD_BYTES && len <= buf.len() - RECORD_HEADER_LEN.min(buf.len());
+    (fits && buf.len() >= RECORD_HEADER_LEN).then_some(len)
+}
+
+/// The first offset at or after `from` where reading can resume, and the
+/// seed the record there verifies with: a record that verifies seeded with
+/// one of `seeds`, or (chained segments) the record after a pair where the
+/// second verifies seeded with the first's CRC field, which re-finds the
+/// chain when the seed in between was lost. Checksums at most `*budget`
+/// payload bytes; `Err(())` when that runs out.
+fn resync(
+    data: &[u8],
+    from: usize,
+    seeds: &[u32],
+    chain: Chain,
+    budget: &mut usize,
+) -> Result<Option<(usize, u32)>, ()> {
+    for start in from..data.len() {
+        let rest = &data[start..];
+        let Some(len) = plausible_fit(rest) else {
+            continue;
+        };
+        let stored = BigEndian::read_u32(&rest[4..8]);
+        let payload = &rest[RECORD_HEADER_LEN..RECORD_HEADER_LEN + len];
+        for &seed in seeds {
+            spend(budget, len)?;
+            if record::checksum(seed, &rest[0..4], payload) == stored {
+                return Ok(Some((start, seed)));
+            }
+        }
+        if chain == Chain::Unchained {
+            continue;
+        }
+        let next = start + RECORD_HEADER_LEN + len;
+        let after = &data[next..];
+        if let Some(next_len) = plausible_fit(after) {
+            spend(budget, next_len)?;
+            let next_payload = &after[RECORD_HEADER_LEN..RECORD_HEADER_LEN + next_len];
+            let next_stored = BigEndian::read_u32(&after[4..8]);
+            let seed = chain.seed_after(stored);
+            if record::checksum(seed, &after[0..4], next_payload) == next_stored {
+                return Ok(Some((next, seed)));
+            }
+        }
+    }
+    Ok(None)
+}
+
+fn spend(budget: &mut usize, bytes: usize) -> Result<(), ()> {
+    *budget = budget.checked_sub(bytes).ok_or(())?;
+    Ok(())
+}
+
+fn damage(offset: usize, len: usize, reason: String) -> InspectedEntry {
+    InspectedEntry::Damage {
+        offset: offset as u64,
+        len: len as u64,
+        reason,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::segment::header_bytes;
+
+    fn segment_with(kind: Kind, payloads: &[&[u8]]) -> Vec<u8> {
+        let header = header_bytes(9, kind);
+        let mut seed = crc32fast::hash(&header[..24]);
+        let mut data = header.to_vec();
+        for p in payloads {
+            seed = record::encode_into(seed, p, &mut data);
+        }
+        data
+    }
+
+    fn offsets(entries: &[InspectedEntry]) -> Vec<(u64, bool)> {
+        entries
+            .iter()
+            .map(|e| match e {
+                InspectedEntry::Record { offset, crc_ok, .. } => (*offset, *crc_ok),
+                InspectedEntry::Damage { offset, .. } => (*offset, false),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_clean_checkpoint_segment_is_listed_record_by_record() {
+        let data = segment_with(Kind::Checkpoint { records: 2 }, &[b"one", b"two"]);
+        let found = inspect_segment(&data);
+        assert_eq!(
+            found.header,
+            Ok(SegmentHeader {
+                version: 2,
+                number: 9,
+                checkpoint_records: Some(2)
+            })
+        );
+        assert_eq!(
+            found.entries,
+            [
+                InspectedEntry::Record {
+                    offset: 28,
+                    len: 3,
+                    crc_ok: true,
+                    payload: b"one".to_vec()
+                },
+                InspectedEntry::Record {
+                    offset: 39,
+                    len: 3,
+                    crc_ok: true,
+                    payload: b"two".to_vec()
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn damage_is_marked_and_reading_goes_on() {
+        let clean = segment_with(Kind::Log, &[b"aaaa", b"bbbb", b"cccc", b"dddd"]);
+        // Payload bit: bad CRC, next record still verifies.
+        let mut data = clean.clone();
+        data[28 + 12 + 9] ^= 1;
+        assert_eq!(
+            offsets(&inspect_segment(&data).entries),
+            [(28, true), (40, false), (52, true), (64, true)]
+        );
+        // CRC field bit: that record fails, the next one still verifies.
+        let mut data = clean.clone();
+        data[28 + 12 + 5] ^= 1;
+        assert_eq!(
+            offsets(&inspect_segment(&data).entries),
+            [(28, true), (40, false), (52, true), (64, true)]
+        );
+        // Implausible length: damage up to the next record that verifies.
+        let mut data = clean.clone();
+        data[28 + 12] = 0xff;
+        let entries = inspect_segment(&data).entries;
+        assert_eq!(
+            offsets(&entries),
+            [(28, true), (40, false), (52, true), (64, true)]
+        );
+        assert!(matches!(entries[1], InspectedEntry::Damage { len: 12, .. }));
+        // A length that still fits but is wrong: a bad-CRC record, then
+        // damage, then the genuine next record.
+        let mut data = clean.clone();
+        data[28 + 12 + 3] = 2;
+        let entries = inspect_segment(&data).entries;
+        assert_eq!(
+            entries
+                .last()
+                .map(|e| matches!(e, InspectedEntry::Record { crc_ok: true, .. })),
+            Some(true)
+        );
+        assert!(entries.iter().any(|e| matches!(
+            e,
+            InspectedEntry::Record {
+                offset: 52,
+                crc_ok: true,
+                ..
+            }
+        )));
+        // A torn last record followed by zeros: its length still fits, so
+        // it shows as a record with a bad CRC, then the zeros.
+        let mut data = clean[..clean.len() - 2].to_vec();
+        data.extend_from_slice(&[0; 40]);
+        let entries = inspect_segment(&data).entries;
+        assert_eq!(
+            offsets(&entries),
+            [(28, true), (40, true), (52, true), (64, false), (76, false)]
+        );
+        assert!(matches!(
+            &entries[4],
+            InspectedEntry::Damage {
+                offset: 76,
+                len: 38,
+                ..
+            }
+        ));
+        // Cut inside the payload: damage to the end.
+        let data = clean[..clean.len() - 2].to_vec();
+        let entries = inspect_segment(&data).entries;
+        assert!(matches!(
+            &entries[3],
+            InspectedEntry::Damage {
+                offset: 64,
+                len: 10,
+                ..
+            }
+        ));
+        let mut data = clean.clone();
+        data.extend_from_slice(&[0; 100]);
+        match inspect_segment(&data).entries.last() {
+            Some(InspectedEntry::Damage {
+                offset: 76,
+                len: 100,
+                reason,
+            }) => {
+                assert!(reason.contains("zero-filled"), "{reason}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_damaged_header_is_reported_and_records_are_still_read() {
+        let mut data = segment_with(Kind::Log, &[b"one", b"two"]);
+        data[0] = b'X';
+        let found = inspect_segment(&data);
+        assert!(found.header.is_err());
+        assert_eq!(offsets(&found.entries), [(28, true), (39, true)]);
+        // Version 1: unchained, 16-byte header.
+        let mut v1 = b"RKVWAL\r\n\x00\x00\x00\x01\x00\x00\x00\x01".to_vec();
+        record::encode_into(0, b"old", &mut v1);
+        let found = inspect_segment(&v1);
+        assert_eq!(found.header.map(|h| h.version), Ok(1));
+        assert_eq!(offsets(&found.entries), [(16, true)]);
+    }
+
+    #[test]
+    fn names_give_numbers() {
+        assert_eq!(
+            segment_number_from_name("00000000000000000042.wal"),
+            Some(42)
+        );
+        assert_eq!(segment_number_from_name("00000000000000000000.wal"), None);
+        assert_eq!(segment_number_from_name("99999999999999999999.wal"), None);
+        assert_eq!(segment_number_from_name("LOCK"), None);
+    }
+}
