@@ -57,7 +57,11 @@ fn main() {
         }
         written += payloads.len() as u64;
         if checkpoint_bytes.is_some_and(|limit| log.total_bytes() > limit) {
-            let snapshot: Vec<Vec<u8>> = store.all().iter().map(|(k, v)| encode_record(*k, v)).collect();
+            let snapshot: Vec<Vec<u8>> = store
+                .all()
+                .iter()
+                .map(|(k, v)| encode_record(*k, v))
+                .collect();
             let payloads: Vec<&[u8]> = snapshot.iter().map(Vec::as_slice).collect();
             log.checkpoint(&payloads).expect("checkpoint");
             checkpoints += 1;

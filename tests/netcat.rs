@@ -234,3 +234,93 @@ fn a_captured_console_session_dumps_as_every_request_and_reply() {
         "{lines:?}"
     );
 }
+
+#[test]
+fn dump_shows_every_intact_record_and_each_damage_in_a_data_directory() {
+    let mut cluster = Cluster::start(4);
+    for key in 0..12u32 {
+        cluster
+            .put(
+                0,
+                key,
+                &format!("value {key}"),
+                ringkv::proto::Consistency::All,
+            )
+            .expect("put");
+    }
+    cluster
+        .delete(0, 5, ringkv::proto::Consistency::All)
+        .expect("delete");
+    cluster.kill(1);
+    let data = cluster.data_dir(1);
+    let dir = data.join("wal");
+    let segment = std::fs::read_dir(&dir)
+        .expect("list")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "wal"))
+        .expect("a segment");
+    let clean = ringkv(&["dump", data.to_str().expect("path")]);
+    let clean_text = String::from_utf8(clean.stdout).expect("utf-8");
+    let records = clean_text
+        .lines()
+        .filter(|l| l.contains(" crc=ok "))
+        .count();
+    assert_eq!(records, 13, "{clean_text}");
+    assert!(
+        clean_text.contains("write key=3 value=\"value 3\""),
+        "{clean_text}"
+    );
+    assert!(
+        clean_text.contains("delete key=5 tombstone=true"),
+        "{clean_text}"
+    );
+    assert!(
+        clean_text.contains("hints"),
+        "the hints log is listed too:\n{clean_text}"
+    );
+
+    // Flip a bit in the payload of the fourth record, and leave half a
+    // record at the end, as a crash in the middle of a write would.
+    let mut bytes = std::fs::read(&segment).expect("read");
+    let fourth = clean_text
+        .lines()
+        .filter(|l| l.contains(" crc=ok "))
+        .nth(3)
+        .and_then(|l| l.split(" @").nth(1))
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse::<usize>().ok())
+        .expect("offset of the fourth record");
+    bytes[fourth + 10] ^= 0x01;
+    let whole = bytes.len();
+    let half_a_record: Vec<u8> = bytes[wal::SEGMENT_HEADER_LEN as usize..][..20].to_vec();
+    bytes.extend_from_slice(&half_a_record);
+    std::fs::write(&segment, &bytes).expect("damage");
+    let damaged = ringkv(&["dump", dir.to_str().expect("path")]);
+    assert!(damaged.status.success());
+    let text = String::from_utf8(damaged.stdout).expect("utf-8");
+    assert_eq!(
+        text.lines().filter(|l| l.contains(" crc=ok ")).count(),
+        12,
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.contains(&format!("@{fourth} ")) && l.contains("crc=BAD")),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.contains(&format!("@{whole} ")) && l.contains("DAMAGE")),
+        "{text}"
+    );
+    // It only reads: the damage is still there for the replica to judge.
+    assert_eq!(std::fs::read(&segment).expect("read"), bytes);
+    let json = ringkv(&["dump", "--json", segment.to_str().expect("path")]);
+    let json = String::from_utf8(json.stdout).expect("utf-8");
+    assert!(
+        json.lines().all(|l| l.starts_with('{') && l.ends_with('}')),
+        "{json}"
+    );
+    assert!(json.contains("\"crc_ok\":false"), "{json}");
+}

@@ -16,7 +16,7 @@ use prost::Message;
 
 use crate::describe::{self, Field};
 use crate::frame::{split_captured, CapturedFrame, DEFAULT_MAX_FRAME_BYTES};
-use crate::proto::Envelope;
+use crate::proto::{Envelope, HintRecord, LogRecord};
 
 /// Print WAL segments, hints logs or a captured stream of protocol frames as text.
 #[derive(FromArgs, Debug)]
@@ -143,10 +143,172 @@ fn damage_line(json: bool, at: &[(&str, Field)], reason: &str) -> String {
     }
 }
 
-/// Reading log files arrives with the wal crate's inspection API.
-pub fn log_lines(path: &Path, _json: bool) -> Result<Vec<String>, String> {
-    Err(format!(
-        "cannot dump {}: this build reads only captured frames (--frames)",
-        path.display()
-    ))
+/// Which schema a log's payloads follow.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum LogKind {
+    /// `DIR/wal`: `LogRecord`s.
+    Writes,
+    /// `DIR/hints`: `HintRecord`s.
+    Hints,
+}
+
+/// One line per segment header and record of every log under `path`.
+pub fn log_lines(path: &Path, json: bool) -> Result<Vec<String>, String> {
+    let meta = fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mut lines = Vec::new();
+    if meta.is_file() {
+        let kind = kind_of_dir(path.parent().unwrap_or(Path::new(".")));
+        dump_segment(path, kind, json, &mut lines)?;
+        return Ok(lines);
+    }
+    let logs: Vec<(PathBuf, LogKind)> = if path.join("wal").is_dir() || path.join("hints").is_dir()
+    {
+        [("wal", LogKind::Writes), ("hints", LogKind::Hints)]
+            .into_iter()
+            .map(|(name, kind)| (path.join(name), kind))
+            .filter(|(dir, _)| dir.is_dir())
+            .collect()
+    } else {
+        vec![(path.to_path_buf(), kind_of_dir(path))]
+    };
+    for (dir, kind) in logs {
+        let mut segments: Vec<(u32, PathBuf)> = fs::read_dir(&dir)
+            .map_err(|e| format!("cannot list {}: {e}", dir.display()))?
+            .filter_map(Result::ok)
+            .filter_map(|entry| {
+                let name = entry.file_name();
+                wal::segment_number_from_name(&name.to_string_lossy())
+                    .map(|number| (number, entry.path()))
+            })
+            .collect();
+        segments.sort();
+        if segments.is_empty() {
+            lines.push(format!("{}: no segments", dir.display()));
+        }
+        for (_, segment) in segments {
+            dump_segment(&segment, kind, json, &mut lines)?;
+        }
+    }
+    Ok(lines)
+}
+
+fn kind_of_dir(dir: &Path) -> LogKind {
+    if dir.file_name().is_some_and(|name| name == "hints") {
+        LogKind::Hints
+    } else {
+        LogKind::Writes
+    }
+}
+
+fn dump_segment(
+    path: &Path,
+    kind: LogKind,
+    json: bool,
+    lines: &mut Vec<String>,
+) -> Result<(), String> {
+    let data = fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let file = path.display().to_string();
+    let inspection = wal::inspect_segment(&data);
+    let header_line = match &inspection.header {
+        Ok(header) => {
+            let checkpoint = header
+                .checkpoint_records
+                .map(|n| format!(", checkpoint of {n} records"))
+                .unwrap_or_default();
+            if json {
+                let mut fields = vec![
+                    ("file", Field::Text(file.clone())),
+                    ("version", Field::Num(u64::from(header.version))),
+                    ("segment", Field::Num(u64::from(header.number))),
+                ];
+                if let Some(n) = header.checkpoint_records {
+                    fields.push(("checkpoint_records", Field::Num(u64::from(n))));
+                }
+                describe::Description {
+                    kind: "segment".into(),
+                    fields: Vec::new(),
+                }
+                .json(&fields)
+            } else {
+                format!(
+                    "{file}: segment {} (format {}){checkpoint}, {} bytes",
+                    header.number,
+                    header.version,
+                    data.len()
+                )
+            }
+        }
+        Err(reason) => {
+            if json {
+                describe::Description {
+                    kind: "damage".into(),
+                    fields: Vec::new(),
+                }
+                .json(&[
+                    ("file", Field::Text(file.clone())),
+                    ("offset", Field::Num(0)),
+                    (
+                        "damage",
+                        Field::Text(format!("bad segment header: {reason}")),
+                    ),
+                ])
+            } else {
+                format!("{file}: DAMAGE: bad segment header: {reason}")
+            }
+        }
+    };
+    lines.push(header_line);
+    for entry in &inspection.entries {
+        lines.push(match entry {
+            wal::InspectedEntry::Record {
+                offset,
+                len,
+                crc_ok,
+                payload,
+            } => {
+                let described = match kind {
+                    LogKind::Writes => LogRecord::decode(payload.as_slice())
+                        .map(|record| describe::log_record(&record)),
+                    LogKind::Hints => HintRecord::decode(payload.as_slice())
+                        .map(|record| describe::hint_record(&record)),
+                }
+                .unwrap_or_else(|error| describe::Description {
+                    kind: "undecodable".into(),
+                    fields: vec![("error", Field::Text(error.to_string()))],
+                });
+                let crc = if *crc_ok { "ok" } else { "BAD" };
+                if json {
+                    described.json(&[
+                        ("file", Field::Text(file.clone())),
+                        ("offset", Field::Num(*offset)),
+                        ("len", Field::Num(u64::from(*len))),
+                        ("crc_ok", Field::Flag(*crc_ok)),
+                    ])
+                } else {
+                    format!("{file} @{offset} len={len} crc={crc} {}", described.text())
+                }
+            }
+            wal::InspectedEntry::Damage {
+                offset,
+                len,
+                reason,
+            } => {
+                if json {
+                    describe::Description {
+                        kind: "damage".into(),
+                        fields: Vec::new(),
+                    }
+                    .json(&[
+                        ("file", Field::Text(file.clone())),
+                        ("offset", Field::Num(*offset)),
+                        ("len", Field::Num(*len)),
+                        ("damage", Field::Text(reason.clone())),
+                    ])
+                } else {
+                    format!("{file} @{offset} len={len} DAMAGE: {reason}")
+                }
+            }
+        });
+    }
+    Ok(())
 }
