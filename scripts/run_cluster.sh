@@ -9,7 +9,8 @@
 #
 # Environment: RUN_DIR (default ./run) holds data-N/, replica-N.log and
 # replica-N.pid; CONFIG (default scripts/cluster.conf) is the cluster file;
-# RINGKV_BIN, if set, is a ringkv binary to use instead of building one.
+# RINGKV_BIN, if set, is a ringkv binary to use instead of building one;
+# REPLICA_ARGS, if set, holds extra `ringkv replica` flags for every replica.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -45,7 +46,8 @@ start() {
             continue
         fi
         # setsid: the replicas outlive the terminal that started them.
-        setsid "$bin" replica --config "$config" --id "$id" --data "$run_dir/data-$id" \
+        # shellcheck disable=SC2086 # REPLICA_ARGS is a list of flags
+        setsid "$bin" replica --config "$config" --id "$id" --data "$run_dir/data-$id" ${REPLICA_ARGS:-} \
             </dev/null >>"$run_dir/replica-$id.log" 2>&1 &
         echo $! > "$run_dir/replica-$id.pid"
         echo "started replica $id (pid $!), log $run_dir/replica-$id.log"
