@@ -7,6 +7,7 @@
 
 use std::fmt;
 use std::io;
+use std::time::Duration;
 
 use byteorder::{BigEndian, ByteOrder};
 use prost::Message;
@@ -38,6 +39,12 @@ pub enum FrameError {
         /// Bytes the frame should have had, prefix included.
         expected: usize,
     },
+    /// A frame was started but not finished within the partial-frame
+    /// timeout.
+    Stalled {
+        /// The timeout in force.
+        timeout: Duration,
+    },
     /// The socket failed.
     Io(io::Error),
 }
@@ -55,6 +62,11 @@ impl fmt::Display for FrameError {
                 f,
                 "connection closed mid-frame after {received} of {expected} bytes"
             ),
+            FrameError::Stalled { timeout } => write!(
+                f,
+                "a frame was started but not finished within {} ms",
+                timeout.as_millis()
+            ),
             FrameError::Io(error) => write!(f, "socket error: {error}"),
         }
     }
@@ -68,22 +80,58 @@ pub async fn read_frame<R>(reader: &mut R, limit: usize) -> Result<Option<Vec<u8
 where
     R: Read + Unpin,
 {
+    read_frame_within(reader, limit, None).await
+}
+
+/// Reads one frame's body, as `read_frame`, but once a frame has started
+/// (its first byte arrived) the rest must arrive within `partial_timeout`:
+/// a connection may idle between frames for as long as it likes, but one
+/// that sends half a frame and goes silent (slowloris) is given up.
+pub async fn read_frame_within<R>(
+    reader: &mut R,
+    limit: usize,
+    partial_timeout: Option<Duration>,
+) -> Result<Option<Vec<u8>>, FrameError>
+where
+    R: Read + Unpin,
+{
     let mut prefix = [0u8; 4];
-    let mut filled = 0;
+    let n = reader
+        .read(&mut prefix[..1])
+        .await
+        .map_err(FrameError::Io)?;
+    if n == 0 {
+        return Ok(None);
+    }
+    let rest = read_rest_of_frame(reader, prefix, limit);
+    match partial_timeout {
+        None => rest.await,
+        Some(timeout) => rt::timeout(timeout, rest)
+            .await
+            .unwrap_or(Err(FrameError::Stalled { timeout })),
+    }
+}
+
+/// The rest of a frame whose first prefix byte is in `prefix[0]`.
+async fn read_rest_of_frame<R>(
+    reader: &mut R,
+    mut prefix: [u8; 4],
+    limit: usize,
+) -> Result<Option<Vec<u8>>, FrameError>
+where
+    R: Read + Unpin,
+{
+    let mut filled = 1;
     while filled < prefix.len() {
         let n = reader
             .read(&mut prefix[filled..])
             .await
             .map_err(FrameError::Io)?;
         if n == 0 {
-            return if filled == 0 {
-                Ok(None)
-            } else {
-                Err(FrameError::Truncated {
-                    received: filled,
-                    expected: 4,
-                })
-            };
+            return Err(FrameError::Truncated {
+                received: filled,
+                expected: 4,
+            });
         }
         filled += n;
     }
@@ -124,7 +172,7 @@ pub enum WriterEnd {
 pub async fn write_queued_frames(
     stream: &rt::TcpStream,
     queued: &rt::Receiver<Vec<u8>>,
-    stall_limit: std::time::Duration,
+    stall_limit: Duration,
 ) -> WriterEnd {
     let mut writer = rt::BufWriter::new(stream.clone());
     while let Ok(frame) = queued.recv().await {

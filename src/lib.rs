@@ -27,4 +27,5 @@ pub mod repair_mode;
 pub mod replica;
 pub mod ring;
 pub mod rt;
+pub mod shutdown;
 pub mod store;

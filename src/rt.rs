@@ -50,6 +50,12 @@ pub async fn sleep(duration: Duration) {
     async_std::task::sleep(duration).await
 }
 
+/// The output of whichever future finishes first; the other is dropped.
+pub async fn first_of<T>(a: impl Future<Output = T>, b: impl Future<Output = T>) -> T {
+    use async_std::prelude::FutureExt;
+    a.race(b).await
+}
+
 /// The future's output, or `None` if it did not finish within `duration`.
 pub async fn timeout<F: Future>(duration: Duration, future: F) -> Option<F::Output> {
     async_std::future::timeout(duration, future).await.ok()

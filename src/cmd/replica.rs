@@ -1,7 +1,8 @@
-//! `ringkv replica`: run one replica of the ring until the process is killed.
+//! `ringkv replica`: run one replica of the ring until it is stopped.
 //!
-//! Stopping is by signal (the scripts use SIGTERM, the crash tests SIGKILL);
-//! both are safe because a write is acknowledged only after it is durable.
+//! SIGTERM or SIGINT stops it cleanly (`shutdown.rs`): no new requests,
+//! those in progress finish, exit status 0 within about 5 s. SIGKILL is
+//! safe too, because a write is acknowledged only after it is durable.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use crate::repair_mode::RepairMode;
 use crate::replica::LocalReplica;
 use crate::ring::Ring;
 use crate::rt;
+use crate::shutdown::{self, Shutdown};
 
 /// Run one replica: serve clients and peers on the address the cluster file gives its id.
 #[derive(FromArgs, Debug)]
@@ -65,6 +67,9 @@ pub struct ReplicaArgs {
     /// most keys a hint is kept for, per down replica (default 256, every key; 0 keeps no hints)
     #[argh(option, default = "256")]
     pub max_hints_per_replica: usize,
+    /// a frame that has started must finish within this many milliseconds, or the connection is closed (default 10000; idle time between frames is not limited)
+    #[argh(option, default = "10_000")]
+    pub frame_read_timeout_ms: u64,
     /// threads that run the replica's async tasks (default 1; the WAL and hints logs have threads of their own)
     #[argh(option, default = "1")]
     pub executor_threads: usize,
@@ -81,6 +86,14 @@ const MAX_VALUE_LIMIT: usize = 16 * 1024 * 1024;
 
 /// Runs the replica; returns only if it cannot start.
 pub fn run(args: ReplicaArgs) -> Result<(), String> {
+    // First, before any thread exists: every later thread inherits the
+    // blocked signals, and only the signal thread takes them.
+    let shutdown = Arc::new(Shutdown::new());
+    let stopper = shutdown.clone();
+    shutdown::take_stop_signals(move |signal| {
+        crate::info!("{signal}: stopping (no new requests; finishing those in progress)");
+        stopper.begin();
+    })?;
     rt::set_executor_threads(args.executor_threads);
     crate::logging::set_process_tag(format!("replica {}", args.id));
     if args.max_value_bytes > MAX_VALUE_LIMIT {
@@ -89,6 +102,7 @@ pub fn run(args: ReplicaArgs) -> Result<(), String> {
     for (flag, value) in [
         ("--write-timeout-ms", args.write_timeout_ms),
         ("--read-timeout-ms", args.read_timeout_ms),
+        ("--frame-read-timeout-ms", args.frame_read_timeout_ms),
     ] {
         if !(1..=MAX_TIMEOUT_MS).contains(&value) {
             return Err(format!("{flag} must be between 1 and {MAX_TIMEOUT_MS}"));
@@ -234,6 +248,8 @@ pub fn run(args: ReplicaArgs) -> Result<(), String> {
             clock,
             limits,
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
+            frame_read_timeout: Duration::from_millis(args.frame_read_timeout_ms),
+            shutdown,
             max_requests_per_connection: 128,
             max_connections: args.max_connections,
         });

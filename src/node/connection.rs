@@ -15,13 +15,16 @@ use std::time::Duration;
 use prost::Message;
 
 use crate::error::KvError;
-use crate::frame::{encode_frame, read_frame, write_queued_frames, FrameError, WriterEnd};
+use crate::frame::{encode_frame, read_frame_within, write_queued_frames, FrameError, WriterEnd};
 use crate::node::Node;
 use crate::proto::{Body, Envelope};
 use crate::rt::{self, ReadExt};
 
 /// Replies that may wait for the writer before request tasks wait.
 const REPLY_QUEUE: usize = 256;
+
+/// How often a stopping connection looks whether its last request is done.
+const SHUTDOWN_POLL: Duration = Duration::from_millis(5);
 
 /// How long to keep reading (and discarding) after refusing a frame.
 const REFUSAL_LINGER: Duration = Duration::from_secs(2);
@@ -43,7 +46,16 @@ pub async fn serve_connection(node: Arc<Node>, stream: rt::TcpStream, remote: So
     let mut refused_claim = None;
     let mut peer_id = None;
     loop {
-        let frame = match read_frame(&mut reader, node.max_frame_bytes).await {
+        let read = read_frame_within(
+            &mut reader,
+            node.max_frame_bytes,
+            Some(node.frame_read_timeout),
+        );
+        let Some(read) = next_frame(&node, &slots, std::pin::pin!(read)).await else {
+            // Stopping, and nothing is in progress here: close.
+            break;
+        };
+        let frame = match read {
             Ok(Some(frame)) => frame,
             Ok(None) => break,
             Err(error @ FrameError::TooLong { claimed, .. }) => {
@@ -81,6 +93,20 @@ pub async fn serve_connection(node: Arc<Node>, stream: rt::TcpStream, remote: So
             (_, Some(id)) => node.peers.heard_from(id, false),
             _ => {}
         }
+        if node.shutdown.is_requested() {
+            let refusal = KvError::unavailable(format!(
+                "replica {} is shutting down; nothing was done (another coordinator can take the request)",
+                node.self_id
+            ));
+            if replies
+                .send(error_frame(envelope.request_id, refusal))
+                .await
+                .is_err()
+            {
+                break;
+            }
+            continue;
+        }
         if slots.send(()).await.is_err() {
             break;
         }
@@ -101,6 +127,37 @@ pub async fn serve_connection(node: Arc<Node>, stream: rt::TcpStream, remote: So
         // refusal before the peer reads it.
         let mut rest = (&mut reader).take(claimed as u64);
         let _ = rt::timeout(REFUSAL_LINGER, rt::copy(&mut rest, &mut rt::sink())).await;
+    }
+}
+
+/// The next frame's read, or `None` once the replica is stopping and no
+/// request of this connection is in progress: until then, requests that
+/// arrive are still read (and refused), so no client waits on a silent
+/// socket. The read future is polled across the stop, never dropped
+/// half-way through a frame while the connection goes on.
+async fn next_frame<F: std::future::Future + Unpin>(
+    node: &Node,
+    in_progress: &rt::Sender<()>,
+    mut read: F,
+) -> Option<F::Output> {
+    loop {
+        if node.shutdown.is_requested() {
+            if in_progress.is_empty() {
+                return None;
+            }
+            if let Some(outcome) = rt::timeout(SHUTDOWN_POLL, &mut read).await {
+                return Some(outcome);
+            }
+        } else {
+            let outcome = rt::first_of(async { Some((&mut read).await) }, async {
+                node.shutdown.requested().await;
+                None
+            })
+            .await;
+            if outcome.is_some() {
+                return outcome;
+            }
+        }
     }
 }
 

@@ -46,11 +46,16 @@ pub struct Node {
     pub limits: Limits,
     /// Frames above this size are refused and the connection closed.
     pub max_frame_bytes: usize,
+    /// A frame started must be finished within this; idling between
+    /// frames is not limited.
+    pub frame_read_timeout: std::time::Duration,
     /// Requests one connection may have in progress at once; the reader
     /// stops reading until one finishes.
     pub max_requests_per_connection: usize,
     /// Connections served at once; more are refused.
     pub max_connections: usize,
+    /// Set on SIGTERM or SIGINT: stop taking requests, finish the rest.
+    pub shutdown: Arc<crate::shutdown::Shutdown>,
 }
 
 impl Node {
