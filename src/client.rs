@@ -12,8 +12,8 @@ use crate::error::KvError;
 use crate::frame::DEFAULT_MAX_FRAME_BYTES;
 use crate::mux::{CallError, FrameLimits, MuxConnection};
 use crate::proto::{
-    Body, Consistency, DeleteRequest, GetRequest, InspectReply, InspectRequest, PutRequest,
-    RepairReply, RepairRequest, StatusReply, StatusRequest, Versioned,
+    AuthRequest, Body, Consistency, DeleteRequest, GetRequest, InspectReply, InspectRequest,
+    PutRequest, RepairReply, RepairRequest, StatusReply, StatusRequest, Versioned,
 };
 use crate::ring::REPLICATION_FACTOR;
 use crate::rt;
@@ -33,6 +33,8 @@ pub const DEFAULT_CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Client {
     addr: String,
     timeout: Duration,
+    /// Proved on every new connection, if the cluster requires it.
+    secret: Option<Vec<u8>>,
     connection: rt::AsyncMutex<Option<Arc<MuxConnection>>>,
 }
 
@@ -42,8 +44,16 @@ impl Client {
         Client {
             addr: addr.into(),
             timeout: DEFAULT_CLIENT_TIMEOUT,
+            secret: None,
             connection: rt::AsyncMutex::new(None),
         }
+    }
+
+    /// Authenticates every connection with the cluster's secret
+    /// (`--secret-file`), as a client.
+    pub fn with_secret(mut self, secret: Option<Vec<u8>>) -> Client {
+        self.secret = secret;
+        self
     }
 
     /// Changes how long each request waits for an answer.
@@ -155,6 +165,23 @@ impl Client {
         )
         .await
         .map_err(|reason| KvError::unavailable(format!("coordinator unreachable: {reason}")))?;
+        if let Some(secret) = &self.secret {
+            let auth = Body::Auth(AuthRequest {
+                secret: secret.clone(),
+                replica_id: None,
+            });
+            match connection.call(auth, self.timeout).await {
+                Ok(Body::AuthReply(_)) => {}
+                Ok(other) => return Err(unexpected(other)),
+                Err(CallError::Refused(error)) => return Err(error),
+                Err(error) => {
+                    return Err(KvError::unavailable(format!(
+                        "coordinator at {} did not complete authentication: {error:?}",
+                        self.addr
+                    )))
+                }
+            }
+        }
         *slot = Some(connection.clone());
         Ok(connection)
     }

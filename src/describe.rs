@@ -186,7 +186,12 @@ fn body_description(body: &Body) -> Description {
             .with_level(put.consistency),
         Body::Delete(delete) => d.with_key(delete.key).with_level(delete.consistency),
         Body::Inspect(inspect) => d.with_key(inspect.key),
-        Body::Status(_) | Body::Repair(_) | Body::ReplicaWriteAck(_) => d,
+        Body::Status(_) | Body::Repair(_) | Body::ReplicaWriteAck(_) | Body::AuthReply(_) => d,
+        // The secret itself is never printed.
+        Body::Auth(auth) => match auth.replica_id {
+            Some(id) => d.with("replica", Field::Num(u64::from(id))),
+            None => d.with("as", Field::Word("client".into())),
+        },
         Body::GetReply(reply) => d.with_version(reply.found.as_ref()),
         Body::PutReply(reply) => d.with("timestamp", Field::Time(reply.timestamp_micros)),
         Body::DeleteReply(reply) => d.with("timestamp", Field::Time(reply.timestamp_micros)),

@@ -19,6 +19,9 @@ pub enum ErrorKind {
     Timeout,
     /// A fault inside a replica, such as a failed disk.
     Internal,
+    /// The connection has not authenticated (or not as a replica) with a
+    /// replica that requires it; nothing was done.
+    Unauthenticated,
 }
 
 /// A failed request: its kind and a message for the person reading it.
@@ -51,6 +54,11 @@ impl KvError {
         Self::new(ErrorKind::Internal, message)
     }
 
+    /// Not authenticated for this request.
+    pub fn unauthenticated(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Unauthenticated, message)
+    }
+
     fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
         Self {
             kind,
@@ -67,6 +75,7 @@ impl ErrorKind {
             ErrorKind::Unavailable => "UNAVAILABLE",
             ErrorKind::Timeout => "TIMEOUT",
             ErrorKind::Internal => "INTERNAL",
+            ErrorKind::Unauthenticated => "UNAUTHENTICATED",
         }
     }
 }
@@ -86,6 +95,7 @@ impl From<KvError> for proto::Error {
             ErrorKind::Unavailable => proto::ErrorKind::Unavailable,
             ErrorKind::Timeout => proto::ErrorKind::Timeout,
             ErrorKind::Internal => proto::ErrorKind::Internal,
+            ErrorKind::Unauthenticated => proto::ErrorKind::Unauthenticated,
         };
         proto::Error {
             kind: kind as i32,
@@ -100,6 +110,7 @@ impl From<proto::Error> for KvError {
             Ok(proto::ErrorKind::Invalid) => ErrorKind::Invalid,
             Ok(proto::ErrorKind::Unavailable) => ErrorKind::Unavailable,
             Ok(proto::ErrorKind::Timeout) => ErrorKind::Timeout,
+            Ok(proto::ErrorKind::Unauthenticated) => ErrorKind::Unauthenticated,
             // An error kind this build does not know is still an error.
             Ok(proto::ErrorKind::Internal | proto::ErrorKind::Unspecified) | Err(_) => {
                 ErrorKind::Internal

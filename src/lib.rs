@@ -27,5 +27,6 @@ pub mod repair_mode;
 pub mod replica;
 pub mod ring;
 pub mod rt;
+pub mod secret;
 pub mod shutdown;
 pub mod store;

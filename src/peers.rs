@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use crate::frame::DEFAULT_MAX_FRAME_BYTES;
 use crate::mux::{CallError, FrameLimits, MuxConnection};
-use crate::proto::{Body, Ping};
+use crate::proto::{AuthRequest, Body, Ping};
 use crate::ring::{ReplicaId, Ring};
 use crate::rt;
 
@@ -154,6 +154,8 @@ enum Role {
 /// connection we share for all requests to it.
 pub struct Peer {
     self_id: ReplicaId,
+    /// The cluster's secret, proved on every connection before its hello.
+    secret: Option<Arc<[u8]>>,
     link: Arc<PeerLink>,
     timing: PeerTiming,
 }
@@ -205,6 +207,31 @@ impl Peer {
             move |connection_id, reason| link.connection_broke(role, connection_id, reason),
         )
         .await?;
+        if let Some(secret) = &self.secret {
+            let auth = Body::Auth(AuthRequest {
+                secret: secret.to_vec(),
+                replica_id: Some(self.self_id),
+            });
+            match connection.call(auth, self.timing.ping_timeout).await {
+                Ok(Body::AuthReply(_)) => {}
+                Ok(other) => {
+                    connection.close();
+                    return Err(format!(
+                        "answered authentication with a {}",
+                        other.kind_name()
+                    ));
+                }
+                Err(CallError::Refused(error)) => {
+                    connection.close();
+                    return Err(format!("refused our authentication: {error}"));
+                }
+                Err(CallError::TimedOut) => {
+                    connection.close();
+                    return Err("did not answer our authentication in time".to_string());
+                }
+                Err(CallError::Disconnected(reason)) => return Err(reason),
+            }
+        }
         // The hello: tells the peer who we are, and proves the connection.
         let hello = Body::Ping(Ping {
             sender_id: self.self_id,
@@ -329,7 +356,12 @@ pub struct Peers {
 impl Peers {
     /// Links to every member of the ring but `self_id`, all believed down
     /// until they answer. Call `probe_all_once`, then `start_probing`.
-    pub fn new(ring: &Ring, self_id: ReplicaId, timing: PeerTiming) -> Peers {
+    pub fn new(
+        ring: &Ring,
+        self_id: ReplicaId,
+        timing: PeerTiming,
+        secret: Option<Arc<[u8]>>,
+    ) -> Peers {
         let (announce_up, up_events) = rt::unbounded();
         let by_id = ring
             .members()
@@ -338,6 +370,7 @@ impl Peers {
                 (member.id != self_id).then(|| {
                     Arc::new(Peer {
                         self_id,
+                        secret: secret.clone(),
                         link: Arc::new(PeerLink {
                             id: member.id,
                             addr: member.addr.clone(),

@@ -63,6 +63,9 @@ pub struct BenchArgs {
     /// threads that run the client's async tasks (default 1: on a small machine the load generator shares the cores with the replicas)
     #[argh(option, default = "1")]
     pub threads: usize,
+    /// a file holding the cluster's shared secret, if its replicas run with --secret-file
+    #[argh(option)]
+    pub secret_file: Option<PathBuf>,
     /// print one JSON object instead of text
     #[argh(switch)]
     pub json: bool,
@@ -112,6 +115,11 @@ struct WorkerReport {
 pub fn run(args: BenchArgs) -> Result<(), String> {
     rt::set_executor_threads(args.threads);
     let ring = Ring::load(&args.config).map_err(|e| e.to_string())?;
+    let secret = args
+        .secret_file
+        .as_deref()
+        .map(crate::secret::load)
+        .transpose()?;
     if !(0.0..=1.0).contains(&args.reads) {
         return Err("--reads is a share between 0.0 and 1.0".into());
     }
@@ -149,9 +157,10 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
     let (elapsed, total) = rt::block_on(async {
         let mut workers = Vec::new();
         for connection in 0..args.connections {
-            let client = Arc::new(Client::new(
-                coordinators[connection % coordinators.len()].clone(),
-            ));
+            let client = Arc::new(
+                Client::new(coordinators[connection % coordinators.len()].clone())
+                    .with_secret(secret.clone()),
+            );
             for slot in 0..args.pipeline {
                 let (client, shared, report, args) =
                     (client.clone(), shared.clone(), report.clone(), args.clone());

@@ -31,6 +31,9 @@ pub struct ClientArgs {
     /// how long to wait for each answer, in milliseconds (default 10000)
     #[argh(option, default = "10_000")]
     pub timeout_ms: u64,
+    /// a file holding the cluster's shared secret, if its replicas run with --secret-file
+    #[argh(option)]
+    pub secret_file: Option<PathBuf>,
 }
 
 /// The longest answer timeout accepted: an hour.
@@ -55,8 +58,14 @@ pub fn run(args: ClientArgs) -> Result<(), String> {
             "--timeout-ms must be between 1 and {MAX_TIMEOUT_MS}"
         ));
     }
-    let client =
-        Client::new(member.addr.clone()).with_timeout(Duration::from_millis(args.timeout_ms));
+    let secret = args
+        .secret_file
+        .as_deref()
+        .map(crate::secret::load)
+        .transpose()?;
+    let client = Client::new(member.addr.clone())
+        .with_timeout(Duration::from_millis(args.timeout_ms))
+        .with_secret(secret);
     let interactive = std::io::stdin().is_terminal();
     let prompt = format!("ringkv@{}> ", args.coordinator);
     if interactive {

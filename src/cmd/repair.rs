@@ -18,15 +18,25 @@ pub struct RepairArgs {
     /// the cluster file: one `ID HOST:PORT` line per replica
     #[argh(option)]
     pub config: PathBuf,
+    /// a file holding the cluster's shared secret, if its replicas run with --secret-file
+    #[argh(option)]
+    pub secret_file: Option<PathBuf>,
 }
 
 /// Asks each replica in turn; fails (exit 1) if any could not run a round.
 pub fn run(args: RepairArgs) -> Result<(), String> {
     let ring = Ring::load(&args.config).map_err(|e| e.to_string())?;
+    let secret = args
+        .secret_file
+        .as_deref()
+        .map(crate::secret::load)
+        .transpose()?;
     rt::block_on(async {
         let mut failed = 0;
         for member in ring.members() {
-            let client = Client::new(member.addr.clone()).with_timeout(Duration::from_secs(30));
+            let client = Client::new(member.addr.clone())
+                .with_timeout(Duration::from_secs(30))
+                .with_secret(secret.clone());
             match client.repair().await {
                 Ok(reply) => {
                     let skipped = if reply.unreachable.is_empty() {

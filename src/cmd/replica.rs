@@ -22,6 +22,7 @@ use crate::repair_mode::RepairMode;
 use crate::replica::LocalReplica;
 use crate::ring::Ring;
 use crate::rt;
+use crate::secret;
 use crate::shutdown::{self, Shutdown};
 
 /// Run one replica: serve clients and peers on the address the cluster file gives its id.
@@ -70,6 +71,9 @@ pub struct ReplicaArgs {
     /// a frame that has started must finish within this many milliseconds, or the connection is closed (default 10000; idle time between frames is not limited)
     #[argh(option, default = "10_000")]
     pub frame_read_timeout_ms: u64,
+    /// a file holding the cluster's shared secret: every connection must then authenticate, and only replicas may send replica messages (without TLS this guards against strangers and mistakes, not eavesdroppers)
+    #[argh(option)]
+    pub secret_file: Option<PathBuf>,
     /// threads that run the replica's async tasks (default 1; the WAL and hints logs have threads of their own)
     #[argh(option, default = "1")]
     pub executor_threads: usize,
@@ -109,6 +113,7 @@ pub fn run(args: ReplicaArgs) -> Result<(), String> {
         }
     }
     let ring = Arc::new(Ring::load(&args.config).map_err(|e| e.to_string())?);
+    let secret = args.secret_file.as_deref().map(secret::load).transpose()?;
     let member = ring
         .member(args.id)
         .ok_or_else(|| format!("replica {} is not in {}", args.id, args.config.display()))?
@@ -194,7 +199,12 @@ pub fn run(args: ReplicaArgs) -> Result<(), String> {
         clock_lease::start(&args.data, &clock)?;
         let local = Arc::new(local);
         let hints = Arc::new(hints);
-        let peers = Arc::new(Peers::new(&ring, args.id, PeerTiming::default()));
+        let peers = Arc::new(Peers::new(
+            &ring,
+            args.id,
+            PeerTiming::default(),
+            secret.as_deref().map(Arc::from),
+        ));
         let coordinator = Arc::new(Coordinator::new(CoordinatorParts {
             self_id: args.id,
             ring: ring.clone(),
@@ -249,6 +259,7 @@ pub fn run(args: ReplicaArgs) -> Result<(), String> {
             limits,
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             frame_read_timeout: Duration::from_millis(args.frame_read_timeout_ms),
+            secret,
             shutdown,
             max_requests_per_connection: 128,
             max_connections: args.max_connections,

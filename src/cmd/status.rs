@@ -23,6 +23,9 @@ pub struct StatusArgs {
     /// and sees every other one up (default 0: ask once)
     #[argh(option, default = "0")]
     pub wait: u64,
+    /// a file holding the cluster's shared secret, if its replicas run with --secret-file
+    #[argh(option)]
+    pub secret_file: Option<PathBuf>,
 }
 
 /// The longest `--wait` accepted: a day.
@@ -31,13 +34,18 @@ const MAX_WAIT_SECONDS: u64 = 86_400;
 /// Prints the status; fails (exit 1) unless every replica answered.
 pub fn run(args: StatusArgs) -> Result<(), String> {
     let ring = Ring::load(&args.config).map_err(|e| e.to_string())?;
+    let secret = args
+        .secret_file
+        .as_deref()
+        .map(crate::secret::load)
+        .transpose()?;
     if args.wait > MAX_WAIT_SECONDS {
         return Err(format!("--wait is at most {MAX_WAIT_SECONDS} seconds"));
     }
     let deadline = Instant::now() + Duration::from_secs(args.wait);
     rt::block_on(async {
         loop {
-            let answers = ask_all(&ring).await;
+            let answers = ask_all(&ring, &secret).await;
             let all_ready = answers.iter().all(|answer| {
                 answer
                     .as_ref()
@@ -63,10 +71,12 @@ pub fn run(args: StatusArgs) -> Result<(), String> {
     })
 }
 
-async fn ask_all(ring: &Ring) -> Vec<Result<StatusReply, String>> {
+async fn ask_all(ring: &Ring, secret: &Option<Vec<u8>>) -> Vec<Result<StatusReply, String>> {
     let mut answers = Vec::new();
     for member in ring.members() {
-        let client = Client::new(member.addr.clone()).with_timeout(Duration::from_secs(2));
+        let client = Client::new(member.addr.clone())
+            .with_timeout(Duration::from_secs(2))
+            .with_secret(secret.clone());
         answers.push(client.status().await.map_err(|e| e.message));
     }
     answers

@@ -16,6 +16,7 @@ use prost::Message;
 
 use crate::error::KvError;
 use crate::frame::{encode_frame, read_frame_within, write_queued_frames, FrameError, WriterEnd};
+use crate::node::access::{Access, Admission};
 use crate::node::Node;
 use crate::proto::{Body, Envelope};
 use crate::rt::{self, ReadExt};
@@ -45,6 +46,7 @@ pub async fn serve_connection(node: Arc<Node>, stream: rt::TcpStream, remote: So
     let mut reader = rt::BufReader::new(stream.clone());
     let mut refused_claim = None;
     let mut peer_id = None;
+    let mut access = Access::new(node.secret.is_some());
     loop {
         let read = read_frame_within(
             &mut reader,
@@ -83,6 +85,34 @@ pub async fn serve_connection(node: Arc<Node>, stream: rt::TcpStream, remote: So
                 continue;
             }
         };
+        match access.admit(&envelope.body, node.secret.as_deref(), &node.ring) {
+            Admission::Proceed => {}
+            Admission::Answer(body) => {
+                if replies
+                    .send(reply_frame(envelope.request_id, body))
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+                continue;
+            }
+            Admission::Refuse(error) => {
+                crate::warn!(
+                    "refused a {} from {remote}: {}",
+                    kind_of(&envelope),
+                    error.message
+                );
+                if replies
+                    .send(error_frame(envelope.request_id, error))
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+                continue;
+            }
+        }
         // A peer's first frame is its hello ping: from then on, anything
         // on this connection shows that peer is alive.
         match (&envelope.body, peer_id) {
@@ -180,6 +210,13 @@ async fn write_replies(stream: rt::TcpStream, queued: rt::Receiver<Vec<u8>>, rem
     let _ = stream.shutdown(how);
     // Request tasks blocked on a full queue can then finish.
     queued.close();
+}
+
+fn kind_of(envelope: &Envelope) -> &'static str {
+    envelope
+        .body
+        .as_ref()
+        .map_or("request without a body", Body::kind_name)
 }
 
 /// Decodes a request, refusing id 0: a reply with id 0 could not be told

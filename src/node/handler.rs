@@ -54,6 +54,8 @@ pub struct Node {
     pub max_requests_per_connection: usize,
     /// Connections served at once; more are refused.
     pub max_connections: usize,
+    /// The cluster's shared secret, if connections must authenticate.
+    pub secret: Option<Vec<u8>>,
     /// Set on SIGTERM or SIGINT: stop taking requests, finish the rest.
     pub shutdown: Arc<crate::shutdown::Shutdown>,
 }

@@ -27,6 +27,9 @@ pub struct Cluster {
     pub addrs: Vec<String>,
     replicas: Vec<Option<Child>>,
     extra_args: Vec<String>,
+    /// The secret of `--secret-file`, if the replicas were given one: the
+    /// cluster's own clients authenticate with it.
+    pub secret: Option<Vec<u8>>,
 }
 
 impl Cluster {
@@ -59,6 +62,11 @@ impl Cluster {
             addrs,
             replicas: (0..n).map(|_| None).collect(),
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            secret: extra_args
+                .iter()
+                .position(|arg| *arg == "--secret-file")
+                .and_then(|i| extra_args.get(i + 1))
+                .map(|path| ringkv::secret::load(Path::new(path)).expect("the secret file")),
         };
         for id in 0..n {
             cluster.spawn(id);
@@ -171,9 +179,10 @@ impl Cluster {
         child.wait().expect("wait for replica").success()
     }
 
-    /// A client whose coordinator is replica `id`.
+    /// A client whose coordinator is replica `id` (authenticated, if the
+    /// cluster requires it).
     pub fn client(&self, id: usize) -> Client {
-        Client::new(self.addrs[id].clone())
+        Client::new(self.addrs[id].clone()).with_secret(self.secret.clone())
     }
 
     /// delete through coordinator `id`.

@@ -1,0 +1,170 @@
+//! Who a connection has shown itself to be, and so what it may ask.
+//!
+//! Without `--secret-file` every connection may send everything (the
+//! replica cannot tell its peers from clients). With it, a connection must
+//! first authenticate: as a client, which may send client requests, or as
+//! a replica of the cluster file, which may also send the replica-only
+//! messages (writes and reads of a replica's own copy, pings, digests).
+//! Anything else is refused with UNAUTHENTICATED and nothing is applied.
+
+use crate::error::KvError;
+use crate::proto::{AuthReply, AuthRequest, Body};
+use crate::ring::{ReplicaId, Ring};
+use crate::secret;
+
+/// What a connection has proved so far.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// No secret is configured: everything is allowed.
+    Open,
+    /// A secret is required and has not been given yet.
+    Anonymous,
+    /// Authenticated as a client.
+    Client,
+    /// Authenticated as this replica of the cluster file.
+    Replica(ReplicaId),
+}
+
+/// What to do with one request.
+#[derive(Debug, PartialEq)]
+pub enum Admission {
+    /// Carry it out.
+    Proceed,
+    /// It was an authentication: answer with this.
+    Answer(Body),
+    /// Refuse it with this error.
+    Refuse(KvError),
+}
+
+impl Access {
+    /// The state of a new connection.
+    pub fn new(secret_required: bool) -> Access {
+        if secret_required {
+            Access::Anonymous
+        } else {
+            Access::Open
+        }
+    }
+
+    /// Handles an authentication, or decides whether a request may proceed.
+    pub fn admit(&mut self, body: &Option<Body>, secret: Option<&[u8]>, ring: &Ring) -> Admission {
+        if let Some(Body::Auth(auth)) = body {
+            return self.authenticate(auth, secret, ring);
+        }
+        let replica_only = matches!(
+            body,
+            Some(Body::ReplicaWrite(_) | Body::ReplicaRead(_) | Body::Ping(_) | Body::Digest(_))
+        );
+        match (*self, body) {
+            (Access::Open, _) => Admission::Proceed,
+            (Access::Anonymous, _) => Admission::Refuse(KvError::unauthenticated(
+                "this replica requires authentication: send an auth request with the cluster's secret first (--secret-file)",
+            )),
+            (Access::Client, _) if replica_only => Admission::Refuse(KvError::unauthenticated(
+                "only a connection authenticated as a replica of the cluster may send this",
+            )),
+            (Access::Replica(id), Some(Body::Ping(ping))) if ping.sender_id != id => {
+                Admission::Refuse(KvError::unauthenticated(format!(
+                    "authenticated as replica {id}, but the ping says replica {}",
+                    ping.sender_id
+                )))
+            }
+            (Access::Client | Access::Replica(_), _) => Admission::Proceed,
+        }
+    }
+
+    fn authenticate(
+        &mut self,
+        auth: &AuthRequest,
+        secret: Option<&[u8]>,
+        ring: &Ring,
+    ) -> Admission {
+        let Some(secret) = secret else {
+            // Nothing to prove: accepted, and everything stays allowed.
+            return Admission::Answer(Body::AuthReply(AuthReply {}));
+        };
+        if !secret::matches(secret, &auth.secret) {
+            return Admission::Refuse(KvError::unauthenticated(
+                "wrong secret: the connection is not authenticated",
+            ));
+        }
+        *self = match auth.replica_id {
+            None => Access::Client,
+            Some(id) if ring.member(id).is_some() => Access::Replica(id),
+            Some(id) => {
+                return Admission::Refuse(KvError::unauthenticated(format!(
+                    "replica {id} is not in this replica's cluster file"
+                )))
+            }
+        };
+        Admission::Answer(Body::AuthReply(AuthReply {}))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorKind;
+    use crate::proto::{GetRequest, Ping, ReplicaWrite};
+
+    fn ring() -> Ring {
+        Ring::parse("0 127.0.0.1:1\n1 127.0.0.1:2\n2 127.0.0.1:3\n").expect("ring")
+    }
+
+    fn auth(secret: &[u8], replica_id: Option<u32>) -> Option<Body> {
+        Some(Body::Auth(AuthRequest {
+            secret: secret.to_vec(),
+            replica_id,
+        }))
+    }
+
+    fn refused_kind(admission: Admission) -> Option<ErrorKind> {
+        match admission {
+            Admission::Refuse(error) => Some(error.kind),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn a_secret_gates_every_request_and_replica_messages_need_a_replica() {
+        let ring = ring();
+        let secret = Some(&b"s"[..]);
+        let get = Some(Body::Get(GetRequest::default()));
+        let write = Some(Body::ReplicaWrite(ReplicaWrite::default()));
+        let mut access = Access::new(true);
+        assert_eq!(
+            refused_kind(access.admit(&get, secret, &ring)),
+            Some(ErrorKind::Unauthenticated)
+        );
+        assert_eq!(
+            refused_kind(access.admit(&auth(b"wrong", None), secret, &ring)),
+            Some(ErrorKind::Unauthenticated)
+        );
+        assert!(matches!(
+            access.admit(&auth(b"s", None), secret, &ring),
+            Admission::Answer(_)
+        ));
+        assert_eq!(access.admit(&get, secret, &ring), Admission::Proceed);
+        assert_eq!(
+            refused_kind(access.admit(&write, secret, &ring)),
+            Some(ErrorKind::Unauthenticated)
+        );
+        let mut peer = Access::new(true);
+        assert_eq!(
+            refused_kind(peer.admit(&auth(b"s", Some(7)), secret, &ring)),
+            Some(ErrorKind::Unauthenticated)
+        );
+        assert!(matches!(
+            peer.admit(&auth(b"s", Some(2)), secret, &ring),
+            Admission::Answer(_)
+        ));
+        assert_eq!(peer.admit(&write, secret, &ring), Admission::Proceed);
+        let impostor = Some(Body::Ping(Ping { sender_id: 1 }));
+        assert_eq!(
+            refused_kind(peer.admit(&impostor, secret, &ring)),
+            Some(ErrorKind::Unauthenticated)
+        );
+        let mut open = Access::new(false);
+        assert_eq!(open.admit(&write, None, &ring), Admission::Proceed);
+    }
+}
