@@ -123,3 +123,47 @@ fn a_half_sent_frame_is_given_up_while_idle_connections_stay() {
     let log = cluster.log(1);
     assert!(log.contains("not finished within 300 ms"), "{log}");
 }
+
+#[test]
+fn clients_filling_every_slot_cannot_lock_a_restarted_peer_out() {
+    let mut cluster = Cluster::start_with(4, &["--max-connections", "3"]);
+    // Three idle clients take every client slot of replica 0.
+    let idle: Vec<TcpStream> = (0..3)
+        .map(|_| TcpStream::connect(&cluster.addrs[0]).expect("connect"))
+        .collect();
+    std::thread::sleep(Duration::from_millis(100));
+    // A fourth client is refused, with a typed error, after its first request.
+    let fourth = ringkv::client::Client::new(cluster.addrs[0].clone());
+    let error = rt::block_on(fourth.get(10, Consistency::One)).expect_err("no client slot");
+    assert!(
+        matches!(error.kind, ErrorKind::Unavailable | ErrorKind::Timeout),
+        "{error}"
+    );
+    // Replica 1 restarts: its connections to replica 0 come in on the peer
+    // allowance, and replica 0 sees it again.
+    cluster.kill(1);
+    cluster.spawn(1);
+    cluster.wait_for_port(1);
+    // Key 10 lives on 0, 1, 2: ALL through coordinator 1 needs replica 0.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match cluster.put(1, 10, "through the peer allowance", Consistency::All) {
+            Ok(_) => break,
+            Err(error) if Instant::now() < deadline => {
+                let _ = error;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(error) => panic!("replica 1 never reached replica 0: {error}"),
+        }
+    }
+    assert_eq!(
+        cluster.get(1, 10, Consistency::All).expect("get"),
+        Some("through the peer allowance".into())
+    );
+    assert!(
+        cluster.log(0).contains("refusing a client connection"),
+        "{}",
+        cluster.log(0)
+    );
+    drop(idle);
+}

@@ -47,9 +47,12 @@ pub struct ReplicaArgs {
     /// largest value accepted, in bytes (default 1048576 = 1 MiB; at most 16 MiB)
     #[argh(option, default = "1024 * 1024")]
     pub max_value_bytes: usize,
-    /// most client and peer connections served at once (default 1024)
+    /// most client connections served at once (default 1024)
     #[argh(option, default = "1024")]
     pub max_connections: usize,
+    /// most connections from other replicas served at once, apart from the clients' allowance, so clients can never lock replicas out (default 64)
+    #[argh(option, default = "64")]
+    pub max_peer_connections: usize,
     /// size at which the write-ahead log starts a new segment, in bytes (default 64 MiB)
     #[argh(option, default = "64 * 1024 * 1024")]
     pub wal_segment_bytes: u64,
@@ -263,6 +266,7 @@ pub fn run(args: ReplicaArgs) -> Result<(), String> {
             shutdown,
             max_requests_per_connection: 128,
             max_connections: args.max_connections,
+            max_peer_connections: args.max_peer_connections,
         });
         let up: Vec<String> = node
             .peers

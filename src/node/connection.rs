@@ -17,8 +17,9 @@ use prost::Message;
 use crate::error::KvError;
 use crate::frame::{encode_frame, read_frame_within, write_queued_frames, FrameError, WriterEnd};
 use crate::node::access::{Access, Admission};
+use crate::node::slots::{Slot, PROBATION};
 use crate::node::Node;
-use crate::proto::{Body, Envelope};
+use crate::proto::{AuthRequest, Body, Envelope};
 use crate::rt::{self, ReadExt};
 
 /// Replies that may wait for the writer before request tasks wait.
@@ -36,7 +37,12 @@ const REFUSAL_LINGER: Duration = Duration::from_secs(2);
 const WRITE_STALL_LIMIT: Duration = Duration::from_secs(30);
 
 /// Serves one connection until the other side closes it or breaks the protocol.
-pub async fn serve_connection(node: Arc<Node>, stream: rt::TcpStream, remote: SocketAddr) {
+pub async fn serve_connection(
+    node: Arc<Node>,
+    stream: rt::TcpStream,
+    remote: SocketAddr,
+    mut slot: Slot,
+) {
     let _ = stream.set_nodelay(true);
     let (replies, queued) = rt::bounded::<Vec<u8>>(REPLY_QUEUE);
     let writer = rt::spawn(write_replies(stream.clone(), queued, remote));
@@ -53,8 +59,22 @@ pub async fn serve_connection(node: Arc<Node>, stream: rt::TcpStream, remote: So
             node.max_frame_bytes,
             Some(node.frame_read_timeout),
         );
-        let Some(read) = next_frame(&node, &slots, std::pin::pin!(read)).await else {
-            // Stopping, and nothing is in progress here: close.
+        let read = std::pin::pin!(read);
+        let next = next_frame(&node, &slots, read);
+        let next = if slot.on_probation() {
+            rt::timeout(PROBATION, next).await.unwrap_or_else(|| {
+                crate::warn!(
+                    "closing connection from {remote}: every client slot is taken and it did not show it is a replica within {} ms",
+                    PROBATION.as_millis()
+                );
+                None
+            })
+        } else {
+            next.await
+        };
+        let Some(read) = next else {
+            // Stopping with nothing in progress here, or a probation that
+            // ran out: close.
             break;
         };
         let frame = match read {
@@ -85,6 +105,28 @@ pub async fn serve_connection(node: Arc<Node>, stream: rt::TcpStream, remote: So
                 continue;
             }
         };
+        let shows_a_replica = matches!(
+            &envelope.body,
+            Some(Body::Ping(_))
+                | Some(Body::Auth(AuthRequest {
+                    replica_id: Some(_),
+                    ..
+                }))
+        );
+        if slot.on_probation() && !shows_a_replica {
+            crate::warn!(
+                "refusing a client connection from {remote}: already serving {} client connections",
+                node.max_connections
+            );
+            let refusal = KvError::unavailable(format!(
+                "replica {} already serves {} client connections (--max-connections); try again later or another coordinator",
+                node.self_id, node.max_connections
+            ));
+            let _ = replies
+                .send(error_frame(envelope.request_id, refusal))
+                .await;
+            break;
+        }
         match access.admit(&envelope.body, node.secret.as_deref(), &node.ring) {
             Admission::Proceed => {}
             Admission::Answer(body) => {
@@ -118,6 +160,7 @@ pub async fn serve_connection(node: Arc<Node>, stream: rt::TcpStream, remote: So
         match (&envelope.body, peer_id) {
             (Some(Body::Ping(ping)), None) => {
                 peer_id = Some(ping.sender_id);
+                slot.become_peer();
                 node.peers.heard_from(ping.sender_id, true);
             }
             (_, Some(id)) => node.peers.heard_from(id, false),

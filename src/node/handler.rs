@@ -52,8 +52,10 @@ pub struct Node {
     /// Requests one connection may have in progress at once; the reader
     /// stops reading until one finishes.
     pub max_requests_per_connection: usize,
-    /// Connections served at once; more are refused.
+    /// Client connections served at once; more are refused.
     pub max_connections: usize,
+    /// Peer connections served at once, apart from the clients' allowance.
+    pub max_peer_connections: usize,
     /// The cluster's shared secret, if connections must authenticate.
     pub secret: Option<Vec<u8>>,
     /// Set on SIGTERM or SIGINT: stop taking requests, finish the rest.

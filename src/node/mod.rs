@@ -5,6 +5,7 @@ pub mod access;
 pub mod connection;
 pub mod handler;
 pub mod server;
+pub mod slots;
 
 pub use handler::Node;
 pub use server::serve;

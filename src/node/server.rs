@@ -1,13 +1,14 @@
-//! The accept loop: one task per connection, at most `max_connections` at
-//! once. Clients and peers share the port. On a stop (`shutdown.rs`) it
+//! The accept loop: one task per connection, at most `max_connections`
+//! client connections and `max_peer_connections` peer connections at once
+//! (`slots.rs`). Clients and peers share the port. On a stop (`shutdown.rs`) it
 //! stops accepting and waits, up to the grace period, for every connection
 //! to finish its requests and close.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::node::connection::serve_connection;
+use crate::node::slots::ConnectionSlots;
 use crate::node::Node;
 use crate::rt;
 use crate::shutdown::GRACE;
@@ -17,7 +18,7 @@ use crate::shutdown::GRACE;
 /// Connections over the limit are closed at once (and logged) so that the
 /// ones being served keep their share.
 pub async fn serve(node: Arc<Node>, listener: rt::TcpListener) {
-    let open_connections = Arc::new(AtomicUsize::new(0));
+    let slots = ConnectionSlots::new(node.max_connections, node.max_peer_connections);
     loop {
         let accepted = rt::first_of(async { Some(listener.accept().await) }, async {
             node.shutdown.requested().await;
@@ -34,26 +35,25 @@ pub async fn serve(node: Arc<Node>, listener: rt::TcpListener) {
                 continue;
             }
         };
-        if open_connections.fetch_add(1, Ordering::Relaxed) >= node.max_connections {
-            open_connections.fetch_sub(1, Ordering::Relaxed);
+        let Some(slot) = slots.admit() else {
             crate::warn!(
-                "refusing connection from {remote}: already serving {} connections",
-                node.max_connections
+                "refusing connection from {remote}: already serving {} client and {} peer connections",
+                node.max_connections,
+                node.max_peer_connections
             );
             continue;
-        }
-        let (node, open_connections) = (node.clone(), open_connections.clone());
+        };
+        let node = node.clone();
         rt::spawn(async move {
-            serve_connection(node, stream, remote).await;
-            open_connections.fetch_sub(1, Ordering::Relaxed);
+            serve_connection(node, stream, remote, slot).await;
         });
     }
     drop(listener);
     let stopping = Instant::now();
-    while open_connections.load(Ordering::Relaxed) > 0 && stopping.elapsed() < GRACE {
+    while slots.open() > 0 && stopping.elapsed() < GRACE {
         rt::sleep(Duration::from_millis(5)).await;
     }
-    let left = open_connections.load(Ordering::Relaxed);
+    let left = slots.open();
     crate::info!(
         "stopped in {} ms: port closed, {}",
         stopping.elapsed().as_millis(),
