@@ -126,7 +126,11 @@ fn a_half_sent_frame_is_given_up_while_idle_connections_stay() {
 
 #[test]
 fn clients_filling_every_slot_cannot_lock_a_restarted_peer_out() {
-    let mut cluster = Cluster::start_with(4, &["--max-connections", "3"]);
+    let mut cluster = Cluster::start(4);
+    cluster.kill(0);
+    cluster.spawn_with(0, &["--max-connections", "3"]);
+    cluster.wait_until_all_see_each_other();
+    std::thread::sleep(Duration::from_millis(100));
     // Three idle clients take every client slot of replica 0.
     let idle: Vec<TcpStream> = (0..3)
         .map(|_| TcpStream::connect(&cluster.addrs[0]).expect("connect"))

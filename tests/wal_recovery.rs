@@ -124,3 +124,39 @@ fn corruption_before_the_tail_stops_the_replica_until_the_operator_skips_it() {
         );
     }
 }
+
+#[test]
+fn a_data_directory_that_cannot_be_used_fails_the_start_with_one_clear_line() {
+    let dir = common::unique_dir();
+    let config = dir.join("cluster.conf");
+    let addrs = common::free_ports(3);
+    let text: String = addrs
+        .iter()
+        .enumerate()
+        .map(|(id, addr)| format!("{id} {addr}\n"))
+        .collect();
+    fs::write(&config, text).expect("config");
+    let file = dir.join("not-a-directory");
+    fs::write(&file, "x").expect("file");
+    for data in [
+        file.clone(),
+        PathBuf::from("/proc/ringkv-cannot-create-here"),
+    ] {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_ringkv"))
+            .args(["replica", "--config"])
+            .arg(&config)
+            .args(["--id", "0", "--data"])
+            .arg(&data)
+            .output()
+            .expect("run replica");
+        assert!(!output.status.success());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let errors: Vec<&str> = stderr
+            .lines()
+            .filter(|l| l.starts_with("ringkv: "))
+            .collect();
+        assert_eq!(errors.len(), 1, "{stderr}");
+        assert!(errors[0].contains(&data.display().to_string()), "{stderr}");
+    }
+    let _ = fs::remove_dir_all(&dir);
+}
