@@ -79,7 +79,7 @@ type Pending = BTreeMap<ReplicaId, BTreeMap<u8, PendingHint>>;
 /// A record for the hints log thread, and whom to tell once it is durable.
 struct LogJob {
     record: HintRecord,
-    durable: Option<rt::Sender<()>>,
+    durable: Option<rt::Sender<Result<(), KvError>>>,
 }
 
 /// The hints this replica holds for its peers.
@@ -167,7 +167,7 @@ impl Hints {
             })
             .await
             .map_err(|_| stopped())?;
-        is_durable.recv().await.map_err(|_| stopped())
+        is_durable.recv().await.map_err(|_| stopped())?
     }
 
     /// Hints pending for `target`.
@@ -416,11 +416,24 @@ fn run_log_thread(
         }
         let encoded: Vec<Vec<u8>> = batch.iter().map(|job| job.record.encode_to_vec()).collect();
         let payloads: Vec<&[u8]> = encoded.iter().map(Vec::as_slice).collect();
-        if let Err(error) = log.append_batch(&payloads) {
-            crate::error!(
-                "hints log append failed: {error}; stopping so that a restart replays the log from disk"
-            );
-            std::process::exit(EXIT_WAL_FAILED);
+        match log.append_batch(&payloads) {
+            Ok(()) => {}
+            Err(error @ wal::WalError::DiskFull { .. }) => {
+                // Nothing of the batch was kept: those hints are not stored
+                // (their coordinators log it; anti-entropy covers them).
+                for job in batch {
+                    if let Some(durable) = job.durable {
+                        let _ = durable.try_send(Err(KvError::internal(error.to_string())));
+                    }
+                }
+                continue;
+            }
+            Err(error) => {
+                crate::error!(
+                    "hints log append failed: {error}; stopping so that a restart replays the log from disk"
+                );
+                std::process::exit(EXIT_WAL_FAILED);
+            }
         }
         let snapshot = {
             let mut held = lock(&pending);
@@ -429,7 +442,7 @@ fn run_log_thread(
                     apply_record(&mut held, job.record);
                 }
                 if let Some(durable) = job.durable {
-                    let _ = durable.try_send(());
+                    let _ = durable.try_send(Ok(()));
                 }
             }
             // Every stored hint that is not pending was removed first, and
@@ -445,11 +458,16 @@ fn run_log_thread(
         };
         if let Some(records) = snapshot {
             let payloads: Vec<&[u8]> = records.iter().map(Vec::as_slice).collect();
-            if let Err(error) = log.checkpoint(&payloads) {
-                crate::error!(
-                    "checkpointing the hints log failed: {error}; stopping so that a restart replays the log from disk"
-                );
-                std::process::exit(EXIT_WAL_FAILED);
+            match log.checkpoint(&payloads) {
+                Ok(()) => {}
+                // The log is unchanged; the next batch tries again.
+                Err(wal::WalError::DiskFull { .. }) => {}
+                Err(error) => {
+                    crate::error!(
+                        "checkpointing the hints log failed: {error}; stopping so that a restart replays the log from disk"
+                    );
+                    std::process::exit(EXIT_WAL_FAILED);
+                }
             }
         }
     }

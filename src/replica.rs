@@ -45,7 +45,8 @@ const WAL_QUEUE: usize = 4096;
 struct PendingWrite {
     key: u8,
     version: Versioned,
-    durable: rt::Sender<()>,
+    /// Told once the write is durable and applied, or why it is not.
+    durable: rt::Sender<Result<(), KvError>>,
 }
 
 /// The replica's durable store: WAL on disk, newest versions in memory.
@@ -139,7 +140,7 @@ impl LocalReplica {
             .send(pending)
             .await
             .map_err(|_| stopped())?;
-        is_durable.recv().await.map_err(|_| stopped())
+        is_durable.recv().await.map_err(|_| stopped())?
     }
 
     /// The newest version held for the key.
@@ -225,6 +226,8 @@ fn run_wal_thread(
     wal_bytes: Arc<AtomicU64>,
     checkpoint_bytes: u64,
 ) {
+    let mut disk_full = false;
+    let mut next_checkpoint_at = checkpoint_bytes;
     while let Ok(first) = rt::block_on(requests.recv()) {
         let mut batch_bytes = first.version.value.len();
         let mut batch = vec![first];
@@ -242,42 +245,79 @@ fn run_wal_thread(
             .map(|w| encode_record(w.key, &w.version))
             .collect();
         let payloads: Vec<&[u8]> = encoded.iter().map(Vec::as_slice).collect();
-        if let Err(error) = log.append_batch(&payloads) {
-            crate::error!(
-                "write-ahead log append of {} records failed: {error}; stopping so that a restart replays the log from disk",
-                batch.len()
-            );
-            std::process::exit(EXIT_WAL_FAILED);
+        match log.append_batch(&payloads) {
+            Ok(()) => {
+                if disk_full {
+                    crate::info!("the disk has room again: writes are durable again");
+                    disk_full = false;
+                }
+            }
+            Err(error @ wal::WalError::DiskFull { .. }) => {
+                // Nothing of the batch was kept: refuse each write, apply
+                // none, and go on; the next batch tries again.
+                if !disk_full {
+                    crate::error!(
+                        "{error}; puts through this replica fail until space is freed, gets go on"
+                    );
+                    disk_full = true;
+                }
+                for write in batch {
+                    let _ = write.durable.try_send(Err(KvError::internal(format!(
+                        "disk full on replica: {error}"
+                    ))));
+                }
+                continue;
+            }
+            Err(error) => {
+                crate::error!(
+                    "write-ahead log append of {} records failed: {error}; stopping so that a restart replays the log from disk",
+                    batch.len()
+                );
+                std::process::exit(EXIT_WAL_FAILED);
+            }
         }
         wal_bytes.store(log.total_bytes(), Ordering::Relaxed);
         for write in batch {
             store.merge(write.key, write.version);
             // The waiter may have given up (its request timed out); the write
             // is durable and applied all the same.
-            let _ = write.durable.try_send(());
+            let _ = write.durable.try_send(Ok(()));
         }
-        if log.total_bytes() > checkpoint_bytes {
-            checkpoint(&mut log, &store);
+        if log.total_bytes() > next_checkpoint_at {
+            next_checkpoint_at = if checkpoint(&mut log, &store) {
+                checkpoint_bytes
+            } else {
+                // No room for it now: try again after another threshold.
+                log.total_bytes().saturating_add(checkpoint_bytes)
+            };
             wal_bytes.store(log.total_bytes(), Ordering::Relaxed);
         }
     }
 }
 
 /// Writes the whole store as a checkpoint; the log then drops every
-/// segment behind it. A failure stops the process, as a failed append does.
-fn checkpoint(log: &mut wal::Wal, store: &Store) {
+/// segment behind it. Returns false if the disk had no room (the log is
+/// unchanged); any other failure stops the process, as a failed append does.
+fn checkpoint(log: &mut wal::Wal, store: &Store) -> bool {
     let encoded: Vec<Vec<u8>> = store
         .all()
         .iter()
         .map(|(key, version)| encode_record(*key, version))
         .collect();
     let payloads: Vec<&[u8]> = encoded.iter().map(Vec::as_slice).collect();
-    if let Err(error) = log.checkpoint(&payloads) {
-        crate::error!(
-            "write-ahead log checkpoint of {} keys failed: {error}; stopping so that a restart replays the log from disk",
-            payloads.len()
-        );
-        std::process::exit(EXIT_WAL_FAILED);
+    match log.checkpoint(&payloads) {
+        Ok(()) => true,
+        Err(error @ wal::WalError::DiskFull { .. }) => {
+            crate::warn!("write-ahead log checkpoint postponed: {error}");
+            false
+        }
+        Err(error) => {
+            crate::error!(
+                "write-ahead log checkpoint of {} keys failed: {error}; stopping so that a restart replays the log from disk",
+                payloads.len()
+            );
+            std::process::exit(EXIT_WAL_FAILED);
+        }
     }
 }
 

@@ -76,6 +76,15 @@ pub enum WalError {
         /// Its length.
         len: usize,
     },
+    /// The disk (or the user's quota) is full. Unlike a failed fsync this
+    /// is recoverable in place: whatever part of the write landed was cut
+    /// off again, so the log ends exactly where it ended before, nothing in
+    /// the failed batch is durable, and a later append may succeed once
+    /// space is freed. The WAL is not poisoned.
+    DiskFull {
+        /// The file being written or created.
+        path: PathBuf,
+    },
     /// An earlier append failed to write or fsync; the WAL refuses every
     /// further append until it is reopened (which repairs the tail).
     Poisoned {
@@ -87,12 +96,29 @@ pub enum WalError {
 }
 
 impl WalError {
+    /// Whether this is an operating-system error saying the disk or the
+    /// quota is full.
+    pub(crate) fn is_no_space(&self) -> bool {
+        match self {
+            WalError::Io { source, .. } => is_no_space(source),
+            WalError::DiskFull { .. } => true,
+            _ => false,
+        }
+    }
+
     pub(crate) fn io(path: impl Into<PathBuf>, source: io::Error) -> WalError {
         WalError::Io {
             path: path.into(),
             source,
         }
     }
+}
+
+/// ENOSPC or EDQUOT.
+pub(crate) fn is_no_space(error: &io::Error) -> bool {
+    error.kind() == io::ErrorKind::StorageFull
+        || error.kind() == io::ErrorKind::QuotaExceeded
+        || matches!(error.raw_os_error(), Some(28) | Some(122))
 }
 
 impl fmt::Display for WalError {
@@ -133,6 +159,11 @@ impl fmt::Display for WalError {
                 f,
                 "WAL append refused: payload {index} of the batch is {len} bytes, above the {} byte limit",
                 crate::MAX_RECORD_BYTES
+            ),
+            WalError::DiskFull { path } => write!(
+                f,
+                "disk full: no space to write {} (nothing from this write was kept; appends go on once space is freed)",
+                path.display()
             ),
             WalError::Poisoned { dir, cause } => write!(
                 f,

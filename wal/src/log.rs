@@ -115,8 +115,11 @@ impl Wal {
     /// one past `segment_max_bytes`; a batch is never split across segments.
     /// Empty and oversized payloads are refused before anything is written.
     ///
-    /// Any write, fsync or rotation failure poisons the WAL: every later call
-    /// returns [`WalError::Poisoned`]. After a failed fsync the kernel may
+    /// A full disk is reported as [`WalError::DiskFull`] with the log left
+    /// exactly as before the call (what landed of the batch is cut off), and
+    /// later appends may succeed once space is freed. Any other write,
+    /// fsync or rotation failure poisons the WAL: every later call returns
+    /// [`WalError::Poisoned`]. After a failed fsync the kernel may
     /// have dropped the dirty pages and cleared the error, so a retry could
     /// "succeed" without the data ever reaching the disk (PostgreSQL's
     /// "fsyncgate"). The only trustworthy recovery is to reopen, which
@@ -156,10 +159,20 @@ impl Wal {
         for payload in payloads {
             seed = record::encode_into(seed, payload, &mut buf);
         }
-        self.active
-            .write_all(&buf)
-            .and_then(|()| self.active.sync_data())
-            .map_err(|e| WalError::io(path, e))?;
+        if let Err(error) = self.active.write_all(&buf) {
+            if !crate::error::is_no_space(&error) {
+                return Err(WalError::io(path, error));
+            }
+            // Nothing of this batch was synced: cut off whatever part of it
+            // landed, so the log ends where it did, and say the disk is
+            // full. Only if that fails is the log left in doubt (poisoned).
+            self.active
+                .set_len(self.active_len)
+                .and_then(|()| self.active.sync_data())
+                .map_err(|e| WalError::io(&path, e))?;
+            return Err(WalError::DiskFull { path });
+        }
+        self.active.sync_data().map_err(|e| WalError::io(path, e))?;
         self.active_len += batch_len;
         self.next_seed = seed;
         Ok(())
@@ -169,7 +182,7 @@ impl Wal {
     /// and makes a new, durable, empty one the active segment.
     fn rotate(&mut self) -> Result<(), WalError> {
         let number = next_number(&self.dir, self.active_number)?;
-        let (file, header) = segment::create(&self.dir, number, Kind::Log)?;
+        let (file, header) = self.create_or_take_back(number, Kind::Log)?;
         self.active = file;
         self.next_seed = header.first_seed;
         self.sealed_bytes += self.active_len;
@@ -217,13 +230,32 @@ impl Wal {
     ) -> Result<(), WalError> {
         let number = next_number(&self.dir, self.active_number)?;
         let (file, header) =
-            segment::create(&self.dir, number, Kind::Checkpoint { records: count })?;
-        self.active = file;
+            self.create_or_take_back(number, Kind::Checkpoint { records: count })?;
+        let previous = (
+            std::mem::replace(&mut self.active, file),
+            self.active_number,
+            self.active_len,
+            self.next_seed,
+        );
         self.active_number = number;
         self.active_len = header.len as u64;
         self.next_seed = header.first_seed;
         if !records.is_empty() {
-            self.write_records(records, batch_len)?;
+            if let Err(error) = self.write_records(records, batch_len) {
+                if !error.is_no_space() {
+                    return Err(error);
+                }
+                // A checkpoint that does not fit changes nothing: drop its
+                // segment and go on appending where the log was.
+                (
+                    self.active,
+                    self.active_number,
+                    self.active_len,
+                    self.next_seed,
+                ) = previous;
+                segment::remove(&self.dir, number)?;
+                return Err(error);
+            }
         }
         // The checkpoint is durable: everything before it is obsolete.
         for old in dir::segment_numbers(&self.dir)? {
@@ -255,6 +287,27 @@ impl Wal {
         &self.dir
     }
 
+    /// Creates segment `number`; if the disk is full, removes whatever of
+    /// it was created, so the log is exactly as before, and says so.
+    fn create_or_take_back(
+        &self,
+        number: u32,
+        kind: Kind,
+    ) -> Result<(std::fs::File, segment::Header), WalError> {
+        match segment::create(&self.dir, number, kind) {
+            Err(error) if error.is_no_space() => {
+                let path = segment::path(&self.dir, number);
+                match std::fs::remove_file(&path) {
+                    Ok(()) => crate::dir::sync(&self.dir)?,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(WalError::io(&path, e)),
+                }
+                Err(WalError::DiskFull { path })
+            }
+            created => created,
+        }
+    }
+
     fn check_not_poisoned(&self) -> Result<(), WalError> {
         match &self.poisoned {
             Some(cause) => Err(WalError::Poisoned {
@@ -266,8 +319,11 @@ impl Wal {
     }
 
     fn poison_on_error(&mut self, result: Result<(), WalError>) -> Result<(), WalError> {
-        if let Err(e) = &result {
-            self.poisoned = Some(e.to_string());
+        match &result {
+            // Taken back in place: the log is as it was.
+            Err(WalError::DiskFull { .. }) => {}
+            Err(e) => self.poisoned = Some(e.to_string()),
+            Ok(()) => {}
         }
         result
     }
