@@ -168,11 +168,13 @@ pub enum WriterEnd {
 
 /// Writes frames from `queued` to the socket as they come, coalescing what
 /// is queued into one flush, until the queue closes or the socket fails or
-/// stalls. Each connection's writer task is this loop.
+/// stalls. Each connection's writer task is this loop. `on_written` is
+/// told the size of each frame once it has left the queue's memory.
 pub async fn write_queued_frames(
     stream: &rt::TcpStream,
     queued: &rt::Receiver<Vec<u8>>,
     stall_limit: Duration,
+    on_written: &mut (dyn FnMut(usize) + Send),
 ) -> WriterEnd {
     let mut writer = rt::BufWriter::new(stream.clone());
     while let Ok(frame) = queued.recv().await {
@@ -188,6 +190,7 @@ pub async fn write_queued_frames(
                     None => return WriterEnd::Stalled,
                 }
             }
+            on_written(frame.len());
             next = queued.try_recv().ok();
         }
         match rt::timeout(stall_limit, writer.flush()).await {

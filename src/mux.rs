@@ -211,7 +211,7 @@ async fn write_frames(
     queued: rt::Receiver<Vec<u8>>,
     broken: Arc<AtomicBool>,
 ) {
-    write_queued_frames(&stream, &queued, WRITE_STALL_LIMIT).await;
+    write_queued_frames(&stream, &queued, WRITE_STALL_LIMIT, &mut |_| {}).await;
     broken.store(true, Ordering::Relaxed);
     let _ = stream.shutdown(std::net::Shutdown::Both);
 }

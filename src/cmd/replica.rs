@@ -16,6 +16,7 @@ use crate::clock_lease;
 use crate::coordinator::{Coordinator, CoordinatorParts, Limits};
 use crate::frame::DEFAULT_MAX_FRAME_BYTES;
 use crate::hints::{HintOptions, Hints};
+use crate::node::budget::MemoryBudget;
 use crate::node::{self, Node};
 use crate::peers::{PeerTiming, Peers};
 use crate::repair_mode::RepairMode;
@@ -74,6 +75,9 @@ pub struct ReplicaArgs {
     /// a frame that has started must finish within this many milliseconds, or the connection is closed (default 10000; idle time between frames is not limited)
     #[argh(option, default = "10_000")]
     pub frame_read_timeout_ms: u64,
+    /// bytes held for requests and replies across all connections; past it, connections holding bytes stop reading until some are freed (default 268435456 = 256 MiB)
+    #[argh(option, default = "256 * 1024 * 1024")]
+    pub memory_budget_bytes: usize,
     /// a file holding the cluster's shared secret: every connection must then authenticate, and only replicas may send replica messages (without TLS this guards against strangers and mistakes, not eavesdroppers)
     #[argh(option)]
     pub secret_file: Option<PathBuf>,
@@ -263,6 +267,7 @@ pub fn run(args: ReplicaArgs) -> Result<(), String> {
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             frame_read_timeout: Duration::from_millis(args.frame_read_timeout_ms),
             secret,
+            budget: Arc::new(MemoryBudget::new(args.memory_budget_bytes)),
             shutdown,
             max_requests_per_connection: 128,
             max_connections: args.max_connections,

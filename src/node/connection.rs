@@ -17,6 +17,7 @@ use prost::Message;
 use crate::error::KvError;
 use crate::frame::{encode_frame, read_frame_within, write_queued_frames, FrameError, WriterEnd};
 use crate::node::access::{Access, Admission};
+use crate::node::budget::{Held, MemoryBudget};
 use crate::node::slots::{Slot, PROBATION};
 use crate::node::Node;
 use crate::proto::{AuthRequest, Body, Envelope};
@@ -44,8 +45,20 @@ pub async fn serve_connection(
     mut slot: Slot,
 ) {
     let _ = stream.set_nodelay(true);
-    let (replies, queued) = rt::bounded::<Vec<u8>>(REPLY_QUEUE);
-    let writer = rt::spawn(write_replies(stream.clone(), queued, remote));
+    let held = Arc::new(Held::default());
+    let (sender, queued) = rt::bounded::<Vec<u8>>(REPLY_QUEUE);
+    let replies = ReplyQueue {
+        sender,
+        budget: node.budget.clone(),
+        held: held.clone(),
+    };
+    let writer = rt::spawn(write_replies(
+        stream.clone(),
+        queued,
+        remote,
+        node.budget.clone(),
+        held.clone(),
+    ));
     // A slot per request in progress: a request takes one before it starts
     // and gives it back when its reply is queued.
     let (slots, finished) = rt::bounded::<()>(node.max_requests_per_connection);
@@ -54,6 +67,7 @@ pub async fn serve_connection(
     let mut peer_id = None;
     let mut access = Access::new(node.secret.is_some());
     loop {
+        node.budget.room_for(&held, &remote).await;
         let read = read_frame_within(
             &mut reader,
             node.max_frame_bytes,
@@ -91,6 +105,14 @@ pub async fn serve_connection(
                 crate::warn!("connection from {remote} ended badly: {error}");
                 break;
             }
+        };
+        // Held until the request is done (or refused just below).
+        let request_bytes = frame.len();
+        node.budget.charge(&held, request_bytes);
+        let charged = Charge {
+            budget: node.budget.clone(),
+            held: held.clone(),
+            bytes: request_bytes,
         };
         let envelope = match decode_request(&frame) {
             Ok(envelope) => envelope,
@@ -186,6 +208,7 @@ pub async fn serve_connection(
         let (node, replies, finished) = (node.clone(), replies.clone(), finished.clone());
         rt::spawn(async move {
             let body = node.answer(envelope.body).await;
+            drop(charged);
             let _ = replies.send(reply_frame(envelope.request_id, body)).await;
             let _ = finished.recv().await;
         });
@@ -234,9 +257,53 @@ async fn next_frame<F: std::future::Future + Unpin>(
     }
 }
 
-/// Writes replies in the order they are queued, coalescing bursts.
-async fn write_replies(stream: rt::TcpStream, queued: rt::Receiver<Vec<u8>>, remote: SocketAddr) {
-    let end = write_queued_frames(&stream, &queued, WRITE_STALL_LIMIT).await;
+/// A connection's queue of reply frames, each charged to the memory budget
+/// until the writer has written it.
+#[derive(Clone)]
+struct ReplyQueue {
+    sender: rt::Sender<Vec<u8>>,
+    budget: Arc<MemoryBudget>,
+    held: Arc<Held>,
+}
+
+impl ReplyQueue {
+    /// Queues a frame; fails once the writer has stopped.
+    async fn send(&self, frame: Vec<u8>) -> Result<(), ()> {
+        let bytes = frame.len();
+        self.budget.charge(&self.held, bytes);
+        self.sender.send(frame).await.map_err(|_| {
+            self.budget.release(&self.held, bytes);
+        })
+    }
+}
+
+/// Bytes of a request charged to the budget, given back when dropped: when
+/// its reply is queued, or at once if it is refused.
+struct Charge {
+    budget: Arc<MemoryBudget>,
+    held: Arc<Held>,
+    bytes: usize,
+}
+
+impl Drop for Charge {
+    fn drop(&mut self) {
+        self.budget.release(&self.held, self.bytes);
+    }
+}
+
+/// Writes replies in the order they are queued, coalescing bursts, giving
+/// each frame's bytes back to the budget once written (or dropped).
+async fn write_replies(
+    stream: rt::TcpStream,
+    queued: rt::Receiver<Vec<u8>>,
+    remote: SocketAddr,
+    budget: Arc<MemoryBudget>,
+    held: Arc<Held>,
+) {
+    let end = write_queued_frames(&stream, &queued, WRITE_STALL_LIMIT, &mut |bytes| {
+        budget.release(&held, bytes)
+    })
+    .await;
     if end == WriterEnd::Stalled {
         crate::warn!(
             "closing connection from {remote}: it has not read its replies for {} s",
@@ -251,8 +318,12 @@ async fn write_replies(stream: rt::TcpStream, queued: rt::Receiver<Vec<u8>>, rem
         std::net::Shutdown::Both
     };
     let _ = stream.shutdown(how);
-    // Request tasks blocked on a full queue can then finish.
+    // Request tasks blocked on a full queue can then finish; what is still
+    // queued is dropped unwritten, and its bytes given back.
     queued.close();
+    while let Ok(frame) = queued.try_recv() {
+        budget.release(&held, frame.len());
+    }
 }
 
 fn kind_of(envelope: &Envelope) -> &'static str {

@@ -56,6 +56,8 @@ pub struct Node {
     pub max_connections: usize,
     /// Peer connections served at once, apart from the clients' allowance.
     pub max_peer_connections: usize,
+    /// Bytes held for requests and replies across all connections.
+    pub budget: Arc<crate::node::budget::MemoryBudget>,
     /// The cluster's shared secret, if connections must authenticate.
     pub secret: Option<Vec<u8>>,
     /// Set on SIGTERM or SIGINT: stop taking requests, finish the rest.

@@ -2,6 +2,7 @@
 //! the dispatch of each request to the coordinator or the local replica.
 
 pub mod access;
+pub mod budget;
 pub mod connection;
 pub mod handler;
 pub mod server;
