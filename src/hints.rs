@@ -409,6 +409,10 @@ fn run_log_thread(
     pending: Arc<Mutex<Pending>>,
     checkpoint_bytes: u64,
 ) {
+    let mut next_checkpoint_at = checkpoint_bytes;
+    // Raised after a full disk refused a checkpoint, so emptying is not
+    // retried on every record.
+    let mut empty_after = 0;
     while let Ok(first) = rt::block_on(jobs.recv()) {
         let mut batch = vec![first];
         while let Ok(next) = jobs.try_recv() {
@@ -449,19 +453,26 @@ fn run_log_thread(
             // removals are logged only after that: the pending set is all
             // the log needs to say. Only this thread adds pending hints, so
             // the copy stays true while the lock is released for the disk.
+            // Empty it as soon as nothing is pending; otherwise rewrite the
+            // pending set once the log has grown by the threshold since the
+            // last checkpoint, so a large pending set is not rewritten for
+            // every record.
             let worth_it = if held.is_empty() {
-                log.total_bytes() > wal::SEGMENT_HEADER_LEN
+                log.total_bytes() > wal::SEGMENT_HEADER_LEN && log.total_bytes() > empty_after
             } else {
-                log.total_bytes() > checkpoint_bytes
+                log.total_bytes() > next_checkpoint_at
             };
             worth_it.then(|| stored_records(&held))
         };
         if let Some(records) = snapshot {
             let payloads: Vec<&[u8]> = records.iter().map(Vec::as_slice).collect();
-            match log.checkpoint(&payloads) {
-                Ok(()) => {}
-                // The log is unchanged; the next batch tries again.
-                Err(wal::WalError::DiskFull { .. }) => {}
+            let outcome = log.checkpoint(&payloads);
+            next_checkpoint_at = log.total_bytes().saturating_add(checkpoint_bytes);
+            match outcome {
+                Ok(()) => empty_after = 0,
+                // The log is unchanged; try again after it has grown (a full
+                // disk is not retried on every record).
+                Err(wal::WalError::DiskFull { .. }) => empty_after = next_checkpoint_at,
                 Err(error) => {
                     crate::error!(
                         "checkpointing the hints log failed: {error}; stopping so that a restart replays the log from disk"

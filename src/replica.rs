@@ -14,13 +14,17 @@
 //! instead of being capped at one write per disk sync. Disk work happens on
 //! that thread only, never on the async executor's threads.
 //!
-//! Checkpoints keep restarts flat: once the log passes `checkpoint_bytes`,
-//! the WAL thread writes the whole store (at most 256 versions, tombstones
+//! Checkpoints keep restarts flat: once the log has grown by
+//! `checkpoint_bytes` since its last checkpoint (or since start), the WAL
+//! thread writes the whole store (at most 256 versions, tombstones
 //! included) as a checkpoint at the start of a fresh segment, and the log
-//! deletes the segments behind it once the checkpoint is durable. Between
-//! batches the store holds exactly what the log replays to (only this
-//! thread changes it), so the checkpoint is a faithful copy. Writes queue
-//! while it is written: one segment switch and one small write.
+//! deletes the segments behind it once the checkpoint is durable. So the
+//! log holds at most the store plus `checkpoint_bytes` (plus one batch),
+//! and a store larger than the threshold is not rewritten after every
+//! batch. Between batches the store holds exactly what the log replays to
+//! (only this thread changes it), so the checkpoint is a faithful copy.
+//! Writes queue while it is written: one segment switch and one write of
+//! the store.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -284,12 +288,12 @@ fn run_wal_thread(
             let _ = write.durable.try_send(Ok(()));
         }
         if log.total_bytes() > next_checkpoint_at {
-            next_checkpoint_at = if checkpoint(&mut log, &store) {
-                checkpoint_bytes
-            } else {
-                // No room for it now: try again after another threshold.
-                log.total_bytes().saturating_add(checkpoint_bytes)
-            };
+            if !checkpoint(&mut log, &store) {
+                crate::warn!("the next checkpoint is tried once the log has grown by another {checkpoint_bytes} bytes");
+            }
+            // Done, or no room for it now: either way the next one comes
+            // after the log has grown by another threshold.
+            next_checkpoint_at = log.total_bytes().saturating_add(checkpoint_bytes);
             wal_bytes.store(log.total_bytes(), Ordering::Relaxed);
         }
     }

@@ -97,15 +97,18 @@ const MAX_VALUE_LIMIT: usize = 16 * 1024 * 1024;
 
 /// Runs the replica; returns only if it cannot start.
 pub fn run(args: ReplicaArgs) -> Result<(), String> {
-    // First, before any thread exists: every later thread inherits the
-    // blocked signals, and only the signal thread takes them.
+    // Before any thread exists: the environment is only read by the
+    // runtime, and nothing has started yet.
+    rt::set_executor_threads(args.executor_threads);
+    // Then, still before any other thread: every later thread inherits the
+    // blocked signals, and only the signal thread takes them. A second
+    // signal during the stop is not needed: the stop ends within 5 s.
     let shutdown = Arc::new(Shutdown::new());
     let stopper = shutdown.clone();
     shutdown::take_stop_signals(move |signal| {
         crate::info!("{signal}: stopping (no new requests; finishing those in progress)");
         stopper.begin();
     })?;
-    rt::set_executor_threads(args.executor_threads);
     crate::logging::set_process_tag(format!("replica {}", args.id));
     if args.max_value_bytes > MAX_VALUE_LIMIT {
         return Err(format!("--max-value-bytes is at most {MAX_VALUE_LIMIT}"));

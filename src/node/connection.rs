@@ -37,7 +37,9 @@ const REFUSAL_LINGER: Duration = Duration::from_secs(2);
 /// replica's memory and request slots forever.
 const WRITE_STALL_LIMIT: Duration = Duration::from_secs(30);
 
-/// Serves one connection until the other side closes it or breaks the protocol.
+/// Serves one connection until the other side closes it or breaks the
+/// protocol, the replica stops (requests in progress finish first), or, on
+/// probation, it fails to show within `PROBATION` that it is a replica.
 pub async fn serve_connection(
     node: Arc<Node>,
     stream: rt::TcpStream,
@@ -66,6 +68,9 @@ pub async fn serve_connection(
     let mut refused_claim = None;
     let mut peer_id = None;
     let mut access = Access::new(node.secret.is_some());
+    // A connection on probation has this long, all told, to show it is a
+    // replica.
+    let probation_ends = std::time::Instant::now() + PROBATION;
     loop {
         node.budget.room_for(&held, &remote).await;
         let read = read_frame_within(
@@ -76,7 +81,8 @@ pub async fn serve_connection(
         let read = std::pin::pin!(read);
         let next = next_frame(&node, &slots, read);
         let next = if slot.on_probation() {
-            rt::timeout(PROBATION, next).await.unwrap_or_else(|| {
+            let left = probation_ends.saturating_duration_since(std::time::Instant::now());
+            rt::timeout(left, next).await.unwrap_or_else(|| {
                 crate::warn!(
                     "closing connection from {remote}: every client slot is taken and it did not show it is a replica within {} ms",
                     PROBATION.as_millis()
@@ -162,6 +168,9 @@ pub async fn serve_connection(
                 continue;
             }
             Admission::Refuse(error) => {
+                // On probation, a refused frame ends the connection: it
+                // cannot hold a peer slot by failing to authenticate.
+                let ends_probation = slot.on_probation();
                 crate::warn!(
                     "refused a {} from {remote}: {}",
                     kind_of(&envelope),
@@ -172,6 +181,9 @@ pub async fn serve_connection(
                     .await
                     .is_err()
                 {
+                    break;
+                }
+                if ends_probation {
                     break;
                 }
                 continue;
