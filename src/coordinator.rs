@@ -24,8 +24,10 @@
 //!
 //! Writes leave hints. When a replica does not acknowledge a write (down,
 //! refused, timed out), the coordinator stores a hint for it before it
-//! reports the miss, so every miss known when the client is answered is
-//! already durable in `DIR/hints`. Hints never count toward the level.
+//! reports the miss, and it answers the client only after the misses of
+//! replicas it knew were down are reported, so those hints are durable in
+//! `DIR/hints` before the client hears back. Hints never count toward the
+//! level.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -167,6 +169,20 @@ impl FanOut {
         }
     }
 
+    /// Collects outcomes until none of `these` is still waiting (or the
+    /// deadline passed).
+    async fn gather_until_reported(&mut self, these: &[ReplicaId]) {
+        while self.waiting.iter().any(|id| these.contains(id)) {
+            let remaining = self.deadline.saturating_duration_since(Instant::now());
+            let Some(Ok((replica, outcome))) = rt::timeout(remaining, self.arriving.recv()).await
+            else {
+                return;
+            };
+            self.waiting.retain(|&id| id != replica);
+            self.outcomes.push((replica, outcome));
+        }
+    }
+
     /// Every replica that has not answered, and why: failures with their
     /// kind, and the ones still waiting as no answer.
     fn misses(&self, timeout: Duration) -> Vec<(ReplicaId, Outcome)> {
@@ -282,13 +298,24 @@ impl Coordinator {
         };
         let timeout = self.limits.write_timeout;
         let hint_misses = self.mode.hinted_handoff();
+        let replicas = self.ring.replicas_for(key);
+        let down: Vec<ReplicaId> = replicas
+            .iter()
+            .copied()
+            .filter(|&id| !self.peers.is_up(id))
+            .collect();
         let mut fan = self.fan_out(
-            self.ring.replicas_for(key),
+            replicas,
             ReplicaAsk::Write(key, version),
             hint_misses,
             timeout,
         );
         fan.gather(Some(need)).await;
+        if hint_misses {
+            // Replicas known to be down fail at once; their hints are
+            // durable before the client hears back.
+            fan.gather_until_reported(&down).await;
+        }
         if fan.answered() >= need {
             Ok(timestamp_micros)
         } else {
@@ -520,7 +547,15 @@ impl Coordinator {
         timeout: Duration,
     ) -> FanOut {
         let (report, arriving) = rt::unbounded();
+        let mut outcomes = Vec::new();
+        let mut waiting = Vec::with_capacity(targets.len());
         for &target in targets {
+            // This replica's own copy is read from memory at once: no task.
+            if let (ReplicaAsk::Read(key), true) = (&ask, target == self.self_id) {
+                outcomes.push((target, Outcome::Answered(self.local.read(*key))));
+                continue;
+            }
+            waiting.push(target);
             let (coordinator, ask, report) = (self.clone(), ask.clone(), report.clone());
             rt::spawn(async move {
                 let outcome = coordinator.ask_replica(target, ask.clone(), timeout).await;
@@ -537,8 +572,8 @@ impl Coordinator {
         }
         FanOut {
             arriving,
-            outcomes: Vec::new(),
-            waiting: targets.to_vec(),
+            outcomes,
+            waiting,
             deadline: Instant::now() + timeout,
         }
     }
