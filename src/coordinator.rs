@@ -624,6 +624,10 @@ impl Coordinator {
                 ErrorKind::Internal,
                 format!("answered a {expects} with a {}", other.kind_name()),
             ),
+            // A replica that timed out itself may still apply the write.
+            (_, Err(CallError::Refused(error))) if error.kind == ErrorKind::Timeout => {
+                Outcome::NoAnswer(error.message)
+            }
             (_, Err(CallError::Refused(error))) => Outcome::Failed(error.kind, error.message),
             (_, Err(CallError::Disconnected(reason))) => Outcome::NoAnswer(reason),
             (_, Err(CallError::TimedOut)) => Outcome::NoAnswer(no_answer_within(timeout)),

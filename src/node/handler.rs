@@ -114,7 +114,18 @@ impl Node {
         // Before the write becomes readable, so that no put through this
         // replica can be stamped below a value it already serves.
         self.clock.observe(version.timestamp_micros);
-        self.local.write(key, version).await?;
+        // Bounded like the coordinator's own wait: with a hung disk, a
+        // peer's writes end as TIMEOUT instead of piling up as tasks. A
+        // write that reached the WAL thread still lands.
+        let timeout = self.limits.write_timeout;
+        match crate::rt::timeout(timeout, self.local.write(key, version)).await {
+            Some(outcome) => outcome?,
+            None => return Err(KvError::timeout(format!(
+                "replica {} could not make the write durable within {} ms; it may still be applied",
+                self.self_id,
+                timeout.as_millis()
+            ))),
+        }
         Ok(ReplicaWriteAck {})
     }
 
