@@ -133,7 +133,7 @@ impl Client {
     /// requests, errors, latency percentiles, WAL batches, hints, repairs.
     pub async fn metrics(&self) -> Result<MetricsReply, KvError> {
         match self.call(Body::Metrics(MetricsRequest {})).await? {
-            Body::MetricsReply(reply) => Ok(reply),
+            Body::MetricsReply(reply) => Ok(*reply),
             other => Err(unexpected(other)),
         }
     }

@@ -94,7 +94,7 @@ impl Node {
                 .await
                 .map(Body::InspectReply),
             Body::Status(_) => Ok(Body::StatusReply(self.status())),
-            Body::Metrics(_) => Ok(Body::MetricsReply(self.metrics_reply())),
+            Body::Metrics(_) => Ok(Body::MetricsReply(Box::new(self.metrics_reply()))),
             Body::ReplicaWrite(write) => self.apply_write(write).await.map(Body::ReplicaWriteAck),
             Body::ReplicaRead(read) => self.read_local(read).map(Body::ReplicaReadReply),
             Body::Ping(_) => Ok(Body::Pong(Pong {
