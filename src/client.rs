@@ -13,7 +13,8 @@ use crate::frame::DEFAULT_MAX_FRAME_BYTES;
 use crate::mux::{CallError, FrameLimits, MuxConnection};
 use crate::proto::{
     AuthRequest, Body, Consistency, DeleteRequest, GetRequest, InspectReply, InspectRequest,
-    PutRequest, RepairReply, RepairRequest, StatusReply, StatusRequest, Versioned,
+    MetricsReply, MetricsRequest, PutRequest, RepairReply, RepairRequest, StatusReply,
+    StatusRequest, Versioned,
 };
 use crate::ring::REPLICATION_FACTOR;
 use crate::rt;
@@ -124,6 +125,15 @@ impl Client {
     pub async fn status(&self) -> Result<StatusReply, KvError> {
         match self.call(Body::Status(StatusRequest {})).await? {
             Body::StatusReply(reply) => Ok(reply),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// The coordinator's counters since it started (`status --metrics`):
+    /// requests, errors, latency percentiles, WAL batches, hints, repairs.
+    pub async fn metrics(&self) -> Result<MetricsReply, KvError> {
+        match self.call(Body::Metrics(MetricsRequest {})).await? {
+            Body::MetricsReply(reply) => Ok(*reply),
             other => Err(unexpected(other)),
         }
     }

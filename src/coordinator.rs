@@ -36,6 +36,7 @@ use std::time::{Duration, Instant};
 use crate::clock::{wall_micros, ClockRefusal, WriteClock};
 use crate::error::{ErrorKind, KvError};
 use crate::hints::Hints;
+use crate::metrics::Metrics;
 use crate::mux::CallError;
 use crate::peers::Peers;
 use crate::proto::{
@@ -89,7 +90,8 @@ pub enum Op {
 }
 
 impl Op {
-    fn name(self) -> &'static str {
+    /// The word errors and metrics use: get, put or delete.
+    pub fn name(self) -> &'static str {
         match self {
             Op::Get => "get",
             Op::Put => "put",
@@ -218,6 +220,7 @@ pub struct Coordinator {
     hints: Arc<Hints>,
     mode: RepairMode,
     limits: Limits,
+    metrics: Arc<Metrics>,
     /// What this coordinator has done, for `status`.
     pub stats: CoordinatorStats,
 }
@@ -240,6 +243,8 @@ pub struct CoordinatorParts {
     pub mode: RepairMode,
     /// Timeouts and the value limit.
     pub limits: Limits,
+    /// Where requests, errors and latencies are counted.
+    pub metrics: Arc<Metrics>,
 }
 
 impl Coordinator {
@@ -254,12 +259,32 @@ impl Coordinator {
             hints: parts.hints,
             mode: parts.mode,
             limits: parts.limits,
+            metrics: parts.metrics,
             stats: CoordinatorStats::default(),
         }
     }
 
     /// Stamps the value and answers once `level` replicas made it durable.
     pub async fn put(self: &Arc<Self>, request: PutRequest) -> Result<PutReply, KvError> {
+        let counted = self.metrics.request(Op::Put, request.consistency);
+        counted.finish(self.put_counted(request).await)
+    }
+
+    /// Stamps a tombstone and answers once `level` replicas made it durable.
+    pub async fn delete(self: &Arc<Self>, request: DeleteRequest) -> Result<DeleteReply, KvError> {
+        let counted = self.metrics.request(Op::Delete, request.consistency);
+        counted.finish(self.delete_counted(request).await)
+    }
+
+    /// Answers with the newest version among the first `level` replicas to
+    /// answer, after making sure (at QUORUM and ALL) that `level` replicas
+    /// hold it.
+    pub async fn get(self: &Arc<Self>, request: GetRequest) -> Result<GetReply, KvError> {
+        let counted = self.metrics.request(Op::Get, request.consistency);
+        counted.finish(self.get_counted(request).await)
+    }
+
+    async fn put_counted(self: &Arc<Self>, request: PutRequest) -> Result<PutReply, KvError> {
         let key = checked_key(request.key)?;
         let level = Consistency::from_wire(request.consistency)?;
         checked_value(&request.value, self.limits.max_value_bytes)?;
@@ -269,8 +294,10 @@ impl Coordinator {
         Ok(PutReply { timestamp_micros })
     }
 
-    /// Stamps a tombstone and answers once `level` replicas made it durable.
-    pub async fn delete(self: &Arc<Self>, request: DeleteRequest) -> Result<DeleteReply, KvError> {
+    async fn delete_counted(
+        self: &Arc<Self>,
+        request: DeleteRequest,
+    ) -> Result<DeleteReply, KvError> {
         let key = checked_key(request.key)?;
         let level = Consistency::from_wire(request.consistency)?;
         let timestamp_micros = self
@@ -323,10 +350,7 @@ impl Coordinator {
         }
     }
 
-    /// Answers with the newest version among the first `level` replicas to
-    /// answer, after making sure (at QUORUM and ALL) that `level` replicas
-    /// hold it.
-    pub async fn get(self: &Arc<Self>, request: GetRequest) -> Result<GetReply, KvError> {
+    async fn get_counted(self: &Arc<Self>, request: GetRequest) -> Result<GetReply, KvError> {
         let key = checked_key(request.key)?;
         let level = Consistency::from_wire(request.consistency)?;
         let need = self.check_available(key, level, Op::Get).await?;

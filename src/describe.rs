@@ -186,7 +186,11 @@ fn body_description(body: &Body) -> Description {
             .with_level(put.consistency),
         Body::Delete(delete) => d.with_key(delete.key).with_level(delete.consistency),
         Body::Inspect(inspect) => d.with_key(inspect.key),
-        Body::Status(_) | Body::Repair(_) | Body::ReplicaWriteAck(_) | Body::AuthReply(_) => d,
+        Body::Status(_)
+        | Body::Repair(_)
+        | Body::Metrics(_)
+        | Body::ReplicaWriteAck(_)
+        | Body::AuthReply(_) => d,
         // The secret itself is never printed.
         Body::Auth(auth) => match auth.replica_id {
             Some(id) => d.with("replica", Field::Num(u64::from(id))),
@@ -221,6 +225,18 @@ fn body_description(body: &Body) -> Description {
             .with("keys", Field::Num(u64::from(status.keys_held)))
             .with("wal_bytes", Field::Num(status.wal_bytes))
             .with("repair_mode", Field::Word(status.repair_mode.clone())),
+        Body::MetricsReply(reply) => d
+            .with("replica", Field::Num(u64::from(reply.replica_id)))
+            .with(
+                "requests",
+                Field::Num(reply.requests.iter().map(|r| r.count).sum()),
+            )
+            .with(
+                "errors",
+                Field::Num(reply.errors.iter().map(|e| e.count).sum()),
+            )
+            .with("wal_batches", Field::Num(reply.wal_batches))
+            .with("wal_records", Field::Num(reply.wal_records)),
         Body::RepairReply(reply) => d
             .with("sent", Field::Num(u64::from(reply.versions_sent)))
             .with("took", Field::Num(u64::from(reply.versions_received))),

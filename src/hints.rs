@@ -34,6 +34,7 @@ use prost::Message;
 
 use crate::clock::wall_micros;
 use crate::error::{ErrorKind, KvError};
+use crate::metrics::Metrics;
 use crate::mux::CallError;
 use crate::peers::Peers;
 use crate::proto::{hint_record, Body, Hint, HintRecord, ReplicaWrite, Versioned};
@@ -89,17 +90,21 @@ pub struct Hints {
     options: HintOptions,
     /// Targets with a delivery in progress: one at a time per target.
     delivering: Mutex<HashSet<ReplicaId>>,
+    /// Counts hints stored, delivered and dropped.
+    metrics: Arc<Metrics>,
 }
 
 impl Hints {
     /// Opens (or creates) `DIR/hints`, replays it and starts its log
     /// thread. Blocking: call before serving. Returns the hints and how
-    /// many were pending after replay.
+    /// many were pending after replay. Hints stored, delivered and dropped
+    /// from then on are counted in `metrics`.
     pub fn open(
         data_dir: &Path,
         wal_options: wal::Options,
         options: HintOptions,
         checkpoint_bytes: u64,
+        metrics: Arc<Metrics>,
     ) -> Result<(Hints, usize), String> {
         let dir = data_dir.join("hints");
         let mut replayed = Pending::new();
@@ -120,6 +125,7 @@ impl Hints {
             to_log,
             options,
             delivering: Mutex::new(HashSet::new()),
+            metrics,
         };
         hints.drop_expired();
         let count = hints.pending_total();
@@ -147,6 +153,7 @@ impl Hints {
                     version.timestamp_micros,
                     self.options.max_per_replica
                 );
+                self.metrics.hint_dropped();
                 return Ok(());
             }
         }
@@ -167,7 +174,9 @@ impl Hints {
             })
             .await
             .map_err(|_| stopped())?;
-        is_durable.recv().await.map_err(|_| stopped())?
+        is_durable.recv().await.map_err(|_| stopped())??;
+        self.metrics.hint_stored();
+        Ok(())
     }
 
     /// Hints pending for `target`.
@@ -242,6 +251,7 @@ impl Hints {
             match peer.call(write, timeout).await {
                 Ok(Body::ReplicaWriteAck(_)) => {
                     self.remove(target, key, &hint, None).await;
+                    self.metrics.hint_delivered();
                     delivered += 1;
                 }
                 Err(CallError::Refused(KvError {
@@ -294,6 +304,7 @@ impl Hints {
             }
         }
         if let Some(why) = dropped_because {
+            self.metrics.hint_dropped();
             crate::warn!(
                 "dropped the hint for replica {target} (key {key}, timestamp {}): {why}",
                 hint.version.timestamp_micros
@@ -340,6 +351,7 @@ impl Hints {
             pending.retain(|_, by_key| !by_key.is_empty());
         }
         for (target, key, hint) in dropped {
+            self.metrics.hint_dropped();
             crate::warn!(
                 "dropped the hint for replica {target} (key {key}, timestamp {}): it is older than the hint window of {} s",
                 hint.version.timestamp_micros,

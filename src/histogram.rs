@@ -2,7 +2,11 @@
 //! does), so recording is one array increment and percentiles are within
 //! about 1.6 % of the true value, however many samples a benchmark takes.
 //! `ringkv bench` records every request here instead of keeping (and
-//! sorting) a vector of samples.
+//! sorting) a vector of samples. A replica records its coordinator
+//! latencies in the lock-free `AtomicHistogram`, which has the same buckets
+//! and snapshots into a `Histogram`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Sub-buckets per power of two: the relative precision is 1/64.
 const SUB_BUCKETS: u64 = 64;
@@ -36,7 +40,7 @@ impl Histogram {
 
     /// Which bucket holds `value`: values below 64 exactly, then 64
     /// buckets per power of two.
-    fn index(value: u64) -> usize {
+    pub(crate) fn index(value: u64) -> usize {
         if value < SUB_BUCKETS {
             return value as usize;
         }
@@ -102,6 +106,55 @@ impl Histogram {
     }
 }
 
+/// A histogram that many threads record into at once without a lock: one
+/// atomic counter per bucket, with the buckets of `Histogram`. A replica's
+/// request tasks record into it on the hot path; `snapshot` turns it into a
+/// plain `Histogram` for percentiles.
+pub struct AtomicHistogram {
+    counts: Box<[AtomicU64]>,
+    max: AtomicU64,
+}
+
+impl Default for AtomicHistogram {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl AtomicHistogram {
+    /// An empty histogram.
+    pub fn new() -> Self {
+        AtomicHistogram {
+            counts: (0..MAGNITUDES * SUB_BUCKETS as usize)
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+            max: AtomicU64::new(0),
+        }
+    }
+
+    /// Counts one value: two relaxed atomic operations, no lock.
+    pub fn record(&self, value: u64) {
+        self.counts[Histogram::index(value)].fetch_add(1, Ordering::Relaxed);
+        self.max.fetch_max(value, Ordering::Relaxed);
+    }
+
+    /// A copy of the counts so far. Values being recorded meanwhile may or
+    /// may not be in it; the total is always the sum of the buckets copied.
+    pub fn snapshot(&self) -> Histogram {
+        let counts: Vec<u64> = self
+            .counts
+            .iter()
+            .map(|count| count.load(Ordering::Relaxed))
+            .collect();
+        let total = counts.iter().sum();
+        Histogram {
+            counts,
+            total,
+            max: self.max.load(Ordering::Relaxed),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,5 +198,43 @@ mod tests {
         histogram.merge(&other);
         assert_eq!(histogram.max(), 50_000);
         assert_eq!(Histogram::new().percentile(0.5), 0);
+    }
+
+    #[test]
+    fn concurrent_recording_gives_the_percentiles_of_the_plain_histogram() {
+        let shared = std::sync::Arc::new(AtomicHistogram::new());
+        let values =
+            |thread: u64| (0..20_000u64).map(move |i| (i * 7919 + thread * 104_729) % 3_000_000);
+        let threads: Vec<_> = (0..4u64)
+            .map(|thread| {
+                let shared = shared.clone();
+                std::thread::spawn(move || {
+                    for value in values(thread) {
+                        shared.record(value);
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().expect("a recording thread panicked");
+        }
+        let mut plain = Histogram::new();
+        for thread in 0..4u64 {
+            for value in values(thread) {
+                plain.record(value);
+            }
+        }
+        let snapshot = shared.snapshot();
+        assert_eq!(snapshot.count(), 80_000);
+        assert_eq!(snapshot.count(), plain.count());
+        assert_eq!(snapshot.max(), plain.max());
+        for quantile in [0.0, 0.5, 0.9, 0.99, 0.999, 1.0] {
+            assert_eq!(
+                snapshot.percentile(quantile),
+                plain.percentile(quantile),
+                "p{quantile}"
+            );
+        }
+        assert_eq!(AtomicHistogram::new().snapshot().percentile(0.5), 0);
     }
 }

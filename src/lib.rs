@@ -19,6 +19,7 @@ pub mod frame;
 pub mod hints;
 pub mod histogram;
 pub mod logging;
+pub mod metrics;
 pub mod mux;
 pub mod node;
 pub mod peers;

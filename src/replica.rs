@@ -33,6 +33,7 @@ use std::sync::Arc;
 use prost::Message;
 
 use crate::error::KvError;
+use crate::metrics::Metrics;
 use crate::proto::{log_record, LogRecord, ReplicaWrite, Versioned};
 use crate::rt;
 use crate::store::Store;
@@ -75,11 +76,13 @@ pub struct OpenReport {
 
 impl LocalReplica {
     /// Opens (or creates) the data directory, replays the WAL into memory
-    /// and starts the WAL thread. Blocking: call it before serving.
+    /// and starts the WAL thread, which counts its batches in `metrics`.
+    /// Blocking: call it before serving.
     pub fn open(
         data_dir: &Path,
         options: wal::Options,
         checkpoint_bytes: u64,
+        metrics: Arc<Metrics>,
     ) -> Result<(LocalReplica, OpenReport), String> {
         create_durable_dir(data_dir)
             .map_err(|e| format!("cannot create {}: {e}", data_dir.display()))?;
@@ -105,7 +108,14 @@ impl LocalReplica {
         std::thread::Builder::new()
             .name("wal".to_string())
             .spawn(move || {
-                run_wal_thread(log, requests, thread_store, thread_bytes, checkpoint_bytes)
+                run_wal_thread(
+                    log,
+                    requests,
+                    thread_store,
+                    thread_bytes,
+                    checkpoint_bytes,
+                    &metrics,
+                )
             })
             .map_err(|e| format!("cannot start the WAL thread: {e}"))?;
         let report = OpenReport {
@@ -229,6 +239,7 @@ fn run_wal_thread(
     store: Arc<Store>,
     wal_bytes: Arc<AtomicU64>,
     checkpoint_bytes: u64,
+    metrics: &Metrics,
 ) {
     let mut disk_full = false;
     let mut next_checkpoint_at = checkpoint_bytes;
@@ -281,6 +292,7 @@ fn run_wal_thread(
             }
         }
         wal_bytes.store(log.total_bytes(), Ordering::Relaxed);
+        metrics.wal_batch(batch.len());
         for write in batch {
             store.merge(write.key, write.version);
             // The waiter may have given up (its request timed out); the write
@@ -288,7 +300,9 @@ fn run_wal_thread(
             let _ = write.durable.try_send(Ok(()));
         }
         if log.total_bytes() > next_checkpoint_at {
-            if !checkpoint(&mut log, &store) {
+            if checkpoint(&mut log, &store) {
+                metrics.wal_checkpoint();
+            } else {
                 crate::warn!("the next checkpoint is tried once the log has grown by another {checkpoint_bytes} bytes");
             }
             // Done, or no room for it now: either way the next one comes

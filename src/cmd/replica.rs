@@ -16,6 +16,7 @@ use crate::clock_lease;
 use crate::coordinator::{Coordinator, CoordinatorParts, Limits};
 use crate::frame::DEFAULT_MAX_FRAME_BYTES;
 use crate::hints::{HintOptions, Hints};
+use crate::metrics::Metrics;
 use crate::node::budget::MemoryBudget;
 use crate::node::{self, Node};
 use crate::peers::{PeerTiming, Peers};
@@ -139,13 +140,16 @@ pub fn run(args: ReplicaArgs) -> Result<(), String> {
         skip_corrupt: args.skip_corrupt_wal,
     };
     let started = std::time::Instant::now();
+    let metrics = Arc::new(Metrics::new());
     let (local, report) =
-        LocalReplica::open(&args.data, options, args.checkpoint_bytes).map_err(|e| {
-            format!(
-                "cannot open the write-ahead log in {}: {e}",
-                args.data.join("wal").display()
-            )
-        })?;
+        LocalReplica::open(&args.data, options, args.checkpoint_bytes, metrics.clone()).map_err(
+            |e| {
+                format!(
+                    "cannot open the write-ahead log in {}: {e}",
+                    args.data.join("wal").display()
+                )
+            },
+        )?;
     if let Some(torn) = &report.replay.torn_tail {
         crate::warn!("{torn}");
     }
@@ -188,6 +192,7 @@ pub fn run(args: ReplicaArgs) -> Result<(), String> {
         hint_wal_options,
         hint_options,
         args.checkpoint_bytes,
+        metrics.clone(),
     )?;
     crate::info!(
         "repair mode {}; {hints_pending} hints pending for peers",
@@ -224,6 +229,7 @@ pub fn run(args: ReplicaArgs) -> Result<(), String> {
             hints: hints.clone(),
             mode: args.repair,
             limits: limits.clone(),
+            metrics: metrics.clone(),
         }));
         let anti_entropy = Arc::new(AntiEntropy::new(
             args.id,
@@ -275,6 +281,7 @@ pub fn run(args: ReplicaArgs) -> Result<(), String> {
             max_requests_per_connection: 128,
             max_connections: args.max_connections,
             max_peer_connections: args.max_peer_connections,
+            metrics,
         });
         let up: Vec<String> = node
             .peers

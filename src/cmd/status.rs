@@ -1,6 +1,11 @@
 //! `ringkv status`: one line per replica: up or down, keys held, WAL size,
 //! and which peers it believes are down. With `--wait`, keeps asking until
 //! every replica answers, which is how the scripts know a cluster is ready.
+//! With `--metrics`, each line is followed by a block of the replica's
+//! counters (`MetricsReply`): requests, errors, coordinator latency, WAL
+//! group commits, repairs and hints.
+
+use std::fmt::Write as _;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -8,7 +13,7 @@ use std::time::{Duration, Instant};
 use argh::FromArgs;
 
 use crate::client::Client;
-use crate::proto::StatusReply;
+use crate::proto::{Consistency, ErrorKind, LatencySummary, MetricsReply, StatusReply};
 use crate::ring::Ring;
 use crate::rt;
 
@@ -26,6 +31,9 @@ pub struct StatusArgs {
     /// a file holding the cluster's shared secret, if its replicas run with --secret-file
     #[argh(option)]
     pub secret_file: Option<PathBuf>,
+    /// also print each replica's counters: requests by operation and level, errors by kind, put/get/delete latency percentiles, WAL batches and records per fdatasync, repairs, hints and anti-entropy rounds
+    #[argh(switch)]
+    pub metrics: bool,
 }
 
 /// The longest `--wait` accepted: a day.
@@ -52,10 +60,23 @@ pub fn run(args: StatusArgs) -> Result<(), String> {
                     .is_ok_and(|status| status.peers.iter().all(|p| p.up))
             });
             if all_ready || Instant::now() >= deadline {
+                let mut failed = false;
                 for (member, answer) in ring.members().iter().zip(&answers) {
                     println!("{}", render(member.id, &member.addr, answer));
+                    if args.metrics && answer.is_ok() {
+                        match client(&member.addr, &secret).metrics().await {
+                            Ok(metrics) => print!("{}", render_metrics(&metrics)),
+                            Err(error) => {
+                                println!("  metrics: no answer ({})", error.message);
+                                failed = true;
+                            }
+                        }
+                    }
                 }
                 let up = answers.iter().filter(|a| a.is_ok()).count();
+                if failed && up == answers.len() {
+                    return Err("a replica did not answer for its metrics".to_string());
+                }
                 return if up == answers.len() {
                     Ok(())
                 } else {
@@ -74,12 +95,90 @@ pub fn run(args: StatusArgs) -> Result<(), String> {
 async fn ask_all(ring: &Ring, secret: &Option<Vec<u8>>) -> Vec<Result<StatusReply, String>> {
     let mut answers = Vec::new();
     for member in ring.members() {
-        let client = Client::new(member.addr.clone())
-            .with_timeout(Duration::from_secs(2))
-            .with_secret(secret.clone());
+        let client = client(&member.addr, secret);
         answers.push(client.status().await.map_err(|e| e.message));
     }
     answers
+}
+
+fn client(addr: &str, secret: &Option<Vec<u8>>) -> Client {
+    Client::new(addr)
+        .with_timeout(Duration::from_secs(2))
+        .with_secret(secret.clone())
+}
+
+/// The `--metrics` block of one replica: a few indented lines, each
+/// starting with what it counts.
+fn render_metrics(metrics: &MetricsReply) -> String {
+    let mut block = String::new();
+    let mut requests = Vec::new();
+    let mut unspecified = 0;
+    for op in ["get", "put", "delete"] {
+        let mut by_level = Vec::new();
+        for entry in metrics.requests.iter().filter(|r| r.operation == op) {
+            match Consistency::try_from(entry.consistency) {
+                Ok(Consistency::Unspecified) | Err(_) => unspecified += entry.count,
+                Ok(level) => by_level.push(format!("{level} {}", entry.count)),
+            }
+        }
+        requests.push(format!("{op} {}", by_level.join(" ")));
+    }
+    let _ = write!(block, "  requests: {}", requests.join(", "));
+    if unspecified > 0 {
+        let _ = write!(block, ", without a valid level {unspecified}");
+    }
+    block.push('\n');
+    let errors: Vec<String> = metrics
+        .errors
+        .iter()
+        .filter(|e| e.kind != ErrorKind::Unauthenticated as i32 || e.count > 0)
+        .map(|e| {
+            let kind = ErrorKind::try_from(e.kind).unwrap_or(ErrorKind::Unspecified);
+            let name = kind.as_str_name().trim_start_matches("ERROR_KIND_");
+            format!("{name} {}", e.count)
+        })
+        .collect();
+    let _ = writeln!(block, "  errors: {}", errors.join(", "));
+    for (op, summary) in [
+        ("put", &metrics.put_latency),
+        ("get", &metrics.get_latency),
+        ("delete", &metrics.delete_latency),
+    ] {
+        let _ = writeln!(block, "  latency {op}: {}", render_latency(summary));
+    }
+    let per_sync = if metrics.wal_batches == 0 {
+        0.0
+    } else {
+        metrics.wal_records as f64 / metrics.wal_batches as f64
+    };
+    let _ = writeln!(
+        block,
+        "  wal: {} batches (fdatasyncs), {} records, {per_sync:.2} records per fdatasync, {} checkpoints",
+        metrics.wal_batches, metrics.wal_records, metrics.wal_checkpoints
+    );
+    let _ = writeln!(
+        block,
+        "  repair: {} read repairs sent; hints {} pending, {} stored, {} delivered, {} dropped; {} anti-entropy rounds (fixed {})",
+        metrics.repairs_sent,
+        metrics.hints_pending,
+        metrics.hints_stored,
+        metrics.hints_delivered,
+        metrics.hints_dropped,
+        metrics.anti_entropy_rounds,
+        metrics.anti_entropy_fixes
+    );
+    block
+}
+
+/// `N requests, p50 .. max` in microseconds.
+fn render_latency(summary: &Option<LatencySummary>) -> String {
+    match summary {
+        Some(s) if s.count > 0 => format!(
+            "{} requests, p50 {} us, p90 {} us, p99 {} us, p99.9 {} us, max {} us",
+            s.count, s.p50_us, s.p90_us, s.p99_us, s.p999_us, s.max_us
+        ),
+        _ => "no requests".to_string(),
+    }
 }
 
 fn render(id: u32, addr: &str, answer: &Result<StatusReply, String>) -> String {

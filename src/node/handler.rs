@@ -13,10 +13,11 @@ use crate::clock::{latest_believable, WriteClock, MAX_CLOCK_LEAD};
 use crate::coordinator::{Coordinator, Limits};
 use crate::error::KvError;
 use crate::hints::Hints;
+use crate::metrics::{Gauges, Metrics};
 use crate::peers::Peers;
 use crate::proto::{
-    checked_key, checked_value, Body, PeerView, Pong, ReplicaRead, ReplicaReadReply, ReplicaWrite,
-    ReplicaWriteAck, StatusReply, Versioned,
+    checked_key, checked_value, Body, MetricsReply, PeerView, Pong, ReplicaRead, ReplicaReadReply,
+    ReplicaWrite, ReplicaWriteAck, StatusReply, Versioned,
 };
 use crate::repair_mode::RepairMode;
 use crate::replica::LocalReplica;
@@ -62,6 +63,8 @@ pub struct Node {
     pub secret: Option<Vec<u8>>,
     /// Set on SIGTERM or SIGINT: stop taking requests, finish the rest.
     pub shutdown: Arc<crate::shutdown::Shutdown>,
+    /// This replica's counters, for `status --metrics`.
+    pub metrics: Arc<Metrics>,
 }
 
 impl Node {
@@ -91,6 +94,7 @@ impl Node {
                 .await
                 .map(Body::InspectReply),
             Body::Status(_) => Ok(Body::StatusReply(self.status())),
+            Body::Metrics(_) => Ok(Body::MetricsReply(Box::new(self.metrics_reply()))),
             Body::ReplicaWrite(write) => self.apply_write(write).await.map(Body::ReplicaWriteAck),
             Body::ReplicaRead(read) => self.read_local(read).map(Body::ReplicaReadReply),
             Body::Ping(_) => Ok(Body::Pong(Pong {
@@ -133,6 +137,21 @@ impl Node {
         let key = held_key(&self.ring, self.self_id, read.key)?;
         Ok(ReplicaReadReply {
             found: self.local.read(key),
+        })
+    }
+
+    fn metrics_reply(&self) -> MetricsReply {
+        let (anti_entropy_rounds, anti_entropy_fixes) = self.anti_entropy.counts();
+        self.metrics.reply(Gauges {
+            replica_id: self.self_id,
+            repairs_sent: self
+                .coordinator
+                .stats
+                .repairs_sent
+                .load(std::sync::atomic::Ordering::Relaxed),
+            hints_pending: self.hints.pending_total() as u64,
+            anti_entropy_rounds,
+            anti_entropy_fixes,
         })
     }
 
