@@ -224,7 +224,7 @@ fn body_description(body: &Body) -> Description {
             .with("replica", Field::Num(u64::from(status.replica_id)))
             .with("keys", Field::Num(u64::from(status.keys_held)))
             .with("wal_bytes", Field::Num(status.wal_bytes))
-            .with("repair_mode", Field::Word(status.repair_mode.clone())),
+            .with("repair_mode", Field::Text(status.repair_mode.clone())),
         Body::MetricsReply(reply) => d
             .with("replica", Field::Num(u64::from(reply.replica_id)))
             .with(

@@ -140,8 +140,6 @@ fn repeat(min: usize, max: usize, mut body: impl FnMut()) -> usize {
 }
 
 /// Valid frames of most request and reply kinds, as a capture would hold.
-/// (A StatusReply is left out until `describe` quotes its `repair_mode`:
-/// see `fuzz_crash_status_reply_repair_mode_spans_lines` below.)
 fn valid_stream() -> Vec<u8> {
     let bodies = vec![
         Body::Get(GetRequest {
@@ -158,6 +156,10 @@ fn valid_stream() -> Vec<u8> {
             consistency: Consistency::One as i32,
         }),
         Body::Inspect(InspectRequest { key: Some(0) }),
+        Body::StatusReply(ringkv::proto::StatusReply {
+            repair_mode: "both".to_string(),
+            ..Default::default()
+        }),
         Body::ReplicaRead(ReplicaRead { key: Some(64) }),
         Body::ReplicaWrite(ReplicaWrite {
             key: Some(3),
@@ -208,7 +210,7 @@ fn random_and_mutated_frames_are_split_decoded_and_described_without_panic() {
     let valid = valid_stream();
     // The unmutated stream is all whole frames that decode.
     let pieces = ringkv::frame::split_captured(&valid, ringkv::frame::DEFAULT_MAX_FRAME_BYTES);
-    assert_eq!(pieces.len(), 7);
+    assert_eq!(pieces.len(), 8);
     run("frame_envelope", &valid, checks::frame_envelope);
     run("dump_frames", &valid, checks::dump_frames);
 
@@ -296,9 +298,8 @@ fn random_and_mutated_wal_segments_inspect_in_bounds_and_replay_without_panic() 
 /// described with that string bare (`Field::Word`), so `describe::envelope
 /// (..).text()`, and with it `ringkv dump --frames`, prints one frame as
 /// several lines, which a sender can use to forge lines in a dump.
-/// Ignored until src/describe.rs quotes `repair_mode` (or any wire string).
+/// Fixed: `describe` quotes every string that comes from the wire.
 #[test]
-#[ignore = "known bug: describe prints StatusReply.repair_mode unquoted; un-ignore once fixed"]
 fn fuzz_crash_status_reply_repair_mode_spans_lines() {
     let found = hex("0000002bba012808080808 2a08000808080808 08082a082a08404040 4040400808080808 082a08050a0a0a0a 0a0a0a0a0a0a0000 000000ff000700 00ff0800");
     run("frame_envelope", &found, checks::frame_envelope);

@@ -124,11 +124,13 @@ impl Node {
         let timeout = self.limits.write_timeout;
         match crate::rt::timeout(timeout, self.local.write(key, version)).await {
             Some(outcome) => outcome?,
-            None => return Err(KvError::timeout(format!(
+            None => {
+                return Err(KvError::timeout(format!(
                 "replica {} could not make the write durable within {} ms; it may still be applied",
                 self.self_id,
                 timeout.as_millis()
-            ))),
+            )))
+            }
         }
         Ok(ReplicaWriteAck {})
     }
