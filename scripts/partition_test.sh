@@ -153,6 +153,7 @@ echo "partition test: building (release)"
 cargo build --release --locked --quiet
 cargo test --release --locked --quiet --test partition --no-run
 
+bin="${CARGO_TARGET_DIR:-target}/release/ringkv"
 port=7000
 config="$tmp/cluster.conf"
 for i in 0 1 2 3; do echo "$i $(ip_of $i):$port"; done >"$config"
@@ -161,7 +162,7 @@ for i in 0 1 2 3; do echo "$i $(ip_of $i):$port"; done >"$config"
 # under $tmp. `ip netns exec` execs the command, so $! is the replica.
 start_replica() {
     local id=$1 file=$2
-    ip netns exec "rkv-p$id-$run" target/release/ringkv replica \
+    ip netns exec "rkv-p$id-$run" "$bin" replica \
         --config "$file" --id "$id" --data "$tmp/data-$id" \
         </dev/null >/dev/null 2>>"$tmp/replica-$id.log" &
     pids+=($!)
@@ -189,7 +190,11 @@ run_test() {
 
 # Faults 1, 2 and 5 (with 4 after each): the plain cluster file.
 for i in 0 1 2 3; do start_replica $i "$config"; done
-target/release/ringkv status --config "$config" --wait 20 >/dev/null
+if ! "$bin" status --config "$config" --wait 20 >"$tmp/status.out" 2>&1; then
+    cat "$tmp/status.out" >&2
+    echo "partition test: the replicas never all saw each other; if their logs show no fault, bridged traffic may be filtered on this host (net.bridge.bridge-nf-call-iptables with a FORWARD policy of DROP)" >&2
+    exit 1
+fi
 run_test partitions \
     RINGKV_PARTITION_CONFIG="$config" \
     RINGKV_PARTITION_LINKS="$(IFS=,; echo "${veths[*]}")" \
