@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # ringkv, etcd and Redis side by side, in one run, on loopback, with the
 # same shape of load: 32 connections, one request in flight on each, 256
-# keys, 16-byte values, SECONDS (default 10) per measurement.
+# keys, 16-byte values, SECONDS_EACH (default 10) seconds per measurement.
 #
 #   scripts/compare.sh            (as root it installs what is missing)
 #

@@ -5,7 +5,7 @@
 #   scripts/history_test.sh [--seconds N]   (default 60)
 #
 # Runs tests/linearizable.rs in release mode with RINGKV_HISTORY_SECONDS=N:
-# eight clients on all four coordinators put and get six keys, with no
+# eight clients on all four coordinators put, delete and get six keys, with no
 # faults, with replicas SIGKILLed and restarted one at a time, and right
 # after a restart. Each test prints one summary line; a violation prints the
 # operations around it. (The test suite runs 10 s versions of these.)

@@ -58,7 +58,7 @@ pub struct ReplicaArgs {
     /// size at which the write-ahead log starts a new segment, in bytes (default 64 MiB)
     #[argh(option, default = "64 * 1024 * 1024")]
     pub wal_segment_bytes: u64,
-    /// log size past which the replica writes a checkpoint and deletes the segments behind it, in bytes (default 4 MiB); the hints log too
+    /// log growth since the last checkpoint past which the replica writes a checkpoint and deletes the segments behind it, in bytes (default 4 MiB); the hints log too
     #[argh(option, default = "4 * 1024 * 1024")]
     pub checkpoint_bytes: u64,
     /// start even if the write-ahead log is corrupt, skipping damaged records (each one is logged; data in them is lost)
