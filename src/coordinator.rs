@@ -158,16 +158,9 @@ impl FanOut {
     /// so that the error can say which replicas did take a write.
     async fn gather(&mut self, need: Option<usize>) {
         while !self.waiting.is_empty() {
-            if need.is_some_and(|need| self.answered() >= need) {
+            if need.is_some_and(|need| self.answered() >= need) || !self.receive_one().await {
                 return;
             }
-            let remaining = self.deadline.saturating_duration_since(Instant::now());
-            let Some(Ok((replica, outcome))) = rt::timeout(remaining, self.arriving.recv()).await
-            else {
-                return;
-            };
-            self.waiting.retain(|&id| id != replica);
-            self.outcomes.push((replica, outcome));
         }
     }
 
@@ -175,14 +168,22 @@ impl FanOut {
     /// deadline passed).
     async fn gather_until_reported(&mut self, these: &[ReplicaId]) {
         while self.waiting.iter().any(|id| these.contains(id)) {
-            let remaining = self.deadline.saturating_duration_since(Instant::now());
-            let Some(Ok((replica, outcome))) = rt::timeout(remaining, self.arriving.recv()).await
-            else {
+            if !self.receive_one().await {
                 return;
-            };
-            self.waiting.retain(|&id| id != replica);
-            self.outcomes.push((replica, outcome));
+            }
         }
+    }
+
+    /// Records the next outcome to arrive; false once the deadline passed.
+    async fn receive_one(&mut self) -> bool {
+        let remaining = self.deadline.saturating_duration_since(Instant::now());
+        let Some(Ok((replica, outcome))) = rt::timeout(remaining, self.arriving.recv()).await
+        else {
+            return false;
+        };
+        self.waiting.retain(|&id| id != replica);
+        self.outcomes.push((replica, outcome));
+        true
     }
 
     /// Every replica that has not answered, and why: failures with their

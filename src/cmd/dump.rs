@@ -125,11 +125,7 @@ fn damage_line(json: bool, at: &[(&str, Field)], reason: &str) -> String {
     if json {
         let mut fields: Vec<(&str, Field)> = at.to_vec();
         fields.push(("damage", Field::Text(reason.to_string())));
-        describe::Description {
-            kind: "damage".to_string(),
-            fields: Vec::new(),
-        }
-        .json(&fields)
+        json_line("damage", &fields)
     } else {
         let position: Vec<String> = at
             .iter()
@@ -224,11 +220,7 @@ fn dump_segment(
                 if let Some(n) = header.checkpoint_records {
                     fields.push(("checkpoint_records", Field::Num(u64::from(n))));
                 }
-                describe::Description {
-                    kind: "segment".into(),
-                    fields: Vec::new(),
-                }
-                .json(&fields)
+                json_line("segment", &fields)
             } else {
                 format!(
                     "{file}: segment {} (format {}){checkpoint}, {} bytes",
@@ -240,18 +232,17 @@ fn dump_segment(
         }
         Err(reason) => {
             if json {
-                describe::Description {
-                    kind: "damage".into(),
-                    fields: Vec::new(),
-                }
-                .json(&[
-                    ("file", Field::Text(file.clone())),
-                    ("offset", Field::Num(0)),
-                    (
-                        "damage",
-                        Field::Text(format!("bad segment header: {reason}")),
-                    ),
-                ])
+                json_line(
+                    "damage",
+                    &[
+                        ("file", Field::Text(file.clone())),
+                        ("offset", Field::Num(0)),
+                        (
+                            "damage",
+                            Field::Text(format!("bad segment header: {reason}")),
+                        ),
+                    ],
+                )
             } else {
                 format!("{file}: DAMAGE: bad segment header: {reason}")
             }
@@ -294,16 +285,15 @@ fn dump_segment(
                 reason,
             } => {
                 if json {
-                    describe::Description {
-                        kind: "damage".into(),
-                        fields: Vec::new(),
-                    }
-                    .json(&[
-                        ("file", Field::Text(file.clone())),
-                        ("offset", Field::Num(*offset)),
-                        ("len", Field::Num(*len)),
-                        ("damage", Field::Text(reason.clone())),
-                    ])
+                    json_line(
+                        "damage",
+                        &[
+                            ("file", Field::Text(file.clone())),
+                            ("offset", Field::Num(*offset)),
+                            ("len", Field::Num(*len)),
+                            ("damage", Field::Text(reason.clone())),
+                        ],
+                    )
                 } else {
                     format!("{file} @{offset} len={len} DAMAGE: {reason}")
                 }
@@ -311,4 +301,14 @@ fn dump_segment(
         });
     }
     Ok(())
+}
+
+/// One JSON object with only `kind` and these fields: segment headers and
+/// damage, which are not records.
+fn json_line(kind: &str, fields: &[(&str, Field)]) -> String {
+    describe::Description {
+        kind: kind.to_string(),
+        fields: Vec::new(),
+    }
+    .json(fields)
 }
