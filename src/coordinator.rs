@@ -38,6 +38,7 @@ use crate::error::{ErrorKind, KvError};
 use crate::hints::Hints;
 use crate::metrics::Metrics;
 use crate::mux::CallError;
+use crate::node::budget::MemoryBudget;
 use crate::peers::Peers;
 use crate::proto::{
     checked_key, checked_value, replica_holding, Body, Consistency, DeleteReply, DeleteRequest,
@@ -222,6 +223,7 @@ pub struct Coordinator {
     mode: RepairMode,
     limits: Limits,
     metrics: Arc<Metrics>,
+    budget: Arc<MemoryBudget>,
     /// What this coordinator has done, for `status`.
     pub stats: CoordinatorStats,
 }
@@ -246,6 +248,9 @@ pub struct CoordinatorParts {
     pub limits: Limits,
     /// Where requests, errors and latencies are counted.
     pub metrics: Arc<Metrics>,
+    /// The replica's memory budget: each write sent to a replica holds a
+    /// copy of its value until it ends, even after the client's answer.
+    pub budget: Arc<MemoryBudget>,
 }
 
 impl Coordinator {
@@ -261,6 +266,7 @@ impl Coordinator {
             mode: parts.mode,
             limits: parts.limits,
             metrics: parts.metrics,
+            budget: parts.budget,
             stats: CoordinatorStats::default(),
         }
     }
@@ -582,7 +588,14 @@ impl Coordinator {
             }
             waiting.push(target);
             let (coordinator, ask, report) = (self.clone(), ask.clone(), report.clone());
+            let holds = match &ask {
+                ReplicaAsk::Write(_, version) => {
+                    Some(self.budget.charge_background(version.value.len()))
+                }
+                ReplicaAsk::Read(_) => None,
+            };
             rt::spawn(async move {
+                let _holds = holds;
                 let outcome = coordinator.ask_replica(target, ask.clone(), timeout).await;
                 if let (ReplicaAsk::Write(key, version), true) = (ask, hint_misses) {
                     let missed = !matches!(outcome, Outcome::Answered(_));

@@ -143,3 +143,47 @@ fn the_memory_budget_holds_back_a_client_pipelining_large_values_and_serves_the_
         cluster.log(0)
     );
 }
+
+#[test]
+fn writes_still_on_their_way_after_the_answer_count_against_the_budget() {
+    let mut cluster = Cluster::start(4);
+    cluster.kill(0);
+    cluster.spawn_with(0, &["--memory-budget-bytes", "3000000"]);
+    cluster.wait_until_all_see_each_other();
+    // Replica 2 freezes: ONE puts through replica 0 of keys 2 holds are
+    // answered at once, but each leaves a 1 MB write waiting on replica 2.
+    cluster.signal(2, "STOP");
+    let big = "w".repeat(1_000_000);
+    let heavy = std::sync::Arc::new(cluster.client(0));
+    let started = Instant::now();
+    let puts: Vec<_> = (0..24u32)
+        .map(|i| {
+            let (heavy, value) = (heavy.clone(), format!("{i}:{big}"));
+            let key = [10, 130][i as usize % 2];
+            std::thread::spawn(move || rt::block_on(heavy.put(key, &value, Consistency::One)))
+        })
+        .collect();
+    for put in puts {
+        put.join()
+            .expect("thread")
+            .expect("a ONE put is held back, not refused");
+    }
+    // The writes to the frozen replica held the budget until they timed
+    // out (2 s), so the puts could not all be read at once.
+    assert!(
+        cluster
+            .log(0)
+            .contains("memory budget of 3000000 bytes reached"),
+        "{}",
+        cluster.log(0)
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    cluster.signal(2, "CONT");
+    cluster
+        .put(0, 10, "after", Consistency::All)
+        .expect("put once 2 is back");
+}

@@ -220,6 +220,7 @@ pub fn run(args: ReplicaArgs) -> Result<(), String> {
             PeerTiming::default(),
             secret.as_deref().map(Arc::from),
         ));
+        let budget = Arc::new(MemoryBudget::new(args.memory_budget_bytes));
         let coordinator = Arc::new(Coordinator::new(CoordinatorParts {
             self_id: args.id,
             ring: ring.clone(),
@@ -230,6 +231,7 @@ pub fn run(args: ReplicaArgs) -> Result<(), String> {
             mode: args.repair,
             limits: limits.clone(),
             metrics: metrics.clone(),
+            budget: budget.clone(),
         }));
         let anti_entropy = Arc::new(AntiEntropy::new(
             args.id,
@@ -276,7 +278,7 @@ pub fn run(args: ReplicaArgs) -> Result<(), String> {
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             frame_read_timeout: Duration::from_millis(args.frame_read_timeout_ms),
             secret,
-            budget: Arc::new(MemoryBudget::new(args.memory_budget_bytes)),
+            budget,
             shutdown,
             max_requests_per_connection: 128,
             max_connections: args.max_connections,

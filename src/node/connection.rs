@@ -72,7 +72,9 @@ pub async fn serve_connection(
     // replica.
     let probation_ends = std::time::Instant::now() + PROBATION;
     loop {
-        node.budget.room_for(&held, &remote).await;
+        node.budget
+            .room_for(&held, peer_id.is_some(), &remote)
+            .await;
         let read = read_frame_within(
             &mut reader,
             node.max_frame_bytes,
