@@ -407,7 +407,9 @@ impl Coordinator {
                 )));
             }
         }
-        if self.mode.background_read_repair() {
+        // With every replica already heard from, the blocking repair above
+        // has done all there is to do: no task.
+        if self.mode.background_read_repair() && !fan.waiting.is_empty() {
             let (coordinator, repaired) = (self.clone(), newest.clone());
             rt::spawn(async move {
                 coordinator

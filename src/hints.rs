@@ -157,14 +157,11 @@ impl Hints {
                 return Ok(());
             }
         }
-        let record = HintRecord {
-            entry: Some(hint_record::Entry::Stored(Hint {
-                target,
-                key: u32::from(key),
-                version: Some(version),
-                stored_at_micros: wall_micros(),
-            })),
+        let hint = PendingHint {
+            version,
+            stored_at_micros: wall_micros(),
         };
+        let record = hint_record_of(hint_record::Entry::Stored, target, key, &hint);
         let (durable, is_durable) = rt::bounded(1);
         let stopped = || KvError::internal("the hints log thread has stopped");
         self.to_log
@@ -310,14 +307,7 @@ impl Hints {
                 hint.version.timestamp_micros
             );
         }
-        let record = HintRecord {
-            entry: Some(hint_record::Entry::Removed(Hint {
-                target,
-                key: u32::from(key),
-                version: Some(hint.version.clone()),
-                stored_at_micros: hint.stored_at_micros,
-            })),
-        };
+        let record = hint_record_of(hint_record::Entry::Removed, target, key, hint);
         // Not awaited to durability: a removal lost in a crash only means
         // a harmless second delivery.
         let _ = self
@@ -357,14 +347,7 @@ impl Hints {
                 hint.version.timestamp_micros,
                 self.options.window.as_secs()
             );
-            let record = HintRecord {
-                entry: Some(hint_record::Entry::Removed(Hint {
-                    target,
-                    key: u32::from(key),
-                    version: Some(hint.version),
-                    stored_at_micros: hint.stored_at_micros,
-                })),
-            };
+            let record = hint_record_of(hint_record::Entry::Removed, target, key, &hint);
             let _ = self.to_log.try_send(LogJob {
                 record,
                 durable: None,
@@ -496,21 +479,30 @@ fn run_log_thread(
     }
 }
 
+/// A hints-log record (`Stored` or `Removed`) about one pending hint.
+fn hint_record_of(
+    entry: fn(Hint) -> hint_record::Entry,
+    target: ReplicaId,
+    key: u8,
+    hint: &PendingHint,
+) -> HintRecord {
+    HintRecord {
+        entry: Some(entry(Hint {
+            target,
+            key: u32::from(key),
+            version: Some(hint.version.clone()),
+            stored_at_micros: hint.stored_at_micros,
+        })),
+    }
+}
+
 /// The pending hints as `stored` records: a checkpoint of the hints log.
 fn stored_records(pending: &Pending) -> Vec<Vec<u8>> {
     pending
         .iter()
         .flat_map(|(&target, by_key)| {
             by_key.iter().map(move |(&key, hint)| {
-                HintRecord {
-                    entry: Some(hint_record::Entry::Stored(Hint {
-                        target,
-                        key: u32::from(key),
-                        version: Some(hint.version.clone()),
-                        stored_at_micros: hint.stored_at_micros,
-                    })),
-                }
-                .encode_to_vec()
+                hint_record_of(hint_record::Entry::Stored, target, key, hint).encode_to_vec()
             })
         })
         .collect()

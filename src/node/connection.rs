@@ -153,18 +153,14 @@ pub async fn serve_connection(
                 node.self_id, node.max_connections
             ));
             let _ = replies
-                .send(error_frame(envelope.request_id, refusal))
+                .answer(envelope.request_id, Body::Error(refusal.into()))
                 .await;
             break;
         }
         match access.admit(&envelope.body, node.secret.as_deref(), &node.ring) {
             Admission::Proceed => {}
             Admission::Answer(body) => {
-                if replies
-                    .send(reply_frame(envelope.request_id, body))
-                    .await
-                    .is_err()
-                {
+                if replies.answer(envelope.request_id, body).await.is_err() {
                     break;
                 }
                 continue;
@@ -178,14 +174,10 @@ pub async fn serve_connection(
                     kind_of(&envelope),
                     error.message
                 );
-                if replies
-                    .send(error_frame(envelope.request_id, error))
-                    .await
-                    .is_err()
-                {
-                    break;
-                }
-                if ends_probation {
+                let sent = replies
+                    .answer(envelope.request_id, Body::Error(error.into()))
+                    .await;
+                if sent.is_err() || ends_probation {
                     break;
                 }
                 continue;
@@ -208,7 +200,7 @@ pub async fn serve_connection(
                 node.self_id
             ));
             if replies
-                .send(error_frame(envelope.request_id, refusal))
+                .answer(envelope.request_id, Body::Error(refusal.into()))
                 .await
                 .is_err()
             {
@@ -223,7 +215,7 @@ pub async fn serve_connection(
         rt::spawn(async move {
             let body = node.answer(envelope.body).await;
             drop(charged);
-            let _ = replies.send(reply_frame(envelope.request_id, body)).await;
+            let _ = replies.answer(envelope.request_id, body).await;
             let _ = finished.recv().await;
         });
     }
@@ -281,6 +273,11 @@ struct ReplyQueue {
 }
 
 impl ReplyQueue {
+    /// Queues the reply to one request.
+    async fn answer(&self, request_id: u64, body: Body) -> Result<(), ()> {
+        self.send(reply_frame(request_id, body)).await
+    }
+
     /// Queues a frame; fails once the writer has stopped.
     async fn send(&self, frame: Vec<u8>) -> Result<(), ()> {
         let bytes = frame.len();
