@@ -256,8 +256,9 @@ impl Cluster {
             }
             assert!(
                 Instant::now() < deadline,
-                "replica {observer} never saw replica {subject} {}",
-                if up { "up" } else { "down" }
+                "replica {observer} never saw replica {subject} {}; the end of {subject}'s log:\n{}",
+                if up { "up" } else { "down" },
+                log_tail(&self.log(subject), 8)
             );
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -292,6 +293,12 @@ impl Drop for Cluster {
     }
 }
 
+/// The last `lines` lines of a log, for a failure message.
+fn log_tail(log: &str, lines: usize) -> String {
+    let all: Vec<&str> = log.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
 /// A fresh directory under the system temp dir, unique to this test.
 pub fn unique_dir() -> PathBuf {
     static NEXT: AtomicU32 = AtomicU32::new(0);
@@ -307,12 +314,45 @@ pub fn unique_dir() -> PathBuf {
 
 /// `n` loopback addresses that were free a moment ago. All are held open
 /// together while choosing, so the same port is never handed out twice.
+///
+/// They are taken from below the kernel's ephemeral range: a port the
+/// kernel hands out for `bind(0)` is also one it may give any outgoing
+/// connection as its source port, and with clusters of other tests
+/// connecting all the time, one of them could take the port between this
+/// choice and the replica's own bind, and the replica would fail to start.
 pub fn free_ports(n: usize) -> Vec<String> {
-    let listeners: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind a free port"))
-        .collect();
-    listeners
-        .iter()
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const LOWEST: u32 = 10_000;
+    let ephemeral_low = fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|text| text.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32_768);
+    let span = ephemeral_low.saturating_sub(LOWEST);
+    if span < 1_000 {
+        // No room below the ephemeral range: the kernel's choice it is.
+        return (0..n)
+            .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind a free port"))
+            .collect::<Vec<_>>()
+            .iter()
+            .map(|l| l.local_addr().expect("local addr").to_string())
+            .collect();
+    }
+    // Test processes run side by side (one per test binary, or per test
+    // under nextest): each starts at its own place in the range.
+    let start = std::process::id().wrapping_mul(7_919) % span;
+    let mut held = Vec::with_capacity(n);
+    for _ in 0..span {
+        if held.len() == n {
+            break;
+        }
+        let step = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = LOWEST + (start + step) % span;
+        if let Ok(listener) = TcpListener::bind(("127.0.0.1", port as u16)) {
+            held.push(listener);
+        }
+    }
+    assert_eq!(held.len(), n, "no {n} free ports below {ephemeral_low}");
+    held.iter()
         .map(|l| l.local_addr().expect("local addr").to_string())
         .collect()
 }
