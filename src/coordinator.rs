@@ -45,6 +45,7 @@ use crate::proto::{
     GetReply, GetRequest, Holding, InspectReply, InspectRequest, PutReply, PutRequest,
     ReplicaHolding, ReplicaRead, ReplicaWrite, Versioned,
 };
+use crate::read_plan::ReadPolicy;
 use crate::repair_mode::RepairMode;
 use crate::replica::LocalReplica;
 use crate::ring::{ReplicaId, Ring};
@@ -132,6 +133,19 @@ struct FanOut {
     outcomes: Vec<(ReplicaId, Outcome)>,
     waiting: Vec<ReplicaId>,
     deadline: Instant,
+    /// Where the asks report; kept for the spares a read may add.
+    report: rt::Sender<(ReplicaId, Outcome)>,
+    /// Replicas not asked yet, and how to ask them (reads only).
+    reserve: Option<Reserve>,
+}
+
+/// The spares of a read that asked only the replicas its level needs.
+struct Reserve {
+    coordinator: Arc<Coordinator>,
+    key: u8,
+    spares: Vec<ReplicaId>,
+    /// When every spare is asked if the answers are not all in.
+    speculate_at: Instant,
 }
 
 impl FanOut {
@@ -176,15 +190,56 @@ impl FanOut {
     }
 
     /// Records the next outcome to arrive; false once the deadline passed.
+    /// A failure brings in a spare; so does the speculation delay, for
+    /// every spare left.
     async fn receive_one(&mut self) -> bool {
-        let remaining = self.deadline.saturating_duration_since(Instant::now());
-        let Some(Ok((replica, outcome))) = rt::timeout(remaining, self.arriving.recv()).await
-        else {
-            return false;
+        loop {
+            let speculate_at = self
+                .reserve
+                .as_ref()
+                .filter(|reserve| !reserve.spares.is_empty())
+                .map(|reserve| reserve.speculate_at);
+            let until = speculate_at.map_or(self.deadline, |at| at.min(self.deadline));
+            let remaining = until.saturating_duration_since(Instant::now());
+            match rt::timeout(remaining, self.arriving.recv()).await {
+                Some(Ok((replica, outcome))) => {
+                    self.waiting.retain(|&id| id != replica);
+                    if !matches!(outcome, Outcome::Answered(_)) {
+                        self.ask_spares(1);
+                    }
+                    self.outcomes.push((replica, outcome));
+                    return true;
+                }
+                Some(Err(_)) => return false,
+                None if speculate_at.is_some() && Instant::now() < self.deadline => {
+                    self.ask_spares(usize::MAX);
+                }
+                None => return false,
+            }
+        }
+    }
+
+    /// Asks up to `count` spares, in the plan's order.
+    fn ask_spares(&mut self, count: usize) {
+        let Some(reserve) = self.reserve.as_mut() else {
+            return;
         };
-        self.waiting.retain(|&id| id != replica);
-        self.outcomes.push((replica, outcome));
-        true
+        let count = count.min(reserve.spares.len());
+        let timeout = self.deadline.saturating_duration_since(Instant::now());
+        for target in reserve.spares.drain(..count) {
+            self.waiting.push(target);
+            let (coordinator, report, key) = (
+                reserve.coordinator.clone(),
+                self.report.clone(),
+                reserve.key,
+            );
+            rt::spawn(async move {
+                let outcome = coordinator
+                    .ask_replica(target, ReplicaAsk::Read(key), timeout)
+                    .await;
+                let _ = report.send((target, outcome)).await;
+            });
+        }
     }
 
     /// Every replica that has not answered, and why: failures with their
@@ -221,6 +276,9 @@ pub struct Coordinator {
     clock: Arc<WriteClock>,
     hints: Arc<Hints>,
     mode: RepairMode,
+    read_policy: ReadPolicy,
+    /// Numbers reads, for the rotation of the replicas they ask.
+    read_turn: AtomicU64,
     limits: Limits,
     metrics: Arc<Metrics>,
     budget: Arc<MemoryBudget>,
@@ -244,6 +302,8 @@ pub struct CoordinatorParts {
     pub hints: Arc<Hints>,
     /// Which convergence mechanisms run.
     pub mode: RepairMode,
+    /// Which replicas a read asks.
+    pub read_policy: ReadPolicy,
     /// Timeouts and the value limit.
     pub limits: Limits,
     /// Where requests, errors and latencies are counted.
@@ -264,6 +324,8 @@ impl Coordinator {
             clock: parts.clock,
             hints: parts.hints,
             mode: parts.mode,
+            read_policy: parts.read_policy,
+            read_turn: AtomicU64::new(0),
             limits: parts.limits,
             metrics: parts.metrics,
             budget: parts.budget,
@@ -362,12 +424,23 @@ impl Coordinator {
         let level = Consistency::from_wire(request.consistency)?;
         let need = self.check_available(key, level, Op::Get).await?;
         let timeout = self.limits.read_timeout;
-        let mut fan = self.fan_out(
+        let turn = self.read_turn.fetch_add(1, Ordering::Relaxed);
+        let plan = self.read_policy.plan(
+            self.self_id,
             self.ring.replicas_for(key),
-            ReplicaAsk::Read(key),
-            false,
-            timeout,
+            need,
+            turn,
+            |id| self.peers.is_up(id),
         );
+        let mut fan = self.fan_out(&plan.ask, ReplicaAsk::Read(key), false, timeout);
+        if !plan.spares.is_empty() {
+            fan.reserve = Some(Reserve {
+                coordinator: self.clone(),
+                key,
+                spares: plan.spares,
+                speculate_at: Instant::now() + self.read_policy.speculate_after,
+            });
+        }
         fan.gather(Some(need)).await;
         let deciding = fan.answers();
         if deciding.len() < need {
@@ -407,9 +480,11 @@ impl Coordinator {
                 )));
             }
         }
-        // With every replica already heard from, the blocking repair above
-        // has done all there is to do: no task.
-        if self.mode.background_read_repair() && !fan.waiting.is_empty() {
+        // Only a read that asked every replica repairs the late ones; with
+        // every replica already heard from, the blocking repair above has
+        // done all there is to do: no task.
+        if plan.everyone && self.mode.background_read_repair() && !fan.waiting.is_empty() {
+            fan.reserve = None;
             let (coordinator, repaired) = (self.clone(), newest.clone());
             rt::spawn(async move {
                 coordinator
@@ -579,7 +654,7 @@ impl Coordinator {
         hint_misses: bool,
         timeout: Duration,
     ) -> FanOut {
-        let (report, arriving) = rt::unbounded();
+        let (report, arriving) = rt::unbounded::<(ReplicaId, Outcome)>();
         let mut outcomes = Vec::new();
         let mut waiting = Vec::with_capacity(targets.len());
         for &target in targets {
@@ -615,6 +690,8 @@ impl Coordinator {
             outcomes,
             waiting,
             deadline: Instant::now() + timeout,
+            report,
+            reserve: None,
         }
     }
 

@@ -24,6 +24,7 @@ pub mod mux;
 pub mod node;
 pub mod peers;
 pub mod proto;
+pub mod read_plan;
 pub mod repair_mode;
 pub mod replica;
 pub mod ring;

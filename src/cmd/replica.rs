@@ -20,6 +20,7 @@ use crate::metrics::Metrics;
 use crate::node::budget::MemoryBudget;
 use crate::node::{self, Node};
 use crate::peers::{PeerTiming, Peers};
+use crate::read_plan::ReadPolicy;
 use crate::repair_mode::RepairMode;
 use crate::replica::LocalReplica;
 use crate::ring::Ring;
@@ -67,6 +68,12 @@ pub struct ReplicaArgs {
     /// how replicas catch up: read-repair, hinted-handoff or both (default both)
     #[argh(option, default = "RepairMode::Both")]
     pub repair: RepairMode,
+    /// share of gets, 0 to 1, that ask every replica of the key and repair late ones in the background; the others ask only as many as their level needs (default 1 with --repair read-repair, 0.1 with both, 0 with hinted-handoff)
+    #[argh(option)]
+    pub read_repair_chance: Option<f64>,
+    /// a get that asked only the replicas its level needs asks the others too if their answers are not all in after this many milliseconds (default 10)
+    #[argh(option, default = "10")]
+    pub speculative_read_ms: u64,
     /// hints older than this many seconds are dropped instead of delivered (default 10800 = 3 h)
     #[argh(option, default = "10_800")]
     pub hint_window_secs: u64,
@@ -118,11 +125,17 @@ pub fn run(args: ReplicaArgs) -> Result<(), String> {
         ("--write-timeout-ms", args.write_timeout_ms),
         ("--read-timeout-ms", args.read_timeout_ms),
         ("--frame-read-timeout-ms", args.frame_read_timeout_ms),
+        ("--speculative-read-ms", args.speculative_read_ms),
     ] {
         if !(1..=MAX_TIMEOUT_MS).contains(&value) {
             return Err(format!("{flag} must be between 1 and {MAX_TIMEOUT_MS}"));
         }
     }
+    let read_policy = ReadPolicy::new(
+        args.repair,
+        args.read_repair_chance,
+        Duration::from_millis(args.speculative_read_ms),
+    )?;
     let ring = Arc::new(Ring::load(&args.config).map_err(|e| e.to_string())?);
     let secret = args.secret_file.as_deref().map(secret::load).transpose()?;
     let member = ring
@@ -195,8 +208,9 @@ pub fn run(args: ReplicaArgs) -> Result<(), String> {
         metrics.clone(),
     )?;
     crate::info!(
-        "repair mode {}; {hints_pending} hints pending for peers",
-        args.repair
+        "repair mode {}; {hints_pending} hints pending for peers; {} % of gets ask every replica",
+        args.repair,
+        read_policy.chance() * 100.0
     );
     let limits = Limits {
         write_timeout: Duration::from_millis(args.write_timeout_ms),
@@ -229,6 +243,7 @@ pub fn run(args: ReplicaArgs) -> Result<(), String> {
             clock: clock.clone(),
             hints: hints.clone(),
             mode: args.repair,
+            read_policy,
             limits: limits.clone(),
             metrics: metrics.clone(),
             budget: budget.clone(),
