@@ -7,13 +7,14 @@
 
 use std::fmt;
 use std::io;
+use std::pin::Pin;
 use std::time::Duration;
 
 use byteorder::{BigEndian, ByteOrder};
 use prost::Message;
 
 use crate::proto::Envelope;
-use crate::rt::{self, Read, ReadExt, WriteExt};
+use crate::rt::{self, BufRead, Read, ReadExt, WriteExt};
 
 /// The default frame limit: room for a 16 MiB value plus the envelope.
 pub const DEFAULT_MAX_FRAME_BYTES: usize = 16 * 1024 * 1024 + 64 * 1024;
@@ -76,7 +77,10 @@ impl std::error::Error for FrameError {}
 
 /// Reads one frame's body. `Ok(None)` is a clean end of stream: the peer
 /// closed between frames. An end of stream inside a frame is an error.
-pub async fn read_frame<R>(reader: &mut R, limit: usize) -> Result<Option<Vec<u8>>, FrameError>
+pub async fn read_frame<R>(
+    reader: &mut rt::BufReader<R>,
+    limit: usize,
+) -> Result<Option<Vec<u8>>, FrameError>
 where
     R: Read + Unpin,
 {
@@ -87,23 +91,42 @@ where
 /// (its first byte arrived) the rest must arrive within `partial_timeout`:
 /// a connection may idle between frames for as long as it likes, but one
 /// that sends half a frame and goes silent (slowloris) is given up.
+///
+/// A frame that arrived whole (the common case: small frames, often
+/// several to one read) is taken straight from the read buffer, with no
+/// timer and no further read.
 pub async fn read_frame_within<R>(
-    reader: &mut R,
+    reader: &mut rt::BufReader<R>,
     limit: usize,
     partial_timeout: Option<Duration>,
 ) -> Result<Option<Vec<u8>>, FrameError>
 where
     R: Read + Unpin,
 {
-    let mut prefix = [0u8; 4];
-    let n = reader
-        .read(&mut prefix[..1])
-        .await
-        .map_err(FrameError::Io)?;
-    if n == 0 {
+    let available = std::future::poll_fn(|cx| {
+        Pin::new(&mut *reader)
+            .poll_fill_buf(cx)
+            .map_ok(|buffered| buffered.len())
+    })
+    .await
+    .map_err(FrameError::Io)?;
+    if available == 0 {
         return Ok(None);
     }
-    let rest = read_rest_of_frame(reader, prefix, limit);
+    match buffered_frame(reader.buffer(), limit) {
+        Ok(Some(whole)) => {
+            let body = reader.buffer()[4..whole].to_vec();
+            Pin::new(&mut *reader).consume(whole);
+            return Ok(Some(body));
+        }
+        Ok(None) => {}
+        Err(too_long) => {
+            // As if read byte by byte: the prefix is gone, the body is not.
+            Pin::new(&mut *reader).consume(4);
+            return Err(too_long);
+        }
+    }
+    let rest = read_started_frame(reader, limit);
     match partial_timeout {
         None => rest.await,
         Some(timeout) => rt::timeout(timeout, rest)
@@ -112,16 +135,29 @@ where
     }
 }
 
-/// The rest of a frame whose first prefix byte is in `prefix[0]`.
-async fn read_rest_of_frame<R>(
-    reader: &mut R,
-    mut prefix: [u8; 4],
+/// The length, prefix included, of the frame at the start of `buffered`
+/// if all of it is there; an error as soon as its prefix claims too much.
+fn buffered_frame(buffered: &[u8], limit: usize) -> Result<Option<usize>, FrameError> {
+    let Some(prefix) = buffered.get(..4) else {
+        return Ok(None);
+    };
+    let claimed = BigEndian::read_u32(prefix) as usize;
+    if claimed > limit {
+        return Err(FrameError::TooLong { claimed, limit });
+    }
+    Ok((buffered.len() >= 4 + claimed).then_some(4 + claimed))
+}
+
+/// A frame whose first bytes have arrived but not all of it.
+async fn read_started_frame<R>(
+    reader: &mut rt::BufReader<R>,
     limit: usize,
 ) -> Result<Option<Vec<u8>>, FrameError>
 where
     R: Read + Unpin,
 {
-    let mut filled = 1;
+    let mut prefix = [0u8; 4];
+    let mut filled = 0;
     while filled < prefix.len() {
         let n = reader
             .read(&mut prefix[filled..])
@@ -285,21 +321,35 @@ mod tests {
     use super::*;
     use crate::proto::{Body, Ping};
 
+    /// Every frame of `bytes`, read through buffers of several sizes (so
+    /// frames arrive whole, split, and split inside their prefix); every
+    /// size must read the same.
     fn read_all(bytes: &[u8], limit: usize) -> Vec<Result<Option<Vec<u8>>, String>> {
-        crate::rt::block_on(async {
-            let mut reader = bytes;
-            let mut out = Vec::new();
-            loop {
-                let next = read_frame(&mut reader, limit)
-                    .await
-                    .map_err(|e| e.to_string());
-                let stop = !matches!(next, Ok(Some(_)));
-                out.push(next);
-                if stop {
-                    return out;
+        let read_with = |capacity: usize| {
+            crate::rt::block_on(async {
+                let mut reader = rt::BufReader::with_capacity(capacity, bytes);
+                let mut out = Vec::new();
+                loop {
+                    let next = read_frame(&mut reader, limit)
+                        .await
+                        .map_err(|e| e.to_string());
+                    let stop = !matches!(next, Ok(Some(_)));
+                    out.push(next);
+                    if stop {
+                        return out;
+                    }
                 }
-            }
-        })
+            })
+        };
+        let whole = read_with(8192);
+        for capacity in [1, 2, 3, 5, 16] {
+            assert_eq!(
+                read_with(capacity),
+                whole,
+                "read {capacity} bytes at a time"
+            );
+        }
+        whole
     }
 
     #[test]

@@ -6,11 +6,13 @@
 //! smol is a change to this file alone.
 
 use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
 use std::time::Duration;
 
 pub use async_std::channel::{bounded, unbounded, Receiver, Sender};
 pub use async_std::io::prelude::{ReadExt, WriteExt};
-pub use async_std::io::{copy, sink, stdin, BufReader, BufWriter, Read, Write};
+pub use async_std::io::{copy, sink, stdin, BufRead, BufReader, BufWriter, Read, Write};
 pub use async_std::net::{TcpListener, TcpStream};
 pub use async_std::sync::Mutex as AsyncMutex;
 pub use async_std::task::JoinHandle;
@@ -37,6 +39,19 @@ where
     F::Output: Send + 'static,
 {
     async_std::task::spawn(future)
+}
+
+/// Polls `future` once in the calling task: `None` if that finished it,
+/// otherwise the future, to be spawned. Work that never waits then costs no
+/// task; a future that does wait has registered the caller's waker too,
+/// which at worst wakes the caller once for nothing.
+pub async fn run_until_it_waits<F>(mut future: Pin<Box<F>>) -> Option<Pin<Box<F>>>
+where
+    F: Future<Output = ()> + ?Sized,
+{
+    let finished =
+        std::future::poll_fn(|cx| Poll::Ready(future.as_mut().poll(cx).is_ready())).await;
+    (!finished).then_some(future)
 }
 
 /// Blocks the calling (non-runtime) thread on a future: the entry point of

@@ -8,7 +8,9 @@
 //! is not a valid envelope gets an INVALID error and the connection goes on,
 //! since the length prefix kept the stream in step.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -71,6 +73,9 @@ pub async fn serve_connection(
     // A connection on probation has this long, all told, to show it is a
     // replica.
     let probation_ends = std::time::Instant::now() + PROBATION;
+    // One wait for the stop, kept across frames: a new one per frame would
+    // register (and drop) a listener for every request.
+    let mut stopping = std::pin::pin!(node.shutdown.requested());
     loop {
         node.budget
             .room_for(&held, peer_id.is_some(), &remote)
@@ -81,7 +86,7 @@ pub async fn serve_connection(
             Some(node.frame_read_timeout),
         );
         let read = std::pin::pin!(read);
-        let next = next_frame(&node, &slots, read);
+        let next = next_frame(&node, &slots, read, stopping.as_mut());
         let next = if slot.on_probation() {
             let left = probation_ends.saturating_duration_since(std::time::Instant::now());
             rt::timeout(left, next).await.unwrap_or_else(|| {
@@ -212,12 +217,17 @@ pub async fn serve_connection(
             break;
         }
         let (node, replies, finished) = (node.clone(), replies.clone(), finished.clone());
-        rt::spawn(async move {
+        let request = Box::pin(async move {
             let body = node.answer(envelope.body).await;
             drop(charged);
             let _ = replies.answer(envelope.request_id, body).await;
             let _ = finished.recv().await;
         });
+        // Many requests need no waiting at all (a read of this replica's
+        // own copy, a ping): they are answered here, without a task.
+        if let Some(waiting) = rt::run_until_it_waits(request).await {
+            rt::spawn(waiting);
+        }
     }
     // The writer ends once every request task has queued its reply and
     // dropped its handle on the queue.
@@ -237,10 +247,11 @@ pub async fn serve_connection(
 /// arrive are still read (and refused), so no client waits on a silent
 /// socket. The read future is polled across the stop, never dropped
 /// half-way through a frame while the connection goes on.
-async fn next_frame<F: std::future::Future + Unpin>(
+async fn next_frame<F: Future + Unpin>(
     node: &Node,
     in_progress: &rt::Sender<()>,
     mut read: F,
+    mut stopping: Pin<&mut impl Future<Output = ()>>,
 ) -> Option<F::Output> {
     loop {
         if node.shutdown.is_requested() {
@@ -252,7 +263,7 @@ async fn next_frame<F: std::future::Future + Unpin>(
             }
         } else {
             let outcome = rt::first_of(async { Some((&mut read).await) }, async {
-                node.shutdown.requested().await;
+                stopping.as_mut().await;
                 None
             })
             .await;
