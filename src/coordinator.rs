@@ -111,6 +111,44 @@ impl Op {
 enum ReplicaAsk {
     Write(u8, Versioned),
     Read(u8),
+    /// A digest read: the stamp of what the replica holds, not the value.
+    Digest(u8),
+}
+
+/// What orders versions, without their values: (timestamp, coordinator).
+type Stamp = (u64, ReplicaId);
+
+fn stamp_of(version: &Versioned) -> Stamp {
+    (version.timestamp_micros, version.coordinator_id)
+}
+
+/// What a read heard from one replica: its version, or only its stamp.
+#[derive(Clone, Debug)]
+enum Heard {
+    Value(Option<Versioned>),
+    Stamp(Option<Stamp>),
+}
+
+impl Heard {
+    fn stamp(&self) -> Option<Stamp> {
+        match self {
+            Heard::Value(found) => found.as_ref().map(stamp_of),
+            Heard::Stamp(stamp) => *stamp,
+        }
+    }
+
+    /// Whether this replica holds something older than `newest` (holding
+    /// nothing is older than any version). A stamp equal to the newest's
+    /// is the same version.
+    fn is_older_than(&self, newest: &Option<Versioned>) -> bool {
+        match self {
+            Heard::Value(held) => is_older(held, newest),
+            Heard::Stamp(stamp) => match newest {
+                None => false,
+                Some(newest) => stamp.is_none_or(|stamp| stamp < stamp_of(newest)),
+            },
+        }
+    }
 }
 
 /// What one replica did with one ask.
@@ -118,11 +156,19 @@ enum ReplicaAsk {
 enum Outcome {
     /// It answered: the version it holds (reads) or nothing (writes).
     Answered(Option<Versioned>),
+    /// It answered a digest read: the stamp of what it holds.
+    Digest(Option<Stamp>),
     /// It refused or failed with a typed error: a write did not land there.
     Failed(ErrorKind, String),
     /// No answer (down, disconnected, timed out): a write may or may not
     /// have landed there.
     NoAnswer(String),
+}
+
+impl Outcome {
+    fn answered(&self) -> bool {
+        matches!(self, Outcome::Answered(_) | Outcome::Digest(_))
+    }
 }
 
 /// One ask sent to several replicas at once, and the outcomes so far.
@@ -150,21 +196,19 @@ struct Reserve {
 
 impl FanOut {
     /// Replicas that answered, with what they answered.
-    fn answers(&self) -> Vec<(ReplicaId, Option<Versioned>)> {
+    fn answers(&self) -> Vec<(ReplicaId, Heard)> {
         self.outcomes
             .iter()
             .filter_map(|(id, outcome)| match outcome {
-                Outcome::Answered(version) => Some((*id, version.clone())),
+                Outcome::Answered(version) => Some((*id, Heard::Value(version.clone()))),
+                Outcome::Digest(stamp) => Some((*id, Heard::Stamp(*stamp))),
                 _ => None,
             })
             .collect()
     }
 
     fn answered(&self) -> usize {
-        self.outcomes
-            .iter()
-            .filter(|(_, o)| matches!(o, Outcome::Answered(_)))
-            .count()
+        self.outcomes.iter().filter(|(_, o)| o.answered()).count()
     }
 
     /// Collects outcomes until `need` replicas answered (None: until every
@@ -204,7 +248,7 @@ impl FanOut {
             match rt::timeout(remaining, self.arriving.recv()).await {
                 Some(Ok((replica, outcome))) => {
                     self.waiting.retain(|&id| id != replica);
-                    if !matches!(outcome, Outcome::Answered(_)) {
+                    if !outcome.answered() {
                         self.ask_spares(1);
                     }
                     self.outcomes.push((replica, outcome));
@@ -235,7 +279,7 @@ impl FanOut {
             );
             rt::spawn(async move {
                 let outcome = coordinator
-                    .ask_replica(target, ReplicaAsk::Read(key), timeout)
+                    .ask_replica(target, ReplicaAsk::Digest(key), timeout)
                     .await;
                 let _ = report.send((target, outcome)).await;
             });
@@ -248,7 +292,7 @@ impl FanOut {
         let mut misses: Vec<(ReplicaId, Outcome)> = self
             .outcomes
             .iter()
-            .filter(|(_, o)| !matches!(o, Outcome::Answered(_)))
+            .filter(|(_, o)| !o.answered())
             .cloned()
             .collect();
         misses.extend(
@@ -432,7 +476,24 @@ impl Coordinator {
             turn,
             |id| self.peers.is_up(id),
         );
-        let mut fan = self.fan_out(&plan.ask, ReplicaAsk::Read(key), false, timeout);
+        // One value, the rest digests: the first replica in the plan (this
+        // one, when it holds the key) is read, the others say what they hold.
+        let asks = plan
+            .ask
+            .iter()
+            .enumerate()
+            .map(|(i, &id)| {
+                (
+                    id,
+                    if i == 0 {
+                        ReplicaAsk::Read(key)
+                    } else {
+                        ReplicaAsk::Digest(key)
+                    },
+                )
+            })
+            .collect();
+        let mut fan = self.fan_out_asks(asks, false, timeout);
         if !plan.spares.is_empty() {
             fan.reserve = Some(Reserve {
                 coordinator: self.clone(),
@@ -442,21 +503,26 @@ impl Coordinator {
             });
         }
         fan.gather(Some(need)).await;
-        let deciding = fan.answers();
+        let mut deciding = fan.answers();
         if deciding.len() < need {
             return Err(self.shortfall(Op::Get, key, level, need, &fan, timeout));
         }
-        let newest = deciding
-            .iter()
-            .map(|(_, version)| version.clone())
-            .fold(None, Versioned::newest);
+        let newest = self
+            .newest_of(key, &mut deciding, None, fan.deadline)
+            .await
+            .map_err(|miss| {
+                KvError::timeout(format!(
+                    "{level} get of key {key}: a digest showed a newer version than any value read,                      and fetching it failed ({})",
+                    describe(&[miss])
+                ))
+            })?;
         if let Some(version) = &newest {
             // A put through this coordinator after this read beats what it read.
             self.clock.observe(version.timestamp_micros);
         }
         let stale: Vec<ReplicaId> = deciding
             .iter()
-            .filter(|(_, held)| is_older(held, &newest))
+            .filter(|(_, heard)| heard.is_older_than(&newest))
             .map(|(id, _)| *id)
             .collect();
         if let (Some(version), false) = (&newest, stale.is_empty()) {
@@ -509,18 +575,21 @@ impl Coordinator {
         already: Vec<ReplicaId>,
     ) {
         fan.gather(None).await;
-        let answers = fan.answers();
-        let newest = answers
-            .iter()
-            .map(|(_, version)| version.clone())
-            .fold(answered.clone(), Versioned::newest);
+        let mut answers = fan.answers();
+        let deadline = Instant::now() + self.limits.read_timeout;
+        let Ok(newest) = self
+            .newest_of(key, &mut answers, answered.clone(), deadline)
+            .await
+        else {
+            return;
+        };
         let Some(version) = newest.clone() else {
             return;
         };
         let stale: Vec<ReplicaId> = answers
             .iter()
-            .filter(|(id, held)| {
-                is_older(held, &newest) && !(already.contains(id) && newest == answered)
+            .filter(|(id, heard)| {
+                heard.is_older_than(&newest) && !(already.contains(id) && newest == answered)
             })
             .map(|(id, _)| *id)
             .collect();
@@ -537,6 +606,48 @@ impl Coordinator {
             self.limits.write_timeout,
         );
         repair.gather(None).await;
+    }
+
+    /// The newest version among what a read heard (and `known`, a version
+    /// already in hand). Where a digest is newer than every value heard,
+    /// that replica's value is fetched, and its entry in `heard` becomes the
+    /// value. Fails with the replica's miss if such a fetch fails.
+    async fn newest_of(
+        &self,
+        key: u8,
+        heard: &mut [(ReplicaId, Heard)],
+        known: Option<Versioned>,
+        deadline: Instant,
+    ) -> Result<Option<Versioned>, (ReplicaId, Outcome)> {
+        let mut newest = heard
+            .iter()
+            .filter_map(|(_, heard)| match heard {
+                Heard::Value(found) => Some(found.clone()),
+                Heard::Stamp(_) => None,
+            })
+            .fold(known, Versioned::newest);
+        // Each fetch turns a stamp into a value at least as new, so this
+        // ends; the bound is for a replica that answers nonsense.
+        for _ in 0..heard.len() {
+            let newer = heard
+                .iter_mut()
+                .filter(|(_, h)| {
+                    matches!(h, Heard::Stamp(Some(_))) && h.stamp() > newest.as_ref().map(stamp_of)
+                })
+                .max_by_key(|(_, h)| h.stamp());
+            let Some((id, entry)) = newer else {
+                break;
+            };
+            let timeout = deadline.saturating_duration_since(Instant::now());
+            match self.ask_replica(*id, ReplicaAsk::Read(key), timeout).await {
+                Outcome::Answered(found) => {
+                    *entry = Heard::Value(found.clone());
+                    newest = Versioned::newest(newest, found);
+                }
+                miss => return Err((*id, miss)),
+            }
+        }
+        Ok(newest)
     }
 
     /// Asks every replica of the key what it holds, without repairing
@@ -559,6 +670,9 @@ impl Coordinator {
             }
             Some((_, Outcome::NoAnswer(reason))) => {
                 replica_holding::Outcome::Unreachable(reason.clone())
+            }
+            Some((_, Outcome::Digest(_))) => {
+                replica_holding::Outcome::Unreachable("answered with a digest".to_string())
             }
             None => replica_holding::Outcome::Unreachable(no_answer_within(timeout)),
         };
@@ -654,22 +768,33 @@ impl Coordinator {
         hint_misses: bool,
         timeout: Duration,
     ) -> FanOut {
+        let asks = targets.iter().map(|&id| (id, ask.clone())).collect();
+        self.fan_out_asks(asks, hint_misses, timeout)
+    }
+
+    /// `fan_out` with an ask of its own for each target.
+    fn fan_out_asks(
+        self: &Arc<Self>,
+        asks: Vec<(ReplicaId, ReplicaAsk)>,
+        hint_misses: bool,
+        timeout: Duration,
+    ) -> FanOut {
         let (report, arriving) = rt::unbounded::<(ReplicaId, Outcome)>();
         let mut outcomes = Vec::new();
-        let mut waiting = Vec::with_capacity(targets.len());
-        for &target in targets {
+        let mut waiting = Vec::with_capacity(asks.len());
+        for (target, ask) in asks {
             // This replica's own copy is read from memory at once: no task.
             if let (ReplicaAsk::Read(key), true) = (&ask, target == self.self_id) {
                 outcomes.push((target, Outcome::Answered(self.local.read(*key))));
                 continue;
             }
             waiting.push(target);
-            let (coordinator, ask, report) = (self.clone(), ask.clone(), report.clone());
+            let (coordinator, report) = (self.clone(), report.clone());
             let holds = match &ask {
                 ReplicaAsk::Write(_, version) => {
                     Some(self.budget.charge_background(version.value.len()))
                 }
-                ReplicaAsk::Read(_) => None,
+                ReplicaAsk::Read(_) | ReplicaAsk::Digest(_) => None,
             };
             rt::spawn(async move {
                 let _holds = holds;
@@ -711,6 +836,9 @@ impl Coordinator {
                     }
                 }
                 ReplicaAsk::Read(key) => Outcome::Answered(self.local.read(key)),
+                ReplicaAsk::Digest(key) => {
+                    Outcome::Digest(self.local.read(key).as_ref().map(stamp_of))
+                }
             };
         }
         let Some(peer) = self.peers.get(target) else {
@@ -730,13 +858,30 @@ impl Coordinator {
             ReplicaAsk::Read(key) => (
                 Body::ReplicaRead(ReplicaRead {
                     key: Some(u32::from(key)),
+                    digest_only: false,
                 }),
                 "replica read",
+            ),
+            ReplicaAsk::Digest(key) => (
+                Body::ReplicaRead(ReplicaRead {
+                    key: Some(u32::from(key)),
+                    digest_only: true,
+                }),
+                "replica digest read",
             ),
         };
         match (expects, peer.call(body, timeout).await) {
             ("replica write", Ok(Body::ReplicaWriteAck(_))) => Outcome::Answered(None),
             ("replica read", Ok(Body::ReplicaReadReply(reply))) => Outcome::Answered(reply.found),
+            // A value where a digest was asked for is as good, and better.
+            ("replica digest read", Ok(Body::ReplicaReadReply(reply))) => match reply.found {
+                Some(version) => Outcome::Answered(Some(version)),
+                None => Outcome::Digest(
+                    reply
+                        .digest
+                        .map(|digest| (digest.timestamp_micros, digest.coordinator_id)),
+                ),
+            },
             (_, Ok(other)) => Outcome::Failed(
                 ErrorKind::Internal,
                 format!("answered a {expects} with a {}", other.kind_name()),
@@ -822,7 +967,7 @@ fn describe(misses: &[(ReplicaId, Outcome)]) -> String {
         .map(|(id, outcome)| match outcome {
             Outcome::Failed(kind, reason) => format!("replica {id}: {}: {reason}", kind.as_str()),
             Outcome::NoAnswer(reason) => format!("replica {id}: {reason}"),
-            Outcome::Answered(_) => format!("replica {id}: answered"),
+            Outcome::Answered(_) | Outcome::Digest(_) => format!("replica {id}: answered"),
         })
         .collect::<Vec<_>>()
         .join("; ")

@@ -13,7 +13,7 @@ use std::fmt::Write as _;
 use crate::logging::utc_timestamp;
 use crate::proto::{
     hint_record, log_record, replica_holding, Body, Consistency, Envelope, HintRecord, LogRecord,
-    Versioned,
+    ReplicaReadReply, Versioned,
 };
 
 /// One field's value.
@@ -241,7 +241,17 @@ fn body_description(body: &Body) -> Description {
             .with("sent", Field::Num(u64::from(reply.versions_sent)))
             .with("took", Field::Num(u64::from(reply.versions_received))),
         Body::ReplicaWrite(write) => d.with_key(write.key).with_version(write.version.as_ref()),
+        Body::ReplicaRead(read) if read.digest_only => {
+            d.with_key(read.key).with("digest_only", Field::Flag(true))
+        }
         Body::ReplicaRead(read) => d.with_key(read.key),
+        Body::ReplicaReadReply(ReplicaReadReply {
+            found: None,
+            digest: Some(digest),
+        }) => d
+            .with("digest", Field::Flag(true))
+            .with("timestamp", Field::Time(digest.timestamp_micros))
+            .with("coordinator", Field::Num(u64::from(digest.coordinator_id))),
         Body::ReplicaReadReply(reply) => d.with_version(reply.found.as_ref()),
         Body::Ping(ping) => d.with("sender", Field::Num(u64::from(ping.sender_id))),
         Body::Pong(pong) => d.with("replica", Field::Num(u64::from(pong.replica_id))),

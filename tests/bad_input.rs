@@ -315,7 +315,7 @@ fn keys_out_of_range_or_missing_are_invalid() {
     send(
         &mut stream,
         7,
-        Body::ReplicaRead(proto::ReplicaRead { key: None }),
+        Body::ReplicaRead(proto::ReplicaRead::default()),
     );
     assert_invalid(&read_reply(&mut stream), 7, "no key");
     // 255 is the last valid key.

@@ -9,11 +9,10 @@ use ringkv::rt;
 
 /// What `replica` itself holds for `key`, asked directly.
 fn held_by(cluster: &Cluster, replica: usize, key: u32) -> Option<String> {
-    let reply = rt::block_on(
-        cluster
-            .client(replica)
-            .call(Body::ReplicaRead(ReplicaRead { key: Some(key) })),
-    )
+    let reply = rt::block_on(cluster.client(replica).call(Body::ReplicaRead(ReplicaRead {
+        key: Some(key),
+        digest_only: false,
+    })))
     .expect("replica read");
     match reply {
         Body::ReplicaReadReply(reply) => reply.found.map(|v| v.value),

@@ -31,7 +31,7 @@ fn serve_wrongly(mut stream: TcpStream) {
         };
         let reply = match request.body {
             Some(Body::Ping(_)) => Body::Pong(Pong { replica_id: 3 }),
-            _ => Body::ReplicaReadReply(ReplicaReadReply { found: None }),
+            _ => Body::ReplicaReadReply(ReplicaReadReply::default()),
         };
         let frame = encode_frame(&Envelope {
             request_id: request.request_id,

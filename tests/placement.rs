@@ -29,7 +29,10 @@ fn each_key_lives_on_its_owner_and_the_next_two_replicas_only() {
             .expect("put at ALL");
         for replica in 0..4u32 {
             // Ask the replica itself, bypassing the coordinator.
-            let request = Body::ReplicaRead(ReplicaRead { key: Some(key) });
+            let request = Body::ReplicaRead(ReplicaRead {
+                key: Some(key),
+                ..Default::default()
+            });
             let answer = rt::block_on(cluster.client(replica as usize).call(request));
             if expected.contains(&replica) {
                 let Ok(Body::ReplicaReadReply(reply)) = answer else {

@@ -160,7 +160,10 @@ fn valid_stream() -> Vec<u8> {
             repair_mode: "both".to_string(),
             ..Default::default()
         }),
-        Body::ReplicaRead(ReplicaRead { key: Some(64) }),
+        Body::ReplicaRead(ReplicaRead {
+            key: Some(64),
+            ..Default::default()
+        }),
         Body::ReplicaWrite(ReplicaWrite {
             key: Some(3),
             version: Some(Versioned {

@@ -85,3 +85,47 @@ fn quorum_reads_through_a_non_replica_reach_and_repair_every_replica_in_turn() {
         "three QUORUM reads through replica 3 asked replica 2 and repaired it"
     );
 }
+
+#[test]
+fn a_digest_newer_than_the_coordinators_own_copy_fetches_the_value_and_repairs_the_copy() {
+    // No hints and no background repair: replica 0 stays stale until a
+    // read finds it.
+    let mut cluster = Cluster::start_with(
+        4,
+        &[
+            "--repair",
+            "hinted-handoff",
+            "--max-hints-per-replica",
+            "0",
+            "--anti-entropy-secs",
+            "0",
+        ],
+    );
+    // Key 10 lives on 0, 1 and 2.
+    cluster.put(0, 10, "old", Consistency::All).expect("put");
+    cluster.kill(0);
+    cluster
+        .put(1, 10, "new", Consistency::Quorum)
+        .expect("put while 0 is down");
+    cluster.restart(0);
+    assert_eq!(
+        cluster.held(1, 0, 10).flatten().map(|v| v.value).as_deref(),
+        Some("old")
+    );
+    // Through replica 0 a QUORUM get reads 0's own copy and a digest from
+    // 1 or 2: the digest is newer, so the value is fetched.
+    assert_eq!(
+        cluster.get(0, 10, Consistency::Quorum).expect("get"),
+        Some("new".to_string())
+    );
+    assert_eq!(
+        cluster.held(1, 0, 10).flatten().map(|v| v.value).as_deref(),
+        Some("new"),
+        "the read repaired the coordinator's own copy"
+    );
+    // ONE reads only its own copy: now the new one.
+    assert_eq!(
+        cluster.get(0, 10, Consistency::One).expect("get"),
+        Some("new".to_string())
+    );
+}

@@ -16,8 +16,8 @@ use crate::hints::Hints;
 use crate::metrics::{Gauges, Metrics};
 use crate::peers::Peers;
 use crate::proto::{
-    checked_key, checked_value, Body, MetricsReply, PeerView, Pong, ReplicaRead, ReplicaReadReply,
-    ReplicaWrite, ReplicaWriteAck, StatusReply, Versioned,
+    checked_key, checked_value, Body, DigestEntry, MetricsReply, PeerView, Pong, ReplicaRead,
+    ReplicaReadReply, ReplicaWrite, ReplicaWriteAck, StatusReply, Versioned,
 };
 use crate::repair_mode::RepairMode;
 use crate::replica::LocalReplica;
@@ -137,8 +137,20 @@ impl Node {
 
     fn read_local(&self, read: ReplicaRead) -> Result<ReplicaReadReply, KvError> {
         let key = held_key(&self.ring, self.self_id, read.key)?;
+        let found = self.local.read(key);
+        if read.digest_only {
+            return Ok(ReplicaReadReply {
+                found: None,
+                digest: found.map(|version| DigestEntry {
+                    key: u32::from(key),
+                    timestamp_micros: version.timestamp_micros,
+                    coordinator_id: version.coordinator_id,
+                }),
+            });
+        }
         Ok(ReplicaReadReply {
-            found: self.local.read(key),
+            found,
+            digest: None,
         })
     }
 
