@@ -14,7 +14,7 @@ use byteorder::{BigEndian, ByteOrder};
 use prost::Message;
 
 use crate::proto::Envelope;
-use crate::rt::{self, BufRead, Read, ReadExt, WriteExt};
+use crate::rt::{self, BufRead, Read, ReadExt};
 
 /// The default frame limit: room for a 16 MiB value plus the envelope.
 pub const DEFAULT_MAX_FRAME_BYTES: usize = 16 * 1024 * 1024 + 64 * 1024;
@@ -188,54 +188,6 @@ where
         });
     }
     Ok(Some(body))
-}
-
-/// Why `write_queued_frames` stopped.
-#[derive(Debug, PartialEq, Eq)]
-pub enum WriterEnd {
-    /// Every sender of the queue is gone and everything queued was written.
-    QueueClosed,
-    /// The socket failed.
-    Failed,
-    /// One write made no progress for the stall limit: the other side has
-    /// stopped reading.
-    Stalled,
-}
-
-/// Writes frames from `queued` to the socket as they come, coalescing what
-/// is queued into one flush, until the queue closes or the socket fails or
-/// stalls. Each connection's writer task is this loop. `on_written` is
-/// told the size of each frame once it has left the queue's memory.
-pub async fn write_queued_frames(
-    stream: &rt::TcpStream,
-    queued: &rt::Receiver<Vec<u8>>,
-    stall_limit: Duration,
-    on_written: &mut (dyn FnMut(usize) + Send),
-) -> WriterEnd {
-    let mut writer = rt::BufWriter::new(stream.clone());
-    while let Ok(frame) = queued.recv().await {
-        let mut next = Some(frame);
-        while let Some(frame) = next.take() {
-            let mut written = 0;
-            // A stall is a write call that makes no progress, not a slow
-            // reader taking a while over a large frame.
-            while written < frame.len() {
-                match rt::timeout(stall_limit, writer.write(&frame[written..])).await {
-                    Some(Ok(0)) | Some(Err(_)) => return WriterEnd::Failed,
-                    Some(Ok(n)) => written += n,
-                    None => return WriterEnd::Stalled,
-                }
-            }
-            on_written(frame.len());
-            next = queued.try_recv().ok();
-        }
-        match rt::timeout(stall_limit, writer.flush()).await {
-            Some(Ok(())) => {}
-            Some(Err(_)) => return WriterEnd::Failed,
-            None => return WriterEnd::Stalled,
-        }
-    }
-    WriterEnd::QueueClosed
 }
 
 /// Encodes an envelope as one frame, prefix included, ready to write.

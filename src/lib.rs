@@ -16,6 +16,7 @@ pub mod coordinator;
 pub mod describe;
 pub mod error;
 pub mod frame;
+pub mod framed;
 pub mod hints;
 pub mod histogram;
 pub mod logging;

@@ -13,10 +13,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use prost::Message;
-
 use crate::error::KvError;
-use crate::frame::{encode_frame, read_frame, write_queued_frames};
+use crate::frame::encode_frame;
+use crate::framed::{start_writer, FrameReader};
 use crate::proto::{Body, Envelope};
 use crate::rt;
 
@@ -53,10 +52,6 @@ pub struct FrameLimits {
     /// A reply larger than this ends the connection.
     pub reply_bytes: usize,
 }
-
-/// How long one write to the socket may stall before the connection is
-/// given up: a peer that stopped reading must not hold queued frames forever.
-const WRITE_STALL_LIMIT: Duration = Duration::from_secs(30);
 
 /// Numbers connections, so a late report of a break can be told from one
 /// about the connection in use now.
@@ -96,13 +91,20 @@ impl MuxConnection {
         };
         // Requests are small and latency matters more than packet count.
         let _ = stream.set_nodelay(true);
-        let (outbound, queued) = rt::bounded(OUTBOUND_QUEUE);
         let in_flight = Arc::new(Mutex::new(InFlight::default()));
         let broken = Arc::new(AtomicBool::new(false));
-        rt::spawn(write_frames(stream.clone(), queued, broken.clone()));
+        // When the writer stops, the connection is broken: the reader is
+        // stopped too, which fails every waiting request.
+        let (outbound, _writer) = start_writer(stream.clone(), OUTBOUND_QUEUE, |_| {}, {
+            let (stream, broken) = (stream.clone(), broken.clone());
+            move |_, _| {
+                broken.store(true, Ordering::Relaxed);
+                let _ = stream.shutdown(std::net::Shutdown::Both);
+            }
+        });
         let reader = route_replies(
+            FrameReader::new(&stream, limits.reply_bytes, None),
             stream.clone(),
-            limits.reply_bytes,
             in_flight.clone(),
             broken.clone(),
         );
@@ -204,34 +206,21 @@ impl Drop for MuxConnection {
     }
 }
 
-/// Writes queued frames until the connection is closed or the socket fails
-/// or stalls, then marks the connection broken and shuts the socket down.
-async fn write_frames(
-    stream: rt::TcpStream,
-    queued: rt::Receiver<Vec<u8>>,
-    broken: Arc<AtomicBool>,
-) {
-    write_queued_frames(&stream, &queued, WRITE_STALL_LIMIT, &mut |_| {}).await;
-    broken.store(true, Ordering::Relaxed);
-    let _ = stream.shutdown(std::net::Shutdown::Both);
-}
-
 /// Routes each reply to the request waiting for it; fails every waiting
 /// request when the stream ends, and returns why it ended.
 async fn route_replies(
+    mut reader: FrameReader,
     stream: rt::TcpStream,
-    max_frame_bytes: usize,
     in_flight: Arc<Mutex<InFlight>>,
     broken: Arc<AtomicBool>,
 ) -> String {
-    let mut reader = rt::BufReader::new(stream.clone());
     let reason = loop {
-        let frame = match read_frame(&mut reader, max_frame_bytes).await {
-            Ok(Some(frame)) => frame,
+        let incoming = match reader.next().await {
+            Ok(Some(incoming)) => incoming,
             Ok(None) => break "the other side closed the connection".to_string(),
             Err(error) => break error.to_string(),
         };
-        let envelope = match Envelope::decode(frame.as_slice()) {
+        let envelope = match incoming.envelope {
             Ok(envelope) => envelope,
             Err(error) => break format!("undecodable reply: {error}"),
         };

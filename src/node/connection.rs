@@ -14,16 +14,15 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use prost::Message;
-
 use crate::error::KvError;
-use crate::frame::{encode_frame, read_frame_within, write_queued_frames, FrameError, WriterEnd};
+use crate::frame::{encode_frame, FrameError};
+use crate::framed::{start_writer, FrameReader, WriterEnd, WRITE_STALL_LIMIT};
 use crate::node::access::{Access, Admission};
 use crate::node::budget::{Held, MemoryBudget};
 use crate::node::slots::{Slot, PROBATION};
 use crate::node::Node;
 use crate::proto::{AuthRequest, Body, Envelope};
-use crate::rt::{self, ReadExt};
+use crate::rt;
 
 /// Replies that may wait for the writer before request tasks wait.
 const REPLY_QUEUE: usize = 256;
@@ -33,11 +32,6 @@ const SHUTDOWN_POLL: Duration = Duration::from_millis(5);
 
 /// How long to keep reading (and discarding) after refusing a frame.
 const REFUSAL_LINGER: Duration = Duration::from_secs(2);
-
-/// How long one write of replies may make no progress before the
-/// connection is dropped: a client that stops reading must not hold a
-/// replica's memory and request slots forever.
-const WRITE_STALL_LIMIT: Duration = Duration::from_secs(30);
 
 /// Serves one connection until the other side closes it or breaks the
 /// protocol, the replica stops (requests in progress finish first), or, on
@@ -50,23 +44,27 @@ pub async fn serve_connection(
 ) {
     let _ = stream.set_nodelay(true);
     let held = Arc::new(Held::default());
-    let (sender, queued) = rt::bounded::<Vec<u8>>(REPLY_QUEUE);
+    let (sender, writer) = start_writer(
+        stream.clone(),
+        REPLY_QUEUE,
+        {
+            let (budget, held) = (node.budget.clone(), held.clone());
+            move |bytes| budget.release(&held, bytes)
+        },
+        {
+            let (stream, budget, held) = (stream.clone(), node.budget.clone(), held.clone());
+            move |end, queued| writer_ended(end, &stream, remote, &queued, &budget, &held)
+        },
+    );
     let replies = ReplyQueue {
         sender,
         budget: node.budget.clone(),
         held: held.clone(),
     };
-    let writer = rt::spawn(write_replies(
-        stream.clone(),
-        queued,
-        remote,
-        node.budget.clone(),
-        held.clone(),
-    ));
     // A slot per request in progress: a request takes one before it starts
     // and gives it back when its reply is queued.
     let (slots, finished) = rt::bounded::<()>(node.max_requests_per_connection);
-    let mut reader = rt::BufReader::new(stream.clone());
+    let mut reader = FrameReader::new(&stream, node.max_frame_bytes, Some(node.frame_read_timeout));
     let mut refused_claim = None;
     let mut peer_id = None;
     let mut access = Access::new(node.secret.is_some());
@@ -80,12 +78,7 @@ pub async fn serve_connection(
         node.budget
             .room_for(&held, peer_id.is_some(), &remote)
             .await;
-        let read = read_frame_within(
-            &mut reader,
-            node.max_frame_bytes,
-            Some(node.frame_read_timeout),
-        );
-        let read = std::pin::pin!(read);
+        let read = std::pin::pin!(reader.next());
         let next = next_frame(&node, &slots, read, stopping.as_mut());
         let next = if slot.on_probation() {
             let left = probation_ends.saturating_duration_since(std::time::Instant::now());
@@ -104,8 +97,8 @@ pub async fn serve_connection(
             // ran out: close.
             break;
         };
-        let frame = match read {
-            Ok(Some(frame)) => frame,
+        let incoming = match read {
+            Ok(Some(incoming)) => incoming,
             Ok(None) => break,
             Err(error @ FrameError::TooLong { claimed, .. }) => {
                 crate::warn!("closing connection from {remote}: {error}");
@@ -120,20 +113,17 @@ pub async fn serve_connection(
             }
         };
         // Held until the request is done (or refused just below).
-        let request_bytes = frame.len();
+        let request_bytes = incoming.bytes;
         node.budget.charge(&held, request_bytes);
         let charged = Charge {
             budget: node.budget.clone(),
             held: held.clone(),
             bytes: request_bytes,
         };
-        let envelope = match decode_request(&frame) {
+        let envelope = match checked_request(incoming.envelope) {
             Ok(envelope) => envelope,
             Err(error) => {
-                crate::warn!(
-                    "refused a frame of {} bytes from {remote}: {error}",
-                    frame.len()
-                );
+                crate::warn!("refused a frame of {request_bytes} bytes from {remote}: {error}");
                 if replies.send(error_frame(0, error)).await.is_err() {
                     break;
                 }
@@ -234,11 +224,9 @@ pub async fn serve_connection(
     drop(replies);
     writer.await;
     if let Some(claimed) = refused_claim {
-        // Read what the peer is still sending before closing: closing a
-        // socket with unread input resets it, and the reset can destroy the
-        // refusal before the peer reads it.
-        let mut rest = (&mut reader).take(claimed as u64);
-        let _ = rt::timeout(REFUSAL_LINGER, rt::copy(&mut rest, &mut rt::sink())).await;
+        // Read what the peer is still sending before closing, so that the
+        // refusal reaches it.
+        reader.discard(claimed, REFUSAL_LINGER).await;
     }
 }
 
@@ -313,27 +301,23 @@ impl Drop for Charge {
     }
 }
 
-/// Writes replies in the order they are queued, coalescing bursts, giving
-/// each frame's bytes back to the budget once written (or dropped).
-async fn write_replies(
-    stream: rt::TcpStream,
-    queued: rt::Receiver<Vec<u8>>,
+/// After the reply writer stopped: says why if the client stopped reading,
+/// shuts the socket (both ways after a failure, so the reader stops too),
+/// and gives back the bytes of replies that will never be written.
+fn writer_ended(
+    end: WriterEnd,
+    stream: &rt::TcpStream,
     remote: SocketAddr,
-    budget: Arc<MemoryBudget>,
-    held: Arc<Held>,
+    queued: &rt::Receiver<Vec<u8>>,
+    budget: &MemoryBudget,
+    held: &Held,
 ) {
-    let end = write_queued_frames(&stream, &queued, WRITE_STALL_LIMIT, &mut |bytes| {
-        budget.release(&held, bytes)
-    })
-    .await;
     if end == WriterEnd::Stalled {
         crate::warn!(
             "closing connection from {remote}: it has not read its replies for {} s",
             WRITE_STALL_LIMIT.as_secs()
         );
     }
-    // After a failure the reader must stop too; after a clean end only our
-    // sending side is done.
     let how = if end == WriterEnd::QueueClosed {
         std::net::Shutdown::Write
     } else {
@@ -344,7 +328,7 @@ async fn write_replies(
     // queued is dropped unwritten, and its bytes given back.
     queued.close();
     while let Ok(frame) = queued.try_recv() {
-        budget.release(&held, frame.len());
+        budget.release(held, frame.len());
     }
 }
 
@@ -355,11 +339,11 @@ fn kind_of(envelope: &Envelope) -> &'static str {
         .map_or("request without a body", Body::kind_name)
 }
 
-/// Decodes a request, refusing id 0: a reply with id 0 could not be told
+/// A decoded request, refusing id 0: a reply with id 0 could not be told
 /// apart from an error about an unreadable frame.
-fn decode_request(frame: &[u8]) -> Result<Envelope, KvError> {
-    let envelope = Envelope::decode(frame)
-        .map_err(|e| KvError::invalid(format!("frame is not a valid Envelope: {e}")))?;
+fn checked_request(decoded: Result<Envelope, prost::DecodeError>) -> Result<Envelope, KvError> {
+    let envelope =
+        decoded.map_err(|e| KvError::invalid(format!("frame is not a valid Envelope: {e}")))?;
     if envelope.request_id == 0 {
         return Err(KvError::invalid(
             "request id 0 is reserved for errors about unreadable frames",
