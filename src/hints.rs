@@ -408,7 +408,9 @@ fn run_log_thread(
     // Raised after a full disk refused a checkpoint, so emptying is not
     // retried on every record.
     let mut empty_after = 0;
-    while let Ok(first) = rt::block_on(jobs.recv()) {
+    // A plain blocking wait, not `block_on`, which would drive the async
+    // reactor from this thread (see the WAL thread in `replica.rs`).
+    while let Ok(first) = jobs.recv_blocking() {
         let mut batch = vec![first];
         while let Ok(next) = jobs.try_recv() {
             batch.push(next);

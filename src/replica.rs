@@ -243,7 +243,10 @@ fn run_wal_thread(
 ) {
     let mut disk_full = false;
     let mut next_checkpoint_at = checkpoint_bytes;
-    while let Ok(first) = rt::block_on(requests.recv()) {
+    // A plain blocking wait: `block_on` would also drive the async
+    // reactor from this thread, which then wakes executor tasks from here
+    // and leaves the reactor to another thread whenever it is in fdatasync.
+    while let Ok(first) = requests.recv_blocking() {
         let mut batch_bytes = first.version.value.len();
         let mut batch = vec![first];
         while batch_bytes < MAX_BATCH_BYTES {
