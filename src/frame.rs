@@ -103,6 +103,21 @@ pub async fn read_frame_within<R>(
 where
     R: Read + Unpin,
 {
+    read_frame_as(reader, limit, partial_timeout, <[u8]>::to_vec).await
+}
+
+/// Reads one frame, as `read_frame_within`, and hands its body to `take`:
+/// a frame that arrived whole is given to it straight from the read buffer,
+/// so decoding it copies nothing first.
+pub async fn read_frame_as<R, T>(
+    reader: &mut rt::BufReader<R>,
+    limit: usize,
+    partial_timeout: Option<Duration>,
+    take: impl FnOnce(&[u8]) -> T,
+) -> Result<Option<T>, FrameError>
+where
+    R: Read + Unpin,
+{
     let available = std::future::poll_fn(|cx| {
         Pin::new(&mut *reader)
             .poll_fill_buf(cx)
@@ -115,9 +130,9 @@ where
     }
     match buffered_frame(reader.buffer(), limit) {
         Ok(Some(whole)) => {
-            let body = reader.buffer()[4..whole].to_vec();
+            let taken = take(&reader.buffer()[4..whole]);
             Pin::new(&mut *reader).consume(whole);
-            return Ok(Some(body));
+            return Ok(Some(taken));
         }
         Ok(None) => {}
         Err(too_long) => {
@@ -127,12 +142,13 @@ where
         }
     }
     let rest = read_started_frame(reader, limit);
-    match partial_timeout {
+    let body = match partial_timeout {
         None => rest.await,
         Some(timeout) => rt::timeout(timeout, rest)
             .await
             .unwrap_or(Err(FrameError::Stalled { timeout })),
-    }
+    }?;
+    Ok(body.map(|body| take(&body)))
 }
 
 /// The length, prefix included, of the frame at the start of `buffered`

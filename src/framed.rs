@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use prost::Message;
 
-use crate::frame::{read_frame_within, FrameError};
+use crate::frame::{read_frame_as, FrameError};
 use crate::proto::Envelope;
 use crate::rt::{self, ReadExt, WriteExt};
 
@@ -59,12 +59,16 @@ impl FrameReader {
     /// The next frame; `Ok(None)` at a clean end of stream (between frames).
     /// Any error leaves the stream out of step: the connection must end.
     pub async fn next(&mut self) -> Result<Option<Incoming>, FrameError> {
-        let frame =
-            read_frame_within(&mut self.reader, self.max_frame_bytes, self.partial_timeout).await?;
-        Ok(frame.map(|frame| Incoming {
-            bytes: frame.len(),
-            envelope: Envelope::decode(frame.as_slice()),
-        }))
+        read_frame_as(
+            &mut self.reader,
+            self.max_frame_bytes,
+            self.partial_timeout,
+            |body| Incoming {
+                bytes: body.len(),
+                envelope: Envelope::decode(body),
+            },
+        )
+        .await
     }
 
     /// Reads and drops up to `bytes` more, for at most `within`: what the
