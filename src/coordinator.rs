@@ -8,10 +8,13 @@
 //! requests cannot see each other's answers.
 //!
 //! UNAVAILABLE is decided before anything is sent, from the up/down view: in
-//! that case nothing is written anywhere. Otherwise the request goes to all
-//! of the key's replicas at once (one that is down fails at once) and is
-//! answered as soon as the level's number of replicas have answered, so ONE
-//! really is faster than QUORUM.
+//! that case nothing is written anywhere. Otherwise a write goes to all of
+//! the key's replicas at once (one that is down fails at once) and is
+//! answered as soon as the level's number of replicas have acknowledged it.
+//! A read asks only as many replicas as its level needs, as `read_plan`
+//! decides (its own copy first, spares on failure or after the speculation
+//! delay), and only the first of them sends the value: the others send a
+//! digest, and a value is fetched only when a digest shows it is newer.
 //!
 //! Reads repair. When the answers that decide a QUORUM or ALL read
 //! disagree, the coordinator writes the newest version to the stale ones
