@@ -199,6 +199,18 @@ mod tests {
         assert_eq!(count(policy(RepairMode::HintedHandoff, None)), 0);
         assert_eq!(count(policy(RepairMode::Both, Some(0.25))), 250);
         assert_eq!(count(policy(RepairMode::Both, Some(0.0))), 0);
+        assert_eq!(policy(RepairMode::Both, None).chance(), 0.1);
+        assert_eq!(policy(RepairMode::ReadRepair, None).chance(), 1.0);
+        assert_eq!(policy(RepairMode::Both, Some(0.25)).chance(), 0.25);
+    }
+
+    #[test]
+    fn the_read_counter_may_wrap() {
+        let p = policy(RepairMode::Both, None);
+        for turn in [u64::MAX - 1, u64::MAX] {
+            let plan = p.plan(0, &[0, 1, 2], 2, turn, |_| true);
+            assert_eq!(plan.ask.len() + plan.spares.len(), 3);
+        }
     }
 
     #[test]
