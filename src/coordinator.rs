@@ -21,9 +21,10 @@
 //! among them and answers only once the level's count of replicas hold it:
 //! no later read at that level, through any coordinator, can return
 //! anything older (blocking read repair, as Cassandra does since 4.0).
-//! Late answers and the other replicas are repaired in the background,
-//! never delaying the client. A repair is an ordinary timestamped write, so
-//! it can never overwrite something newer.
+//! The share of reads that ask every replica (`--read-repair-chance`) also
+//! repairs late answers in the background, never delaying the client. A
+//! repair is an ordinary timestamped write, so it can never overwrite
+//! something newer.
 //!
 //! Writes leave hints. When a replica does not acknowledge a write (down,
 //! refused, timed out), the coordinator stores a hint for it before it
@@ -193,6 +194,9 @@ struct Reserve {
     coordinator: Arc<Coordinator>,
     key: u8,
     spares: Vec<ReplicaId>,
+    /// The replica last asked for the value (the others send digests): if
+    /// it fails, a spare is asked for the value in its place.
+    value_from: Option<ReplicaId>,
     /// When every spare is asked if the answers are not all in.
     speculate_at: Instant,
 }
@@ -252,41 +256,60 @@ impl FanOut {
                 Some(Ok((replica, outcome))) => {
                     self.waiting.retain(|&id| id != replica);
                     if !outcome.answered() {
-                        self.ask_spares(1);
+                        let value_lost = self
+                            .reserve
+                            .as_ref()
+                            .is_some_and(|reserve| reserve.value_from == Some(replica));
+                        self.ask_spares(1, value_lost);
                     }
                     self.outcomes.push((replica, outcome));
                     return true;
                 }
                 Some(Err(_)) => return false,
                 None if speculate_at.is_some() && Instant::now() < self.deadline => {
-                    self.ask_spares(usize::MAX);
+                    let value_missing = !self
+                        .outcomes
+                        .iter()
+                        .any(|(_, outcome)| matches!(outcome, Outcome::Answered(_)));
+                    self.ask_spares(usize::MAX, value_missing);
                 }
                 None => return false,
             }
         }
     }
 
-    /// Asks up to `count` spares, in the plan's order.
-    fn ask_spares(&mut self, count: usize) {
+    /// Asks up to `count` spares, in the plan's order, for digests; the
+    /// first for the value instead if `for_value` (the value is missing).
+    fn ask_spares(&mut self, count: usize, for_value: bool) {
         let Some(reserve) = self.reserve.as_mut() else {
             return;
         };
         let count = count.min(reserve.spares.len());
         let timeout = self.deadline.saturating_duration_since(Instant::now());
-        for target in reserve.spares.drain(..count) {
+        let asked: Vec<ReplicaId> = reserve.spares.drain(..count).collect();
+        for (index, target) in asked.into_iter().enumerate() {
+            let ask = if index == 0 && for_value {
+                reserve.value_from = Some(target);
+                ReplicaAsk::Read(reserve.key)
+            } else {
+                ReplicaAsk::Digest(reserve.key)
+            };
             self.waiting.push(target);
-            let (coordinator, report, key) = (
-                reserve.coordinator.clone(),
-                self.report.clone(),
-                reserve.key,
-            );
+            let (coordinator, report) = (reserve.coordinator.clone(), self.report.clone());
             rt::spawn(async move {
-                let outcome = coordinator
-                    .ask_replica(target, ReplicaAsk::Digest(key), timeout)
-                    .await;
+                let outcome = coordinator.ask_replica(target, ask, timeout).await;
                 let _ = report.send((target, outcome)).await;
             });
         }
+    }
+
+    /// Records that `replica`, counted as answered, failed after all (its
+    /// value could not be fetched), and asks a spare for the value.
+    fn answer_failed(&mut self, replica: ReplicaId, miss: Outcome) {
+        if let Some(entry) = self.outcomes.iter_mut().find(|(id, _)| *id == replica) {
+            entry.1 = miss;
+        }
+        self.ask_spares(1, true);
     }
 
     /// Every replica that has not answered, and why: failures with their
@@ -324,8 +347,11 @@ pub struct Coordinator {
     hints: Arc<Hints>,
     mode: RepairMode,
     read_policy: ReadPolicy,
-    /// Numbers reads, for the rotation of the replicas they ask.
-    read_turn: AtomicU64,
+    /// Numbers the reads of each key, for the rotation of the replicas
+    /// they ask and the share that asks every replica: per key, so that a
+    /// workload that cycles through keys cannot leave one key always on
+    /// the same turn.
+    read_turns: Vec<AtomicU64>,
     limits: Limits,
     metrics: Arc<Metrics>,
     budget: Arc<MemoryBudget>,
@@ -372,7 +398,7 @@ impl Coordinator {
             hints: parts.hints,
             mode: parts.mode,
             read_policy: parts.read_policy,
-            read_turn: AtomicU64::new(0),
+            read_turns: (0..=u8::MAX).map(|_| AtomicU64::new(0)).collect(),
             limits: parts.limits,
             metrics: parts.metrics,
             budget: parts.budget,
@@ -471,7 +497,7 @@ impl Coordinator {
         let level = Consistency::from_wire(request.consistency)?;
         let need = self.check_available(key, level, Op::Get).await?;
         let timeout = self.limits.read_timeout;
-        let turn = self.read_turn.fetch_add(1, Ordering::Relaxed);
+        let turn = self.read_turns[usize::from(key)].fetch_add(1, Ordering::Relaxed);
         let plan = self.read_policy.plan(
             self.self_id,
             self.ring.replicas_for(key),
@@ -502,23 +528,24 @@ impl Coordinator {
                 coordinator: self.clone(),
                 key,
                 spares: plan.spares,
+                value_from: plan.ask.first().copied(),
                 speculate_at: Instant::now() + self.read_policy.speculate_after,
             });
         }
-        fan.gather(Some(need)).await;
-        let mut deciding = fan.answers();
-        if deciding.len() < need {
-            return Err(self.shortfall(Op::Get, key, level, need, &fan, timeout));
-        }
-        let newest = self
-            .newest_of(key, &mut deciding, None, fan.deadline)
-            .await
-            .map_err(|miss| {
-                KvError::timeout(format!(
-                    "{level} get of key {key}: a digest showed a newer version than any value read,                      and fetching it failed ({})",
-                    describe(&[miss])
-                ))
-            })?;
+        // A replica whose digest is the newest but whose value cannot be
+        // fetched counts as missed, and a spare takes its place: the answer
+        // is always decided by `need` replicas that did answer.
+        let (newest, deciding) = loop {
+            fan.gather(Some(need)).await;
+            let mut deciding = fan.answers();
+            if deciding.len() < need {
+                return Err(self.shortfall(Op::Get, key, level, need, &fan, timeout));
+            }
+            match self.newest_of(key, &mut deciding, None, fan.deadline).await {
+                Ok(newest) => break (newest, deciding),
+                Err((replica, miss)) => fan.answer_failed(replica, miss),
+            }
+        };
         if let Some(version) = &newest {
             // A put through this coordinator after this read beats what it read.
             self.clock.observe(version.timestamp_micros);

@@ -5,14 +5,17 @@
 //! message, a task and a reply on two machines for nothing, most of the
 //! time. So a get asks only as many replicas as its level needs: this
 //! replica first when it holds the key (its copy is read from memory), then
-//! the others that are up, in a turn that rotates from read to read, so that
-//! every replica is read (and, if stale, repaired by the blocking read
-//! repair) as often as the others. The replicas not asked are spares:
+//! the others that are up, in a turn that rotates from one read of the key
+//! to the next, so that the other replicas take turns being read (and, if
+//! stale, repaired by the blocking read repair of QUORUM and ALL). The
+//! replicas not asked are spares:
 //!
-//! - a spare is asked at once when an asked replica fails or drops;
+//! - a spare is asked at once when an asked replica fails or drops (for the
+//!   value, if that replica was the one sending it);
 //! - every spare is asked when the answers have not all come within the
 //!   speculation delay (`--speculative-read-ms`), so a replica that hangs
-//!   without its link breaking costs a read that delay, not its timeout.
+//!   without its link breaking costs a read that delay (and a round trip
+//!   if the value must then be fetched), not its timeout.
 //!
 //! Background read repair wants the opposite: to hear from every replica.
 //! So a share of reads (`--read-repair-chance`) asks every replica of the

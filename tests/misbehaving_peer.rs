@@ -13,10 +13,19 @@ use common::Cluster;
 use prost::Message;
 use ringkv::error::ErrorKind;
 use ringkv::frame::encode_frame;
-use ringkv::proto::{Body, Consistency, Envelope, Pong, ReplicaReadReply};
+use ringkv::proto::{
+    self, Body, Consistency, DigestEntry, Envelope, Pong, ReplicaRead, ReplicaReadReply,
+};
 
 /// Serves one connection: pongs to pings, a read reply to everything else.
-fn serve_wrongly(mut stream: TcpStream) {
+fn serve_wrongly(stream: TcpStream) {
+    serve(stream, |_| {
+        Body::ReplicaReadReply(ReplicaReadReply::default())
+    });
+}
+
+/// Serves one connection: pongs to pings, and `answer` to everything else.
+fn serve(mut stream: TcpStream, answer: fn(&Body) -> Body) {
     loop {
         let mut length = [0u8; 4];
         if stream.read_exact(&mut length).is_err() {
@@ -31,7 +40,8 @@ fn serve_wrongly(mut stream: TcpStream) {
         };
         let reply = match request.body {
             Some(Body::Ping(_)) => Body::Pong(Pong { replica_id: 3 }),
-            _ => Body::ReplicaReadReply(ReplicaReadReply::default()),
+            Some(other) => answer(&other),
+            None => return,
         };
         let frame = encode_frame(&Envelope {
             request_id: request.request_id,
@@ -73,4 +83,50 @@ fn a_read_reply_to_a_write_is_not_an_acknowledgement() {
     cluster
         .put(0, 200, "two are enough", Consistency::Quorum)
         .expect("QUORUM needs only the two real replicas");
+}
+
+/// Replica 3 claims, in its digests, a version newer than any other, but
+/// fails every read of the value.
+fn claim_newer_but_never_send_it(request: &Body) -> Body {
+    match request {
+        Body::ReplicaRead(ReplicaRead {
+            key: Some(key),
+            digest_only: true,
+        }) => Body::ReplicaReadReply(ReplicaReadReply {
+            found: None,
+            digest: Some(DigestEntry {
+                key: *key,
+                timestamp_micros: u64::MAX / 2,
+                coordinator_id: 3,
+            }),
+        }),
+        _ => Body::Error(proto::Error::from(ringkv::error::KvError::internal(
+            "this replica's disk is failing",
+        ))),
+    }
+}
+
+#[test]
+fn a_replica_whose_newer_digest_cannot_be_fetched_is_replaced_by_a_spare() {
+    let mut cluster = Cluster::start_with(4, &["--repair", "hinted-handoff"]);
+    // Key 200 lives on 3, 0, 1.
+    cluster
+        .put(0, 200, "the real value", Consistency::All)
+        .expect("put");
+    cluster.kill(3);
+    let listener = TcpListener::bind(&cluster.addrs[3]).expect("take replica 3's address");
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || serve(stream, claim_newer_but_never_send_it));
+        }
+    });
+    cluster.wait_for_view(0, 3, true);
+    // Through 0, a QUORUM get reads 0's own copy and a digest from 1 or 3,
+    // in turn: every get that asks 3 has to fall back to 1.
+    for _ in 0..4 {
+        assert_eq!(
+            cluster.get(0, 200, Consistency::Quorum).expect("get"),
+            Some("the real value".to_string())
+        );
+    }
 }
