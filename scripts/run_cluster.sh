@@ -56,6 +56,19 @@ start() {
         echo "the cluster did not come up; see the logs in $run_dir" >&2
         exit 1
     fi
+    # The status above may have been answered by something else on these
+    # ports (another cluster): each replica started here must still run.
+    local failed=0
+    for id in $(replica_ids); do
+        if ! live_pid "$id" >/dev/null; then
+            echo "replica $id exited: $(tail -n 1 "$run_dir/replica-$id.log")" >&2
+            failed=1
+        fi
+    done
+    if [ "$failed" -ne 0 ]; then
+        stop >/dev/null
+        exit 1
+    fi
 }
 
 stop() {
