@@ -265,17 +265,7 @@ fn replicas_converge_after_writes_at_one_under_random_kills() {
 
 #[test]
 fn anti_entropy_alone_converges_when_no_hints_are_kept() {
-    let mut cluster = Cluster::start_with(
-        4,
-        &[
-            "--repair",
-            "hinted-handoff",
-            "--max-hints-per-replica",
-            "0",
-            "--anti-entropy-secs",
-            "0",
-        ],
-    );
+    let mut cluster = Cluster::start_with(4, &common::ONLY_READS_REPAIR);
     cluster.kill(2);
     for key in KEYS_OF_2 {
         cluster

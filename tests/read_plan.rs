@@ -49,17 +49,7 @@ fn gets_answer_quickly_while_a_replica_hangs_with_its_links_open() {
 fn quorum_reads_through_a_non_replica_reach_and_repair_every_replica_in_turn() {
     // No hints and no background repair: only the replicas a read asks are
     // repaired, so only the rotation can bring replica 2 back.
-    let mut cluster = Cluster::start_with(
-        4,
-        &[
-            "--repair",
-            "hinted-handoff",
-            "--max-hints-per-replica",
-            "0",
-            "--anti-entropy-secs",
-            "0",
-        ],
-    );
+    let mut cluster = Cluster::start_with(4, &common::ONLY_READS_REPAIR);
     // Key 10 lives on 0, 1 and 2; replica 3 holds no copy.
     cluster.kill(2);
     cluster
@@ -90,17 +80,7 @@ fn quorum_reads_through_a_non_replica_reach_and_repair_every_replica_in_turn() {
 fn a_digest_newer_than_the_coordinators_own_copy_fetches_the_value_and_repairs_the_copy() {
     // No hints and no background repair: replica 0 stays stale until a
     // read finds it.
-    let mut cluster = Cluster::start_with(
-        4,
-        &[
-            "--repair",
-            "hinted-handoff",
-            "--max-hints-per-replica",
-            "0",
-            "--anti-entropy-secs",
-            "0",
-        ],
-    );
+    let mut cluster = Cluster::start_with(4, &common::ONLY_READS_REPAIR);
     // Key 10 lives on 0, 1 and 2.
     cluster.put(0, 10, "old", Consistency::All).expect("put");
     cluster.kill(0);

@@ -17,6 +17,17 @@ use ringkv::error::KvError;
 use ringkv::proto::{replica_holding, Consistency, Versioned};
 use ringkv::rt;
 
+/// Replica flags that leave only reads to repair replicas: no hints kept,
+/// no background read repair, no anti-entropy rounds.
+pub const ONLY_READS_REPAIR: [&str; 6] = [
+    "--repair",
+    "hinted-handoff",
+    "--max-hints-per-replica",
+    "0",
+    "--anti-entropy-secs",
+    "0",
+];
+
 /// How long a cluster may take to start or a view to settle before the test fails.
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(15);
 
