@@ -72,7 +72,10 @@ pub struct ReplicaArgs {
     #[argh(option)]
     pub read_repair_chance: Option<f64>,
     /// a get that asked only the replicas its level needs asks the others too if their answers are not all in after this many milliseconds (default 10)
-    #[argh(option, default = "10")]
+    #[argh(
+        option,
+        default = "crate::read_plan::DEFAULT_SPECULATE_AFTER.as_millis() as u64"
+    )]
     pub speculative_read_ms: u64,
     /// hints older than this many seconds are dropped instead of delivered (default 10800 = 3 h)
     #[argh(option, default = "10_800")]
