@@ -1,5 +1,4 @@
-//! The client library the console, the tests (and later the benchmark)
-//! share: typed get, put, inspect and status calls against one coordinator.
+//! The client library the console, `ringkv bench` and the tests share: typed get, put, inspect and status calls against one coordinator.
 //!
 //! One multiplexed connection, opened on first use and reopened after it
 //! breaks, so a client survives its coordinator restarting. Every failure is

@@ -99,7 +99,8 @@ impl ReadPolicy {
 
     /// The plan of read number `turn` of key replicas `replicas`, of which
     /// `is_up` says which are believed up. Reads that ask everyone are
-    /// spread evenly: exactly the chance's share of any run of turns.
+    /// spread evenly: the chance's share of every whole period of turns
+    /// (every 10 turns at 0.1), never bunched.
     pub fn plan(
         &self,
         self_id: ReplicaId,

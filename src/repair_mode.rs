@@ -5,8 +5,10 @@
 //! that decided a QUORUM or ALL read. That repair is what makes quorum reads
 //! monotonic (no read returns anything older than an earlier read at the
 //! same level), so it runs in every mode. The mode decides the rest: the
-//! background repair of late and remaining replicas after a read, and the
-//! hints a coordinator stores for replicas that miss a write.
+//! background repair of late replicas after the reads that ask every
+//! replica (their share is `--read-repair-chance`, whose default follows the
+//! mode: see `read_plan`), and the hints a coordinator stores for replicas
+//! that miss a write.
 
 use std::fmt;
 use std::str::FromStr;
@@ -14,12 +16,15 @@ use std::str::FromStr;
 /// How a replica helps the other replicas of a key catch up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RepairMode {
-    /// Reads repair every stale replica they hear from; no hints.
+    /// Every read asks every replica and repairs each stale one it hears
+    /// from (by default; `--read-repair-chance` can lower the share); no
+    /// hints.
     ReadRepair,
     /// Coordinators keep hints for replicas that miss writes; reads repair
     /// only the replicas that decided them.
     HintedHandoff,
-    /// Both of the above: the default.
+    /// Both of the above, with one read in ten asking every replica (by
+    /// default): the default mode.
     Both,
 }
 

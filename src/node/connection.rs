@@ -1,5 +1,6 @@
-//! One accepted connection: read frames, answer each request in its own
-//! task, write the replies back in whatever order they finish.
+//! One accepted connection: read frames, answer each request (in the
+//! connection's task when the answer needs no waiting, otherwise in a task
+//! of its own), write the replies back in whatever order they finish.
 //!
 //! Bounded on every side: a frame over the limit is refused before its body
 //! is read and the connection closed; at most `max_requests_per_connection`
