@@ -37,36 +37,54 @@ live_pid() {
     echo "$pid"
 }
 
+# Whether LOG has TEXT in what was written after its first OFFSET bytes.
+logged_since() {
+    local since
+    since=$(tail -c +"$(($2 + 1))" "$1")
+    [[ $since == *"$3"* ]]
+}
+
 start() {
     build
     mkdir -p "$run_dir"
+    local started=() offsets=()
     for id in $(replica_ids); do
         if pid=$(live_pid "$id"); then
             echo "replica $id is already running (pid $pid)"
             continue
         fi
+        local log=$run_dir/replica-$id.log
+        started+=("$id")
+        offsets+=("$( [ -f "$log" ] && wc -c <"$log" || echo 0)")
         # setsid: the replicas outlive the terminal that started them.
         # shellcheck disable=SC2086 # REPLICA_ARGS is a list of flags
         setsid "$bin" replica --config "$config" --id "$id" --data "$run_dir/data-$id" ${REPLICA_ARGS:-} \
-            </dev/null >>"$run_dir/replica-$id.log" 2>&1 &
+            </dev/null >>"$log" 2>&1 &
         echo $! > "$run_dir/replica-$id.pid"
-        echo "started replica $id (pid $!), log $run_dir/replica-$id.log"
+        echo "started replica $id (pid $!), log $log"
     done
-    if ! "$bin" status --config "$config" --wait 20; then
-        echo "the cluster did not come up; see the logs in $run_dir" >&2
-        exit 1
-    fi
-    # The status above may have been answered by something else on these
-    # ports (another cluster): each replica started here must still run.
-    local failed=0
-    for id in $(replica_ids); do
-        if ! live_pid "$id" >/dev/null; then
-            echo "replica $id exited: $(tail -n 1 "$run_dir/replica-$id.log")" >&2
+    # Each replica started here must reach its own listening line; one that
+    # exits first (its port taken by another cluster, say) fails the start,
+    # even though something may answer on its port.
+    local failed=0 i
+    for i in "${!started[@]}"; do
+        local id=${started[$i]} log=$run_dir/replica-${started[$i]}.log
+        for _ in $(seq 200); do
+            logged_since "$log" "${offsets[$i]}" "listening on" && break
+            live_pid "$id" >/dev/null || break
+            sleep 0.1
+        done
+        if ! logged_since "$log" "${offsets[$i]}" "listening on"; then
+            echo "replica $id did not start: $(tail -n 1 "$log")" >&2
             failed=1
         fi
     done
     if [ "$failed" -ne 0 ]; then
         stop >/dev/null
+        exit 1
+    fi
+    if ! "$bin" status --config "$config" --wait 20; then
+        echo "the cluster did not come up; see the logs in $run_dir" >&2
         exit 1
     fi
 }

@@ -118,6 +118,28 @@ fn the_script_starts_serves_reports_and_stops_its_own_replicas() {
         "from the script\n"
     );
 
+    // A second cluster on the same ports, from another run directory: its
+    // replicas cannot listen, and start says so instead of reporting the
+    // first cluster's answers as its own.
+    let other_run_dir = dir.join("other-run");
+    let _stop_other = StopOnDrop {
+        run_dir: &other_run_dir,
+        config: &config,
+    };
+    let clash = script(&other_run_dir, &config, &["start"], "");
+    let out = text(&clash);
+    assert!(!clash.status.success(), "{out}");
+    assert!(
+        out.contains("replica 0 did not start") && out.contains("cannot listen"),
+        "{out}"
+    );
+    for pid in &pids {
+        assert!(
+            Path::new(&format!("/proc/{pid}")).exists(),
+            "the first cluster's replica {pid} is untouched"
+        );
+    }
+
     let stopped = script(&run_dir, &config, &["stop"], "");
     assert!(stopped.status.success(), "{}", text(&stopped));
     for pid in &pids {
