@@ -112,20 +112,26 @@ impl ReadPolicy {
         let everyone = (turn % MILLION) * self.everyone_per_million % MILLION
             < self.everyone_per_million
             || need >= replicas.len();
+        // One vector, no intermediate ones: this runs for every get.
         let mut order: Vec<ReplicaId> = Vec::with_capacity(replicas.len());
         if replicas.contains(&self_id) {
             order.push(self_id);
         }
-        let others: Vec<ReplicaId> = replicas
-            .iter()
-            .copied()
-            .filter(|&id| id != self_id)
-            .collect();
-        let start = (turn % others.len().max(1) as u64) as usize;
-        let rotated = others[start..].iter().chain(&others[..start]).copied();
-        let (up, down): (Vec<ReplicaId>, Vec<ReplicaId>) = rotated.partition(|&id| is_up(id));
-        order.extend(up);
-        order.extend(down);
+        let others = replicas.len() - order.len();
+        let start = (turn % others.max(1) as u64) as usize;
+        let first_other = order.len();
+        order.extend(
+            replicas
+                .iter()
+                .copied()
+                .filter(|&id| id != self_id)
+                .cycle()
+                .skip(start)
+                .take(others),
+        );
+        // Up ones first, keeping the turn's order (a stable sort: every
+        // replica stays in the plan exactly once whatever the view does).
+        order[first_other..].sort_by_key(|&id| !is_up(id));
         let asked = if everyone {
             order.len()
         } else {

@@ -7,6 +7,12 @@ use std::path::Path;
 /// The largest secret file accepted.
 const MAX_SECRET_BYTES: usize = 4096;
 
+/// The secret of an optional `--secret-file` flag: `None` when the flag
+/// was not given, every subcommand's way of reading it.
+pub fn load_given(path: Option<&Path>) -> Result<Option<Vec<u8>>, String> {
+    path.map(load).transpose()
+}
+
 /// Reads a secret file: its contents without trailing whitespace (a final
 /// newline from an editor is not part of the secret). Refuses an empty,
 /// unreadable or oversized file with a message naming it.

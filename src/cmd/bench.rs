@@ -115,11 +115,7 @@ struct WorkerReport {
 pub fn run(args: BenchArgs) -> Result<(), String> {
     rt::set_executor_threads(args.threads);
     let ring = Ring::load(&args.config).map_err(|e| e.to_string())?;
-    let secret = args
-        .secret_file
-        .as_deref()
-        .map(crate::secret::load)
-        .transpose()?;
+    let secret = crate::secret::load_given(args.secret_file.as_deref())?;
     if !(0.0..=1.0).contains(&args.reads) {
         return Err("--reads is a share between 0.0 and 1.0".into());
     }

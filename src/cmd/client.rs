@@ -58,11 +58,7 @@ pub fn run(args: ClientArgs) -> Result<(), String> {
             "--timeout-ms must be between 1 and {MAX_TIMEOUT_MS}"
         ));
     }
-    let secret = args
-        .secret_file
-        .as_deref()
-        .map(crate::secret::load)
-        .transpose()?;
+    let secret = crate::secret::load_given(args.secret_file.as_deref())?;
     let client = Client::new(member.addr.clone())
         .with_timeout(Duration::from_millis(args.timeout_ms))
         .with_secret(secret);

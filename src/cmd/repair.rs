@@ -26,11 +26,7 @@ pub struct RepairArgs {
 /// Asks each replica in turn; fails (exit 1) if any could not run a round.
 pub fn run(args: RepairArgs) -> Result<(), String> {
     let ring = Ring::load(&args.config).map_err(|e| e.to_string())?;
-    let secret = args
-        .secret_file
-        .as_deref()
-        .map(crate::secret::load)
-        .transpose()?;
+    let secret = crate::secret::load_given(args.secret_file.as_deref())?;
     rt::block_on(async {
         let mut failed = 0;
         for member in ring.members() {

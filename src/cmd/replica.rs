@@ -140,7 +140,7 @@ pub fn run(args: ReplicaArgs) -> Result<(), String> {
         Duration::from_millis(args.speculative_read_ms),
     )?;
     let ring = Arc::new(Ring::load(&args.config).map_err(|e| e.to_string())?);
-    let secret = args.secret_file.as_deref().map(secret::load).transpose()?;
+    let secret = secret::load_given(args.secret_file.as_deref())?;
     let member = ring
         .member(args.id)
         .ok_or_else(|| format!("replica {} is not in {}", args.id, args.config.display()))?

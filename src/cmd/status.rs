@@ -42,11 +42,7 @@ const MAX_WAIT_SECONDS: u64 = 86_400;
 /// Prints the status; fails (exit 1) unless every replica answered.
 pub fn run(args: StatusArgs) -> Result<(), String> {
     let ring = Ring::load(&args.config).map_err(|e| e.to_string())?;
-    let secret = args
-        .secret_file
-        .as_deref()
-        .map(crate::secret::load)
-        .transpose()?;
+    let secret = crate::secret::load_given(args.secret_file.as_deref())?;
     if args.wait > MAX_WAIT_SECONDS {
         return Err(format!("--wait is at most {MAX_WAIT_SECONDS} seconds"));
     }
