@@ -147,6 +147,24 @@ impl AntiEntropy {
         reply
     }
 
+    /// Takes from `peer` every version of the keys both hold that is newer
+    /// than ours: exchanges until one exchange takes nothing (a reply is
+    /// bounded, so a large store takes several), at most `max_exchanges`.
+    /// Returns the versions taken, or why the pull did not complete.
+    pub async fn pull(&self, peer: ReplicaId, max_exchanges: usize) -> Result<u32, String> {
+        let mut taken = 0;
+        for _ in 0..max_exchanges {
+            let (_, received) = self.exchange(peer).await?;
+            if received == 0 {
+                return Ok(taken);
+            }
+            taken += received;
+        }
+        Err(format!(
+            "replica {peer} still had newer versions after {max_exchanges} exchanges"
+        ))
+    }
+
     /// Compares with one neighbour; returns (versions sent, versions taken).
     async fn exchange(&self, neighbour: ReplicaId) -> Result<(u32, u32), String> {
         let peer = self

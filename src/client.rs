@@ -180,7 +180,13 @@ impl Client {
                 replica_id: None,
             });
             match connection.call(auth, self.timeout).await {
-                Ok(Body::AuthReply(_)) => {}
+                Ok(Body::AuthReply(reply)) if reply.secret_required => {}
+                Ok(Body::AuthReply(_)) => {
+                    return Err(KvError::unauthenticated(format!(
+                        "the replica at {} does not require the secret you gave (was it started without --secret-file?): anyone could have written to it, so it is not used",
+                        self.addr
+                    )))
+                }
                 Ok(other) => return Err(unexpected(other)),
                 Err(CallError::Refused(error)) => return Err(error),
                 Err(error) => {

@@ -25,7 +25,6 @@
 //! on the blocking pool.
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -131,14 +130,7 @@ pub fn read_lease(path: &Path) -> Result<u64, String> {
 
 /// Replaces the lease file atomically and durably.
 fn write_lease(path: &Path, until: u64) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or_else(|| Path::new("."));
-    fs::create_dir_all(dir)?;
-    let temporary = path.with_extension("tmp");
-    let mut file = fs::File::create(&temporary)?;
-    file.write_all(format!("{until}\n").as_bytes())?;
-    file.sync_all()?;
-    fs::rename(&temporary, path)?;
-    fs::File::open(dir)?.sync_all()
+    crate::durable_file::replace(path, format!("{until}\n").as_bytes())
 }
 
 #[cfg(test)]

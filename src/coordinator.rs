@@ -498,13 +498,24 @@ impl Coordinator {
         let need = self.check_available(key, level, Op::Get).await?;
         let timeout = self.limits.read_timeout;
         let turn = self.read_turns[usize::from(key)].fetch_add(1, Ordering::Relaxed);
-        let plan = self.read_policy.plan(
-            self.self_id,
-            self.ring.replicas_for(key),
-            need,
-            turn,
-            |id| self.peers.is_up(id),
-        );
+        // A replica rebuilding the key after losing its data is never asked.
+        let replicas = self.ring.replicas_for(key);
+        let servable: Vec<ReplicaId>;
+        let replicas = if replicas.iter().all(|&id| self.can_read_from(id, key)) {
+            replicas
+        } else {
+            servable = replicas
+                .iter()
+                .copied()
+                .filter(|&id| self.can_read_from(id, key))
+                .collect();
+            &servable
+        };
+        let plan = self
+            .read_policy
+            .plan(self.self_id, replicas, need, turn, |id| {
+                self.peers.is_up(id)
+            });
         // One value, the rest digests: the first replica in the plan (this
         // one, when it holds the key) is read, the others say what they hold.
         let asks = plan
@@ -756,12 +767,33 @@ impl Coordinator {
         }
     }
 
+    /// Whether a read may count on replica `id`'s copy of `key`, by what
+    /// it last said of itself: a replica that lost its data serves none
+    /// until it has rebuilt the key, and one never heard from serves none.
+    fn can_read_from(&self, id: ReplicaId, key: u8) -> bool {
+        self.peers.membership().can_serve(id, key)
+    }
+
     /// How many answers the level needs from the key's replicas, or
     /// UNAVAILABLE if fewer than that are believed up. Decided from the
     /// up/down view alone, before anything is sent.
     async fn check_available(&self, key: u8, level: Consistency, op: Op) -> Result<usize, KvError> {
         let replicas = self.ring.replicas_for(key);
         let need = level.required_acks(replicas.len());
+        if !op.writes() {
+            let rebuilding: Vec<ReplicaId> = replicas
+                .iter()
+                .copied()
+                .filter(|&id| self.peers.is_up(id) && !self.can_read_from(id, key))
+                .collect();
+            if replicas.len() - rebuilding.len() < need {
+                return Err(KvError::unavailable(format!(
+                    "{level} get of key {key} needs {need} of its replicas {}, but {} rebuilding after losing its data and may not serve it yet (nothing was read)",
+                    list(replicas),
+                    if rebuilding.len() == 1 { format!("{} is", rebuilding[0]) } else { format!("{} are", list(&rebuilding)) },
+                )));
+            }
+        }
         let count_up = || replicas.iter().filter(|&&id| self.peers.is_up(id)).count();
         if count_up() < need {
             // Not from a stale view: try the missing replicas once first.
@@ -772,8 +804,11 @@ impl Coordinator {
                 .collect();
             self.peers.refresh(&down, REFRESH_WAIT).await;
         }
+        let usable = |id: ReplicaId| {
+            self.peers.is_up(id) && (op.writes() || self.peers.membership().can_serve(id, key))
+        };
         let (up, down): (Vec<ReplicaId>, Vec<ReplicaId>) =
-            replicas.iter().partition(|&&id| self.peers.is_up(id));
+            replicas.iter().partition(|&&id| usable(id));
         if up.len() < need {
             return Err(KvError::unavailable(format!(
                 "{level} {} of key {key} needs {need} of its replicas {} but only {} up ({}); down: {}",

@@ -68,6 +68,39 @@ impl Description {
         self.with("consistency", Field::Word(name))
     }
 
+    fn with_hello(self, hello: Option<&crate::proto::Hello>) -> Self {
+        let Some(hello) = hello else {
+            return self.with("hello", Field::Flag(false));
+        };
+        let state = crate::proto::DataState::try_from(hello.state).map_or_else(
+            |_| format!("unknown({})", hello.state),
+            |s| crate::identity::state_name(s).to_string(),
+        );
+        let described = self
+            .with("cluster", Field::Text(hello.cluster.clone()))
+            .with(
+                "members_digest",
+                Field::Word(format!("{:016x}", hello.members_digest)),
+            )
+            .with(
+                "incarnation",
+                Field::Word(format!("{:016x}", hello.incarnation)),
+            )
+            .with("state", Field::Word(state))
+            .with(
+                "known",
+                Field::Word(format!("{:016x}", hello.known_incarnation)),
+            );
+        if hello.unreadable_keys.is_empty() {
+            described
+        } else {
+            described.with(
+                "unreadable_keys",
+                Field::Num(hello.unreadable_keys.len() as u64),
+            )
+        }
+    }
+
     fn with_version(self, version: Option<&Versioned>) -> Self {
         let Some(version) = version else {
             return self.with("found", Field::Flag(false));
@@ -186,11 +219,8 @@ fn body_description(body: &Body) -> Description {
             .with_level(put.consistency),
         Body::Delete(delete) => d.with_key(delete.key).with_level(delete.consistency),
         Body::Inspect(inspect) => d.with_key(inspect.key),
-        Body::Status(_)
-        | Body::Repair(_)
-        | Body::Metrics(_)
-        | Body::ReplicaWriteAck(_)
-        | Body::AuthReply(_) => d,
+        Body::Status(_) | Body::Repair(_) | Body::Metrics(_) | Body::ReplicaWriteAck(_) => d,
+        Body::AuthReply(reply) => d.with("secret_required", Field::Flag(reply.secret_required)),
         // The secret itself is never printed.
         Body::Auth(auth) => match auth.replica_id {
             Some(id) => d.with("replica", Field::Num(u64::from(id))),
@@ -253,8 +283,12 @@ fn body_description(body: &Body) -> Description {
             .with("timestamp", Field::Time(digest.timestamp_micros))
             .with("coordinator", Field::Num(u64::from(digest.coordinator_id))),
         Body::ReplicaReadReply(reply) => d.with_version(reply.found.as_ref()),
-        Body::Ping(ping) => d.with("sender", Field::Num(u64::from(ping.sender_id))),
-        Body::Pong(pong) => d.with("replica", Field::Num(u64::from(pong.replica_id))),
+        Body::Ping(ping) => d
+            .with("sender", Field::Num(u64::from(ping.sender_id)))
+            .with_hello(ping.hello.as_ref()),
+        Body::Pong(pong) => d
+            .with("replica", Field::Num(u64::from(pong.replica_id)))
+            .with_hello(pong.hello.as_ref()),
         Body::Digest(digest) => d
             .with("sender", Field::Num(u64::from(digest.sender_id)))
             .with("entries", Field::Num(digest.entries.len() as u64)),

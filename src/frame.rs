@@ -356,7 +356,10 @@ mod tests {
     fn frames_round_trip_and_clean_eof_ends_the_stream() {
         let envelope = Envelope {
             request_id: 7,
-            body: Some(Body::Ping(Ping { sender_id: 2 })),
+            body: Some(Body::Ping(Ping {
+                sender_id: 2,
+                hello: None,
+            })),
         };
         let mut stream = encode_frame(&envelope);
         stream.extend(encode_frame(&envelope));

@@ -27,6 +27,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::frame::DEFAULT_MAX_FRAME_BYTES;
+use crate::membership::Membership;
 use crate::mux::{CallError, FrameLimits, MuxConnection};
 use crate::proto::{AuthRequest, Body, Ping};
 use crate::ring::{ReplicaId, Ring};
@@ -96,6 +97,8 @@ struct PeerLink {
     wake: (rt::Sender<()>, rt::Receiver<()>),
     /// Where transitions to up are announced.
     up_events: rt::Sender<ReplicaId>,
+    /// Why it was last counted down, for `status`.
+    down_reason: Mutex<String>,
 }
 
 impl PeerLink {
@@ -107,6 +110,7 @@ impl PeerLink {
     }
 
     fn mark_down(&self, reason: &str) {
+        reason.clone_into(&mut self.down_reason.lock().unwrap_or_else(|p| p.into_inner()));
         if self.up.swap(false, Ordering::SeqCst) {
             crate::warn!("peer {} at {} is down: {reason}", self.id, self.addr);
         }
@@ -156,6 +160,8 @@ pub struct Peer {
     self_id: ReplicaId,
     /// The cluster's secret, proved on every connection before its hello.
     secret: Option<Arc<[u8]>>,
+    /// Checks the identity in the peer's pongs, and gives ours.
+    membership: Arc<Membership>,
     link: Arc<PeerLink>,
     timing: PeerTiming,
 }
@@ -207,45 +213,62 @@ impl Peer {
             move |connection_id, reason| link.connection_broke(role, connection_id, reason),
         )
         .await?;
+        if let Err(reason) = self.introduce(&connection).await {
+            connection.close();
+            return Err(reason);
+        }
+        *lock(self.link.slot(role)) = Some(connection.clone());
+        Ok(connection)
+    }
+
+    /// Proves the secret (when there is one) and says hello on a new
+    /// connection, and checks that the replica answering is the one the
+    /// cluster file names, of the same cluster, requiring the same secret.
+    async fn introduce(&self, connection: &MuxConnection) -> Result<(), String> {
+        let timeout = self.timing.ping_timeout;
         if let Some(secret) = &self.secret {
             let auth = Body::Auth(AuthRequest {
                 secret: secret.to_vec(),
                 replica_id: Some(self.self_id),
             });
-            match connection.call(auth, self.timing.ping_timeout).await {
-                Ok(Body::AuthReply(_)) => {}
+            match connection.call(auth, timeout).await {
+                Ok(Body::AuthReply(reply)) if reply.secret_required => {}
+                Ok(Body::AuthReply(_)) => {
+                    return Err(format!(
+                        "replica {} does not require the cluster's secret (started without --secret-file?): anyone could have written to it",
+                        self.link.id
+                    ))
+                }
                 Ok(other) => {
-                    connection.close();
                     return Err(format!(
                         "answered authentication with a {}",
                         other.kind_name()
-                    ));
+                    ))
                 }
                 Err(CallError::Refused(error)) => {
-                    connection.close();
-                    return Err(format!("refused our authentication: {error}"));
+                    return Err(format!("refused our authentication: {error}"))
                 }
                 Err(CallError::TimedOut) => {
-                    connection.close();
-                    return Err("did not answer our authentication in time".to_string());
+                    return Err("did not answer our authentication in time".to_string())
                 }
                 Err(CallError::Disconnected(reason)) => return Err(reason),
             }
         }
-        // The hello: tells the peer who we are, and proves the connection.
-        let hello = Body::Ping(Ping {
-            sender_id: self.self_id,
-        });
-        match connection.call(hello, self.timing.ping_timeout).await {
-            Ok(_) | Err(CallError::Refused(_)) => {}
-            Err(CallError::TimedOut) => {
-                connection.close();
-                return Err("did not answer its hello in time".to_string());
-            }
-            Err(CallError::Disconnected(reason)) => return Err(reason),
+        match connection.call(self.ping(), timeout).await {
+            Ok(Body::Pong(pong)) => self.membership.accept(self.link.id, pong.hello.as_ref()),
+            Ok(other) => Err(format!("answered its hello with a {}", other.kind_name())),
+            Err(CallError::Refused(error)) => Err(format!("refused our hello: {error}")),
+            Err(CallError::TimedOut) => Err("did not answer its hello in time".to_string()),
+            Err(CallError::Disconnected(reason)) => Err(reason),
         }
-        *lock(self.link.slot(role)) = Some(connection.clone());
-        Ok(connection)
+    }
+
+    /// A ping, with this replica's hello.
+    fn ping(&self) -> Body {
+        Body::Ping(Ping {
+            sender_id: self.self_id,
+            hello: Some(self.membership.hello_for(self.link.id)),
+        })
     }
 
     /// Keeps both connections open and the up/down view current for as long
@@ -326,12 +349,17 @@ impl Peer {
     async fn probe_once(&self) -> Result<(), String> {
         let pings = self.ensure_connection(Role::Pings).await?;
         self.ensure_connection(Role::Requests).await?;
-        let ping = Body::Ping(Ping {
-            sender_id: self.self_id,
-        });
-        match pings.call(ping, self.timing.ping_timeout).await {
+        let answered = match pings.call(self.ping(), self.timing.ping_timeout).await {
+            Ok(Body::Pong(pong)) => self.membership.accept(self.link.id, pong.hello.as_ref()),
+            // A replica that is stopping refuses requests, pings included:
+            // it is still there until its connections close.
             Ok(_) | Err(CallError::Refused(_)) => Ok(()),
-            Err(CallError::TimedOut) => {
+            Err(CallError::TimedOut) => Err("did not answer a ping in time".to_string()),
+            Err(CallError::Disconnected(reason)) => return Err(reason),
+        };
+        match answered {
+            Ok(()) => Ok(()),
+            Err(reason) => {
                 // Connections to a peer that stopped answering are not
                 // reused: close them now, which also fails what waits on them.
                 for role in [Role::Requests, Role::Pings] {
@@ -339,9 +367,8 @@ impl Peer {
                         connection.close();
                     }
                 }
-                Err("did not answer a ping in time".to_string())
+                Err(reason)
             }
-            Err(CallError::Disconnected(reason)) => Err(reason),
         }
     }
 }
@@ -349,6 +376,7 @@ impl Peer {
 /// Every other replica in the ring, indexed by id.
 pub struct Peers {
     self_id: ReplicaId,
+    membership: Arc<Membership>,
     by_id: Vec<Option<Arc<Peer>>>,
     up_events: rt::Receiver<ReplicaId>,
 }
@@ -361,6 +389,7 @@ impl Peers {
         self_id: ReplicaId,
         timing: PeerTiming,
         secret: Option<Arc<[u8]>>,
+        membership: Arc<Membership>,
     ) -> Peers {
         let (announce_up, up_events) = rt::unbounded();
         let by_id = ring
@@ -371,6 +400,7 @@ impl Peers {
                     Arc::new(Peer {
                         self_id,
                         secret: secret.clone(),
+                        membership: membership.clone(),
                         link: Arc::new(PeerLink {
                             id: member.id,
                             addr: member.addr.clone(),
@@ -381,6 +411,7 @@ impl Peers {
                             probes_done: AtomicU64::new(0),
                             wake: rt::bounded(1),
                             up_events: announce_up.clone(),
+                            down_reason: Mutex::new("not reached yet".to_string()),
                         }),
                         timing: timing.clone(),
                     })
@@ -389,6 +420,7 @@ impl Peers {
             .collect();
         Peers {
             self_id,
+            membership,
             by_id,
             up_events,
         }
@@ -422,6 +454,52 @@ impl Peers {
     pub fn start_probing(&self) {
         for peer in self.by_id.iter().flatten() {
             rt::spawn(peer.clone().probe_forever());
+        }
+    }
+
+    /// A ping from `ping.sender_id`: checks its hello (refusing another
+    /// cluster's replica, a replica with another member list, or one that
+    /// lost its data and presents a directory that is not new), and on
+    /// success counts it as `heard_from`. `first` is whether it is the
+    /// first ping on its connection (its hello).
+    pub fn ping_from(&self, ping: &crate::proto::Ping, first: bool) -> Result<(), String> {
+        let from = ping.sender_id;
+        if let Some(hello) = &ping.hello {
+            if hello.replica_id != from {
+                return Err(format!(
+                    "the ping says replica {from} but its hello says replica {}",
+                    hello.replica_id
+                ));
+            }
+        }
+        self.membership.accept(from, ping.hello.as_ref())?;
+        self.heard_from(from, first);
+        Ok(())
+    }
+
+    /// The agreement with the peers: identities and data states.
+    pub fn membership(&self) -> &Arc<Membership> {
+        &self.membership
+    }
+
+    /// Whether replica `id` may serve a read of `key` now: up (this replica
+    /// always is), and not rebuilding it.
+    pub fn can_serve(&self, id: ReplicaId, key: u8) -> bool {
+        self.is_up(id) && self.membership.can_serve(id, key)
+    }
+
+    /// Why peer `id` is counted down, for `status`: a refusal of its hello,
+    /// or the last failure seen.
+    pub fn down_reason(&self, id: ReplicaId) -> String {
+        match (self.membership.refusal_of(id), self.get(id)) {
+            (Some(refused), _) => refused,
+            (None, Some(peer)) if !peer.is_up() => peer
+                .link
+                .down_reason
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+            _ => String::new(),
         }
     }
 

@@ -27,6 +27,12 @@ pub struct Member {
 /// The ring: members in id order and the precomputed placement of every key.
 #[derive(Clone, Debug)]
 pub struct Ring {
+    /// The cluster's name: from a `cluster NAME` line, or derived from the
+    /// members. Two clusters' replicas refuse each other by it.
+    name: String,
+    /// A digest of every member's id and address, so that replicas whose
+    /// cluster files differ in any member notice it in each other's hello.
+    members_digest: u64,
     members: Vec<Member>,
     /// `placement[key]` is the key's replicas, owner first.
     placement: Vec<Vec<ReplicaId>>,
@@ -55,12 +61,18 @@ impl Ring {
 
     /// Parses cluster-file text. Ids must be exactly 0..N-1 (in any line
     /// order), addresses distinct, and N at least the replication factor.
+    /// One optional `cluster NAME` line names the cluster.
     pub fn parse(text: &str) -> Result<Ring, RingError> {
         let mut members: Vec<Member> = Vec::new();
+        let mut name = None;
         for (index, raw) in text.lines().enumerate() {
             let line_no = index + 1;
             let line = raw.split('#').next().unwrap_or("").trim();
             if line.is_empty() {
+                continue;
+            }
+            if let Some(rest) = line.strip_prefix("cluster ") {
+                name = Some(checked_name(rest.trim(), line_no, name.is_some())?);
                 continue;
             }
             let mut fields = line.split_whitespace();
@@ -113,10 +125,12 @@ impl Ring {
                 member.id
             )));
         }
-        Ok(Ring::from_members(members))
+        Ok(Ring::from_members(name, members))
     }
 
-    fn from_members(members: Vec<Member>) -> Ring {
+    fn from_members(name: Option<String>, members: Vec<Member>) -> Ring {
+        let members_digest = digest_of(&members);
+        let name = name.unwrap_or_else(|| format!("ringkv-{:08x}", members_digest >> 32));
         let n = members.len();
         let placement = (0..256usize)
             .map(|key| {
@@ -129,7 +143,25 @@ impl Ring {
                     .collect()
             })
             .collect();
-        Ring { members, placement }
+        Ring {
+            name,
+            members_digest,
+            members,
+            placement,
+        }
+    }
+
+    /// The cluster's name: the file's `cluster NAME` line, or
+    /// `ringkv-XXXXXXXX` from the members digest when it has none.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// A digest of every member's id and address (64-bit FNV-1a over one
+    /// `ID ADDR` line per member, in id order): equal exactly when two
+    /// cluster files list the same members at the same addresses.
+    pub fn members_digest(&self) -> u64 {
+        self.members_digest
     }
 
     /// The key's replicas, owner first, then clockwise.
@@ -155,6 +187,35 @@ impl Ring {
         let last = (i + 1) * 256 / n - 1;
         (first as u8, last as u8)
     }
+}
+
+/// A cluster name: one token of letters, digits, `-`, `_` or `.`.
+fn checked_name(name: &str, line_no: usize, seen: bool) -> Result<String, RingError> {
+    if seen {
+        return Err(RingError(format!(
+            "line {line_no}: a second 'cluster' line"
+        )));
+    }
+    let allowed = |c: char| c.is_ascii_alphanumeric() || "-_.".contains(c);
+    if name.is_empty() || name.len() > 64 || !name.chars().all(allowed) {
+        return Err(RingError(format!(
+            "line {line_no}: cluster name '{name}' must be 1 to 64 letters, digits, '-', '_' or '.'"
+        )));
+    }
+    Ok(name.to_string())
+}
+
+/// 64-bit FNV-1a over `ID ADDR\n` for each member in id order. Not a
+/// defence against forgery (the secret is); it tells honest mistakes apart.
+fn digest_of(members: &[Member]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for member in members {
+        for byte in format!("{} {}\n", member.id, member.addr).bytes() {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    hash
 }
 
 #[cfg(test)]
@@ -200,5 +261,28 @@ mod tests {
         assert!(err("0 a:1\n1 a:1\n2 c:1\n").contains("listed twice"));
         assert!(err("0 a:1 extra\n").contains("expected 'ID HOST:PORT'"));
         assert!(err("0 nocolon\n").contains("HOST:PORT"));
+        assert!(err("cluster a\ncluster b\n0 a:1\n1 b:1\n2 c:1\n").contains("second"));
+        assert!(err("cluster a b\n0 a:1\n1 b:1\n2 c:1\n").contains("cluster name"));
+    }
+
+    #[test]
+    fn the_name_and_digest_tell_cluster_files_apart() {
+        let ring = |text: &str| Ring::parse(text).expect("valid");
+        let four = ring(FOUR);
+        assert!(four.name().starts_with("ringkv-"), "{}", four.name());
+        // Comments, blank lines and line order do not matter.
+        let reordered =
+            ring("3 127.0.0.1:7003\n2 127.0.0.1:7002\n1 127.0.0.1:7001\n0 127.0.0.1:7000\n");
+        assert_eq!(reordered.members_digest(), four.members_digest());
+        assert_eq!(reordered.name(), four.name());
+        // Two addresses swapped, or a fifth member, change the digest.
+        let swapped =
+            ring("0 127.0.0.1:7001\n1 127.0.0.1:7000\n2 127.0.0.1:7002\n3 127.0.0.1:7003\n");
+        assert_ne!(swapped.members_digest(), four.members_digest());
+        let five = ring(&format!("{FOUR}4 127.0.0.1:7004\n"));
+        assert_ne!(five.members_digest(), four.members_digest());
+        let named = ring(&format!("cluster prod-eu.1\n{FOUR}"));
+        assert_eq!(named.name(), "prod-eu.1");
+        assert_eq!(named.members_digest(), four.members_digest());
     }
 }

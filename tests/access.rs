@@ -90,7 +90,10 @@ fn a_client_cannot_send_replica_messages_even_with_the_secret() {
     let mut raw = TcpStream::connect(&cluster.addrs[1]).expect("connect");
     raw.write_all(&encode_frame(&Envelope {
         request_id: 3,
-        body: Some(Body::Ping(Ping { sender_id: 2 })),
+        body: Some(Body::Ping(Ping {
+            sender_id: 2,
+            hello: None,
+        })),
     }))
     .expect("send");
     let mut prefix = [0u8; 4];

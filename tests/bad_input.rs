@@ -450,7 +450,14 @@ fn a_reply_sent_as_a_request_is_invalid() {
     let mut stream = connect(&cluster, 0);
     send(&mut stream, 21, Body::GetReply(GetReply { found: None }));
     assert_invalid(&read_reply(&mut stream), 21, "is a reply");
-    send(&mut stream, 22, Body::Pong(Pong { replica_id: 3 }));
+    send(
+        &mut stream,
+        22,
+        Body::Pong(Pong {
+            replica_id: 3,
+            hello: None,
+        }),
+    );
     assert_invalid(&read_reply(&mut stream), 22, "is a reply");
     send(
         &mut stream,

@@ -14,18 +14,18 @@ use prost::Message;
 use ringkv::error::ErrorKind;
 use ringkv::frame::encode_frame;
 use ringkv::proto::{
-    self, Body, Consistency, DigestEntry, Envelope, Pong, ReplicaRead, ReplicaReadReply,
+    self, Body, Consistency, DigestEntry, Envelope, Hello, Pong, ReplicaRead, ReplicaReadReply,
 };
 
 /// Serves one connection: pongs to pings, a read reply to everything else.
-fn serve_wrongly(stream: TcpStream) {
-    serve(stream, |_| {
+fn serve_wrongly(stream: TcpStream, hello: Hello) {
+    serve(stream, hello, |_| {
         Body::ReplicaReadReply(ReplicaReadReply::default())
     });
 }
 
 /// Serves one connection: pongs to pings, and `answer` to everything else.
-fn serve(mut stream: TcpStream, answer: fn(&Body) -> Body) {
+fn serve(mut stream: TcpStream, hello: Hello, answer: fn(&Body) -> Body) {
     loop {
         let mut length = [0u8; 4];
         if stream.read_exact(&mut length).is_err() {
@@ -39,7 +39,10 @@ fn serve(mut stream: TcpStream, answer: fn(&Body) -> Body) {
             return;
         };
         let reply = match request.body {
-            Some(Body::Ping(_)) => Body::Pong(Pong { replica_id: 3 }),
+            Some(Body::Ping(_)) => Body::Pong(Pong {
+                replica_id: 3,
+                hello: Some(hello.clone()),
+            }),
             Some(other) => answer(&other),
             None => return,
         };
@@ -58,9 +61,11 @@ fn a_read_reply_to_a_write_is_not_an_acknowledgement() {
     let mut cluster = Cluster::start(4);
     cluster.kill(3);
     let listener = TcpListener::bind(&cluster.addrs[3]).expect("take replica 3's address");
+    let hello = cluster.hello_of(3);
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
-            std::thread::spawn(move || serve_wrongly(stream));
+            let hello = hello.clone();
+            std::thread::spawn(move || serve_wrongly(stream, hello));
         }
     });
     cluster.wait_for_view(0, 3, true);
@@ -115,9 +120,11 @@ fn a_replica_whose_newer_digest_cannot_be_fetched_is_replaced_by_a_spare() {
         .expect("put");
     cluster.kill(3);
     let listener = TcpListener::bind(&cluster.addrs[3]).expect("take replica 3's address");
+    let hello = cluster.hello_of(3);
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
-            std::thread::spawn(move || serve(stream, claim_newer_but_never_send_it));
+            let hello = hello.clone();
+            std::thread::spawn(move || serve(stream, hello, claim_newer_but_never_send_it));
         }
     });
     cluster.wait_for_view(0, 3, true);

@@ -157,6 +157,9 @@ pub fn log_lines(path: &Path, json: bool) -> Result<Vec<String>, String> {
         dump_segment(path, kind, json, &mut lines)?;
         return Ok(lines);
     }
+    if path.join(crate::identity::IDENTITY_FILE).is_file() {
+        lines.push(identity_line(path, json));
+    }
     let logs: Vec<(PathBuf, LogKind)> = if path.join("wal").is_dir() || path.join("hints").is_dir()
     {
         [("wal", LogKind::Writes), ("hints", LogKind::Hints)]
@@ -186,6 +189,56 @@ pub fn log_lines(path: &Path, json: bool) -> Result<Vec<String>, String> {
         }
     }
     Ok(lines)
+}
+
+/// What a data directory's identity file says: whose data it holds.
+fn identity_line(data_dir: &Path, json: bool) -> String {
+    let identity = match crate::identity::Identity::read(data_dir) {
+        Ok(Some(identity)) => identity,
+        Ok(None) => return format!("{}: no identity", data_dir.display()),
+        Err(reason) => {
+            return damage_line(
+                json,
+                &[(
+                    "file",
+                    Field::Text(crate::identity::path_in(data_dir).display().to_string()),
+                )],
+                &reason,
+            )
+        }
+    };
+    let hex_list = |values: &[u64]| {
+        values
+            .iter()
+            .map(|v| format!("{v:016x}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let fields = [
+        ("cluster", Field::Text(identity.cluster.clone())),
+        ("replica", Field::Num(u64::from(identity.replica_id))),
+        (
+            "members_digest",
+            Field::Word(format!("{:016x}", identity.members_digest)),
+        ),
+        (
+            "incarnation",
+            Field::Word(format!("{:016x}", identity.incarnation)),
+        ),
+        (
+            "state",
+            Field::Word(crate::identity::state_name(identity.state).to_string()),
+        ),
+        ("replaces", Field::Word(hex_list(&identity.replaces))),
+    ];
+    if json {
+        return json_line("identity", &fields);
+    }
+    describe::Description {
+        kind: "identity".to_string(),
+        fields: fields.into_iter().collect(),
+    }
+    .text()
 }
 
 fn kind_of_dir(dir: &Path) -> LogKind {

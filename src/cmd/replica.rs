@@ -16,6 +16,8 @@ use crate::clock_lease;
 use crate::coordinator::{Coordinator, CoordinatorParts, Limits};
 use crate::frame::DEFAULT_MAX_FRAME_BYTES;
 use crate::hints::{HintOptions, Hints};
+use crate::identity::{Identity, Origin};
+use crate::membership::Membership;
 use crate::metrics::Metrics;
 use crate::node::budget::MemoryBudget;
 use crate::node::{self, Node};
@@ -151,6 +153,8 @@ pub fn run(args: ReplicaArgs) -> Result<(), String> {
         args.data.display(),
         ring.members().len()
     );
+    // Before anything else is written: whose data this directory holds.
+    let membership = Arc::new(open_membership(&args.data, &ring, args.id)?);
     let options = wal::Options {
         segment_max_bytes: args.wal_segment_bytes,
         skip_corrupt: args.skip_corrupt_wal,
@@ -236,6 +240,7 @@ pub fn run(args: ReplicaArgs) -> Result<(), String> {
             args.id,
             PeerTiming::default(),
             secret.as_deref().map(Arc::from),
+            membership,
         ));
         let budget = Arc::new(MemoryBudget::new(args.memory_budget_bytes));
         let coordinator = Arc::new(Coordinator::new(CoordinatorParts {
@@ -275,6 +280,10 @@ pub fn run(args: ReplicaArgs) -> Result<(), String> {
                 .clone()
                 .deliver_forever(peers.clone(), limits.write_timeout),
         );
+        rt::spawn(crate::rebuild::run_forever(
+            peers.clone(),
+            anti_entropy.clone(),
+        ));
         if args.anti_entropy_secs > 0 {
             rt::spawn(
                 anti_entropy
@@ -311,8 +320,9 @@ pub fn run(args: ReplicaArgs) -> Result<(), String> {
             .map(|(id, _)| id.to_string())
             .collect();
         crate::info!(
-            "listening on {} (peers up: {})",
+            "listening on {} ({}; peers up: {})",
             member.addr,
+            node.peers.membership().describe_own(),
             if up.is_empty() {
                 "none".to_string()
             } else {
@@ -322,4 +332,36 @@ pub fn run(args: ReplicaArgs) -> Result<(), String> {
         node::serve(node, listener).await;
         Ok(())
     })
+}
+
+/// Opens the data directory's identity (refusing another replica's or
+/// cluster's) and the incarnations recorded for the peers, and says what
+/// it found.
+fn open_membership(
+    data: &std::path::Path,
+    ring: &Arc<Ring>,
+    id: u32,
+) -> Result<Membership, String> {
+    let (identity, origin) = Identity::open(data, ring, id)?;
+    let path = crate::identity::path_in(data);
+    match origin {
+        Origin::Found => {}
+        Origin::Created => crate::info!(
+            "new data directory: recorded its identity in {} (incarnation {:016x})",
+            path.display(),
+            identity.incarnation
+        ),
+        Origin::Adopted => crate::warn!(
+            "{} held a write-ahead log but no identity (written by an older ringkv): adopted it as incarnation {:016x}",
+            data.display(),
+            identity.incarnation
+        ),
+        Origin::LogLost { previous } => crate::error!(
+            "{} has an identity (incarnation {previous:016x}) but no write-ahead log: its data is lost. \
+             It starts as incarnation {:016x} and rebuilds from its peers before it serves any read",
+            data.display(),
+            identity.incarnation
+        ),
+    }
+    Membership::open(data, ring.clone(), id, identity)
 }

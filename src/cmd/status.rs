@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use argh::FromArgs;
 
 use crate::client::Client;
-use crate::proto::{Consistency, ErrorKind, LatencySummary, MetricsReply, StatusReply};
+use crate::proto::{Consistency, DataState, ErrorKind, LatencySummary, MetricsReply, StatusReply};
 use crate::ring::Ring;
 use crate::rt;
 
@@ -177,6 +177,33 @@ fn render_latency(summary: &Option<LatencySummary>) -> String {
     }
 }
 
+/// "cluster NAME, incarnation X, settled", or the rebuild's progress.
+fn render_identity(status: &StatusReply) -> String {
+    let Some(identity) = &status.identity else {
+        return "identity unknown".to_string();
+    };
+    let state = DataState::try_from(identity.state).unwrap_or(DataState::Unspecified);
+    let progress = match state {
+        DataState::Rebuilding => {
+            let waiting: Vec<String> = status
+                .rebuild_waiting_for
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+            format!(
+                "REBUILDING: {} keys not yet readable, waiting for replicas {}",
+                identity.unreadable_keys.len(),
+                waiting.join(",")
+            )
+        }
+        other => crate::identity::state_name(other).to_string(),
+    };
+    format!(
+        "cluster {}, incarnation {:016x}, {progress}",
+        identity.cluster, identity.incarnation
+    )
+}
+
 fn render(id: u32, addr: &str, answer: &Result<StatusReply, String>) -> String {
     match answer {
         Ok(status) => {
@@ -196,16 +223,36 @@ fn render(id: u32, addr: &str, answer: &Result<StatusReply, String>) -> String {
                 .iter()
                 .map(|p| format!("{}:{}", p.replica_id, p.hints_pending))
                 .collect();
-            format!(
-                "replica {id} {addr} up, {} keys, wal {} bytes, {view}, repair {}, hints {}, repairs sent {}, anti-entropy rounds {} (fixed {})",
+            let mut text = format!(
+                "replica {id} {addr} up, {} keys, wal {} bytes, {view}, repair {}, hints {}, repairs sent {}, anti-entropy rounds {} (fixed {}), {}",
                 status.keys_held,
                 status.wal_bytes,
                 status.repair_mode,
                 hints.join(" "),
                 status.repairs_sent,
                 status.anti_entropy_rounds,
-                status.anti_entropy_fixes
-            )
+                status.anti_entropy_fixes,
+                render_identity(status)
+            );
+            for peer in status
+                .peers
+                .iter()
+                .filter(|p| !p.up && !p.refused.is_empty())
+            {
+                text.push_str(&format!(
+                    "\n  peer {} down: {}",
+                    peer.replica_id, peer.refused
+                ));
+            }
+            for peer in &status.peers {
+                if peer.state == DataState::Rebuilding as i32 {
+                    text.push_str(&format!(
+                        "\n  peer {} is rebuilding: {} keys not yet readable there",
+                        peer.replica_id, peer.unreadable_keys
+                    ));
+                }
+            }
+            text
         }
         Err(reason) => format!("replica {id} {addr} DOWN ({reason})"),
     }

@@ -46,10 +46,17 @@ impl Access {
         }
     }
 
-    /// Handles an authentication, or decides whether a request may proceed.
-    pub fn admit(&mut self, body: &Option<Body>, secret: Option<&[u8]>, ring: &Ring) -> Admission {
+    /// Handles an authentication, or decides whether a request may proceed,
+    /// on a connection to replica `self_id`.
+    pub fn admit(
+        &mut self,
+        body: &Option<Body>,
+        secret: Option<&[u8]>,
+        ring: &Ring,
+        self_id: ReplicaId,
+    ) -> Admission {
         if let Some(Body::Auth(auth)) = body {
-            return self.authenticate(auth, secret, ring);
+            return self.authenticate(auth, secret, ring, self_id);
         }
         let replica_only = matches!(
             body,
@@ -69,6 +76,12 @@ impl Access {
                     ping.sender_id
                 )))
             }
+            (Access::Replica(id), Some(Body::Digest(digest))) if digest.sender_id != id => {
+                Admission::Refuse(KvError::unauthenticated(format!(
+                    "authenticated as replica {id}, but the digest says replica {}",
+                    digest.sender_id
+                )))
+            }
             (Access::Client | Access::Replica(_), _) => Admission::Proceed,
         }
     }
@@ -78,10 +91,15 @@ impl Access {
         auth: &AuthRequest,
         secret: Option<&[u8]>,
         ring: &Ring,
+        self_id: ReplicaId,
     ) -> Admission {
         let Some(secret) = secret else {
-            // Nothing to prove: accepted, and everything stays allowed.
-            return Admission::Answer(Body::AuthReply(AuthReply {}));
+            // Nothing to prove: accepted, and everything stays allowed. The
+            // reply says so: a peer or client that holds a secret refuses
+            // to count on a replica anyone could have written to.
+            return Admission::Answer(Body::AuthReply(AuthReply {
+                secret_required: false,
+            }));
         };
         if !secret::matches(secret, &auth.secret) {
             return Admission::Refuse(KvError::unauthenticated(
@@ -90,6 +108,11 @@ impl Access {
         }
         *self = match auth.replica_id {
             None => Access::Client,
+            Some(id) if id == self_id => {
+                return Admission::Refuse(KvError::unauthenticated(format!(
+                    "a connection cannot authenticate as replica {id}, the replica it reached"
+                )))
+            }
             Some(id) if ring.member(id).is_some() => Access::Replica(id),
             Some(id) => {
                 return Admission::Refuse(KvError::unauthenticated(format!(
@@ -97,7 +120,9 @@ impl Access {
                 )))
             }
         };
-        Admission::Answer(Body::AuthReply(AuthReply {}))
+        Admission::Answer(Body::AuthReply(AuthReply {
+            secret_required: true,
+        }))
     }
 }
 
@@ -133,38 +158,54 @@ mod tests {
         let write = Some(Body::ReplicaWrite(ReplicaWrite::default()));
         let mut access = Access::new(true);
         assert_eq!(
-            refused_kind(access.admit(&get, secret, &ring)),
+            refused_kind(access.admit(&get, secret, &ring, 0)),
             Some(ErrorKind::Unauthenticated)
         );
         assert_eq!(
-            refused_kind(access.admit(&auth(b"wrong", None), secret, &ring)),
+            refused_kind(access.admit(&auth(b"wrong", None), secret, &ring, 0)),
             Some(ErrorKind::Unauthenticated)
         );
         assert!(matches!(
-            access.admit(&auth(b"s", None), secret, &ring),
+            access.admit(&auth(b"s", None), secret, &ring, 0),
             Admission::Answer(_)
         ));
-        assert_eq!(access.admit(&get, secret, &ring), Admission::Proceed);
+        assert_eq!(access.admit(&get, secret, &ring, 0), Admission::Proceed);
         assert_eq!(
-            refused_kind(access.admit(&write, secret, &ring)),
+            refused_kind(access.admit(&write, secret, &ring, 0)),
             Some(ErrorKind::Unauthenticated)
         );
         let mut peer = Access::new(true);
         assert_eq!(
-            refused_kind(peer.admit(&auth(b"s", Some(7)), secret, &ring)),
+            refused_kind(peer.admit(&auth(b"s", Some(7)), secret, &ring, 0)),
             Some(ErrorKind::Unauthenticated)
         );
         assert!(matches!(
-            peer.admit(&auth(b"s", Some(2)), secret, &ring),
+            peer.admit(&auth(b"s", Some(2)), secret, &ring, 0),
             Admission::Answer(_)
         ));
-        assert_eq!(peer.admit(&write, secret, &ring), Admission::Proceed);
-        let impostor = Some(Body::Ping(Ping { sender_id: 1 }));
+        assert_eq!(peer.admit(&write, secret, &ring, 0), Admission::Proceed);
+        let impostor = Some(Body::Ping(Ping {
+            sender_id: 1,
+            hello: None,
+        }));
         assert_eq!(
-            refused_kind(peer.admit(&impostor, secret, &ring)),
+            refused_kind(peer.admit(&impostor, secret, &ring, 0)),
+            Some(ErrorKind::Unauthenticated)
+        );
+        let mut itself = Access::new(true);
+        assert_eq!(
+            refused_kind(itself.admit(&auth(b"s", Some(0)), secret, &ring, 0)),
+            Some(ErrorKind::Unauthenticated)
+        );
+        let stranger_digest = Some(Body::Digest(crate::proto::DigestRequest {
+            sender_id: 1,
+            entries: Vec::new(),
+        }));
+        assert_eq!(
+            refused_kind(peer.admit(&stranger_digest, secret, &ring, 0)),
             Some(ErrorKind::Unauthenticated)
         );
         let mut open = Access::new(false);
-        assert_eq!(open.admit(&write, None, &ring), Admission::Proceed);
+        assert_eq!(open.admit(&write, None, &ring, 0), Admission::Proceed);
     }
 }

@@ -153,7 +153,12 @@ pub async fn serve_connection(
                 .await;
             break;
         }
-        match access.admit(&envelope.body, node.secret.as_deref(), &node.ring) {
+        match access.admit(
+            &envelope.body,
+            node.secret.as_deref(),
+            &node.ring,
+            node.self_id,
+        ) {
             Admission::Proceed => {}
             Admission::Answer(body) => {
                 if replies.answer(envelope.request_id, body).await.is_err() {
@@ -179,16 +184,37 @@ pub async fn serve_connection(
                 continue;
             }
         }
-        // A peer's first frame is its hello ping: from then on, anything
-        // on this connection shows that peer is alive.
-        match (&envelope.body, peer_id) {
-            (Some(Body::Ping(ping)), None) => {
-                peer_id = Some(ping.sender_id);
-                slot.become_peer();
-                node.peers.heard_from(ping.sender_id, true);
+        // A peer's first frame is its hello ping: once its identity is
+        // accepted, anything on this connection shows that peer is alive.
+        // Every ping carries the peer's hello, so each is checked again.
+        let heard = match (&envelope.body, peer_id) {
+            (Some(Body::Ping(ping)), known) => {
+                let checked = node.peers.ping_from(ping, known.is_none());
+                if checked.is_ok() && known.is_none() {
+                    peer_id = Some(ping.sender_id);
+                    slot.become_peer();
+                }
+                checked
             }
-            (_, Some(id)) => node.peers.heard_from(id, false),
-            _ => {}
+            (_, Some(id)) => {
+                node.peers.heard_from(id, false);
+                Ok(())
+            }
+            _ => Ok(()),
+        };
+        if let Err(reason) = heard {
+            let refusal = KvError::invalid(format!(
+                "replica {} refuses this hello: {reason}",
+                node.self_id
+            ));
+            if replies
+                .answer(envelope.request_id, Body::Error(refusal.into()))
+                .await
+                .is_err()
+            {
+                break;
+            }
+            continue;
         }
         if node.shutdown.is_requested() {
             let refusal = KvError::unavailable(format!(

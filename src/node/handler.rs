@@ -97,8 +97,9 @@ impl Node {
             Body::Metrics(_) => Ok(Body::MetricsReply(Box::new(self.metrics_reply()))),
             Body::ReplicaWrite(write) => self.apply_write(write).await.map(Body::ReplicaWriteAck),
             Body::ReplicaRead(read) => self.read_local(read).map(Body::ReplicaReadReply),
-            Body::Ping(_) => Ok(Body::Pong(Pong {
+            Body::Ping(ping) => Ok(Body::Pong(Pong {
                 replica_id: self.self_id,
+                hello: Some(self.peers.membership().hello_for(ping.sender_id)),
             })),
             reply => Err(KvError::invalid(format!(
                 "a {} is a reply, not a request",
@@ -137,6 +138,9 @@ impl Node {
 
     fn read_local(&self, read: ReplicaRead) -> Result<ReplicaReadReply, KvError> {
         let key = held_key(&self.ring, self.self_id, read.key)?;
+        if let Some(refusal) = self.peers.membership().refusal_to_serve(key) {
+            return Err(KvError::unavailable(refusal));
+        }
         let found = self.local.read(key);
         if read.digest_only {
             return Ok(ReplicaReadReply {
@@ -179,10 +183,17 @@ impl Node {
                 .peers
                 .view()
                 .into_iter()
-                .map(|(replica_id, up)| PeerView {
-                    replica_id,
-                    up,
-                    hints_pending: self.hints.pending_for(replica_id) as u64,
+                .map(|(replica_id, up)| {
+                    let standing = self.peers.membership().standing(replica_id);
+                    PeerView {
+                        replica_id,
+                        up,
+                        hints_pending: self.hints.pending_for(replica_id) as u64,
+                        refused: self.peers.down_reason(replica_id),
+                        state: standing.state as i32,
+                        incarnation: standing.incarnation,
+                        unreadable_keys: standing.unreadable_keys,
+                    }
                 })
                 .collect(),
             repair_mode: self.mode.as_str().to_string(),
@@ -193,6 +204,8 @@ impl Node {
                 .load(std::sync::atomic::Ordering::Relaxed),
             anti_entropy_rounds: rounds,
             anti_entropy_fixes: fixes,
+            identity: Some(self.peers.membership().own_hello()),
+            rebuild_waiting_for: self.peers.membership().rebuild_waiting_for(),
         }
     }
 }

@@ -85,6 +85,23 @@ impl Cluster {
         cluster
     }
 
+    /// The hello replica `id` says (from its data directory's identity),
+    /// for a fake replica in a test that stands in for it once it is killed.
+    pub fn hello_of(&self, id: usize) -> ringkv::proto::Hello {
+        let ring = ringkv::ring::Ring::load(&self.config).expect("cluster file");
+        let identity = ringkv::identity::Identity::read(&self.data_dir(id))
+            .expect("identity")
+            .expect("replica started once");
+        ringkv::proto::Hello {
+            cluster: ring.name().to_string(),
+            members_digest: ring.members_digest(),
+            replica_id: id as u32,
+            incarnation: identity.incarnation,
+            state: ringkv::proto::DataState::Settled as i32,
+            ..Default::default()
+        }
+    }
+
     /// Waits until replica `id`'s port accepts a TCP connection, and
     /// nothing more: what a user's start script can see.
     pub fn wait_for_port(&self, id: usize) {
