@@ -144,9 +144,11 @@ fn check(recorded: &Identity, data_dir: &Path, ring: &Ring, id: ReplicaId) -> Re
     let dir = data_dir.display();
     if recorded.cluster != ring.name() {
         return Err(format!(
-            "{dir} belongs to cluster '{}', but the cluster file names cluster '{}': start each replica on its own data directory (or an empty one, which rebuilds from its peers)",
+            "{dir} belongs to cluster '{}' (members {}), but the cluster file names cluster '{}' (members {}): start each replica on its own data directory (or an empty one, which rebuilds from its peers), with the same cluster file on every replica",
             recorded.cluster,
-            ring.name()
+            describe_members(&recorded.members),
+            ring.name(),
+            describe_members(&members_of(ring))
         ));
     }
     if recorded.replica_id != id {

@@ -199,18 +199,20 @@ impl Membership {
                 hello.replica_id
             ));
         }
+        if hello.members_digest != self.ring.members_digest() {
+            return Err(format!(
+                "its cluster file lists other members (digest {:016x}, ours {:016x}; cluster '{}', ours '{}'): every replica must use the same cluster file",
+                hello.members_digest,
+                self.ring.members_digest(),
+                hello.cluster,
+                self.ring.name()
+            ));
+        }
         if hello.cluster != self.ring.name() {
             return Err(format!(
                 "it belongs to cluster '{}', this replica to '{}'",
                 hello.cluster,
                 self.ring.name()
-            ));
-        }
-        if hello.members_digest != self.ring.members_digest() {
-            return Err(format!(
-                "its cluster file lists other members (digest {:016x}, ours {:016x}): every replica must use the same cluster file",
-                hello.members_digest,
-                self.ring.members_digest()
             ));
         }
         let state = DataState::try_from(hello.state).unwrap_or(DataState::Unspecified);

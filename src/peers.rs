@@ -116,14 +116,16 @@ impl PeerLink {
         }
     }
 
-    /// A connection broke. It marks the peer down unless the connection in
-    /// that role has already been replaced by a working one, so a late report
-    /// about an old connection cannot undo what the new one showed.
+    /// A connection broke. It marks the peer down only if it is the
+    /// connection in use in that role: a late report about an old
+    /// connection cannot undo what its replacement showed, and one closed
+    /// before it was ever used (its hello was refused) leaves the reason
+    /// the prober gave.
     fn connection_broke(&self, role: Role, connection_id: u64, reason: &str) {
-        let replaced = lock(self.slot(role))
+        let in_use = lock(self.slot(role))
             .as_ref()
-            .is_some_and(|c| c.id() != connection_id && !c.is_broken());
-        if !replaced {
+            .is_some_and(|c| c.id() == connection_id);
+        if in_use {
             self.mark_down(reason);
         }
     }

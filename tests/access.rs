@@ -108,3 +108,75 @@ fn a_client_cannot_send_replica_messages_even_with_the_secret() {
         other => panic!("expected UNAUTHENTICATED, got {other:?}"),
     }
 }
+
+#[test]
+fn a_replica_started_without_the_secret_is_counted_down_and_never_a_source() {
+    let (mut cluster, secret_path) = secret_cluster();
+    cluster
+        .put(0, 10, "guarded", Consistency::All)
+        .expect("put");
+    // Replica 2 restarted on its own data, but without --secret-file.
+    cluster.kill(2);
+    let (config, data) = (cluster.config.clone(), cluster.data_dir(2));
+    cluster.spawn_as(2, &config, &data, &[]);
+    cluster.wait_for_port(2);
+    // Its peers refuse it either way round: it cannot authenticate to them,
+    // and they will not count a replica that requires no secret.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let status = rt::block_on(cluster.client(0).status()).expect("status");
+        let view = status.peers.iter().find(|p| p.replica_id == 2).cloned();
+        let view = view.expect("peer 2");
+        if view
+            .refused
+            .contains("does not require the cluster's secret")
+        {
+            assert!(!view.up, "{view:?}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{view:?}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // A stranger, with no secret, writes to the open replica.
+    let stranger = Client::new(cluster.addrs[2].clone());
+    let forged = Body::ReplicaWrite(ReplicaWrite {
+        key: Some(10),
+        version: Some(Versioned {
+            value: "stranger".into(),
+            timestamp_micros: ringkv::clock::wall_micros() + 1_000_000,
+            coordinator_id: 2,
+            tombstone: false,
+        }),
+    });
+    rt::block_on(stranger.call(forged)).expect("the open replica takes it");
+    // `ringkv repair` with the secret refuses to ask the open replica, and
+    // the others' rounds never take from it.
+    let repair = cluster.run_command(&[
+        "repair",
+        "--config",
+        cluster.config.to_str().expect("path"),
+        "--secret-file",
+        &secret_path,
+    ]);
+    let printed = String::from_utf8_lossy(&repair.stdout);
+    assert!(!repair.status.success(), "{printed}");
+    assert!(
+        printed.contains("replica 2: ERROR") && printed.contains("does not require the secret"),
+        "{printed}"
+    );
+    for via in [0, 1, 3] {
+        assert_eq!(
+            cluster.get(via, 10, Consistency::Quorum).expect("get"),
+            Some("guarded".into()),
+            "through {via}"
+        );
+    }
+    for holder in [0, 1] {
+        let held = cluster.held(3, holder, 10).expect("answers");
+        assert_eq!(
+            held.map(|v| v.value),
+            Some("guarded".into()),
+            "replica {holder}"
+        );
+    }
+}

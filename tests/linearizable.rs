@@ -83,3 +83,43 @@ fn quorum_history_after_a_restart_is_linearizable() {
     let history = history::record(&Workload::new(cluster.addrs.clone()));
     check("after a restart", &history, started);
 }
+
+#[test]
+fn quorum_history_with_a_disk_wiped_while_its_newest_holder_is_down_is_linearizable() {
+    let started = Instant::now();
+    let mut cluster = Cluster::start(4);
+    // Mostly reads: the first operation on a key after a wipe is then
+    // usually a read, which is where an old value would show.
+    let workload = Workload {
+        put_percent: 30,
+        ..Workload::new(cluster.addrs.clone())
+    };
+    let mut wipes = 0;
+    let history = history::record_with_faults(&workload, |done| {
+        // Keys owned by `victim` live on victim, holder (next) and third.
+        // With third down, their writes land on victim and holder only;
+        // then holder goes down and victim loses its disk, so the newest
+        // copies survive on holder alone while victim and a stale third
+        // are up: reads must wait for holder, never answer the old value.
+        let mut victim = 1;
+        sleep_unless(done, Duration::from_millis(500));
+        while !done.load(Ordering::SeqCst) {
+            let (holder, third) = ((victim + 1) % 4, (victim + 2) % 4);
+            cluster.kill(third);
+            sleep_unless(done, Duration::from_millis(700));
+            cluster.kill(holder);
+            cluster.kill(victim);
+            std::fs::remove_dir_all(cluster.data_dir(victim)).expect("wipe");
+            wipes += 1;
+            cluster.spawn(third);
+            cluster.spawn(victim);
+            sleep_unless(done, Duration::from_millis(1500));
+            cluster.restart(holder);
+            sleep_unless(done, Duration::from_millis(700));
+            victim = (victim + 1) % 4;
+        }
+        cluster.wait_until_all_see_each_other();
+    });
+    println!("disks wiped: {wipes}");
+    check("disk wiped", &history, started);
+}

@@ -138,6 +138,17 @@ impl Cluster {
     /// Starts replica `id` with extra flags on top of the cluster's, and
     /// does not wait for it: for starts that are expected to fail.
     pub fn spawn_with(&mut self, id: usize, more_args: &[&str]) {
+        let (config, data) = (self.config.clone(), self.data_dir(id));
+        let mut args = self.extra_args.clone();
+        args.extend(more_args.iter().map(|arg| arg.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.spawn_as(id, &config, &data, &args);
+    }
+
+    /// Starts the process of replica `id` with this cluster file, data
+    /// directory and flags alone (none of the cluster's own), without
+    /// waiting: for a replica started the wrong way on purpose.
+    pub fn spawn_as(&mut self, id: usize, config: &Path, data: &Path, args: &[&str]) {
         let log = fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -146,13 +157,12 @@ impl Cluster {
         let child = Command::new(env!("CARGO_BIN_EXE_ringkv"))
             .arg("replica")
             .arg("--config")
-            .arg(&self.config)
+            .arg(config)
             .arg("--id")
             .arg(id.to_string())
             .arg("--data")
-            .arg(self.data_dir(id))
-            .args(&self.extra_args)
-            .args(more_args)
+            .arg(data)
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
