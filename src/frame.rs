@@ -103,17 +103,40 @@ pub async fn read_frame_within<R>(
 where
     R: Read + Unpin,
 {
-    read_frame_as(reader, limit, partial_timeout, <[u8]>::to_vec).await
+    read_frame_as(reader, limit, partial_timeout, &AnyRoom, |body, _| {
+        body.to_vec()
+    })
+    .await
 }
 
-/// Reads one frame, as `read_frame_within`, and hands its body to `take`:
-/// a frame that arrived whole is given to it straight from the read buffer,
-/// so decoding it copies nothing first.
+/// Asked for room before the body of a frame that did not arrive whole is
+/// read: its length is known from its prefix, and none of its body is in
+/// memory yet. A replica's connections wait here for its memory budget, so
+/// frames still arriving are counted before they are allocated.
+pub trait BodyRoom {
+    /// Waits until `bytes` may be held, and holds them on behalf of the
+    /// reader, which gives them back once the frame is done with.
+    fn reserve(&self, bytes: usize) -> impl std::future::Future<Output = ()> + Send;
+}
+
+/// Room for any frame at once: for readers with no budget (clients).
+pub struct AnyRoom;
+
+impl BodyRoom for AnyRoom {
+    async fn reserve(&self, _bytes: usize) {}
+}
+
+/// Reads one frame, as `read_frame_within`, and hands its body to `take`
+/// with the bytes reserved for it in `room` (0 for a frame that arrived
+/// whole: it is given to `take` straight from the read buffer, so decoding
+/// it copies nothing first). The wait for room is not part of the partial
+/// timeout: a frame waiting for room holds no memory.
 pub async fn read_frame_as<R, T>(
     reader: &mut rt::BufReader<R>,
     limit: usize,
     partial_timeout: Option<Duration>,
-    take: impl FnOnce(&[u8]) -> T,
+    room: &impl BodyRoom,
+    take: impl FnOnce(&[u8], usize) -> T,
 ) -> Result<Option<T>, FrameError>
 where
     R: Read + Unpin,
@@ -130,7 +153,7 @@ where
     }
     match buffered_frame(reader.buffer(), limit) {
         Ok(Some(whole)) => {
-            let taken = take(&reader.buffer()[4..whole]);
+            let taken = take(&reader.buffer()[4..whole], 0);
             Pin::new(&mut *reader).consume(whole);
             return Ok(Some(taken));
         }
@@ -141,14 +164,23 @@ where
             return Err(too_long);
         }
     }
-    let rest = read_started_frame(reader, limit);
-    let body = match partial_timeout {
-        None => rest.await,
-        Some(timeout) => rt::timeout(timeout, rest)
+    let claimed = within(partial_timeout, read_prefix(reader, limit)).await?;
+    room.reserve(claimed).await;
+    let body = within(partial_timeout, read_body(reader, claimed)).await?;
+    Ok(Some(take(&body, claimed)))
+}
+
+/// `step`, given up as stalled after `timeout` if there is one.
+async fn within<T>(
+    timeout: Option<Duration>,
+    step: impl std::future::Future<Output = Result<T, FrameError>>,
+) -> Result<T, FrameError> {
+    match timeout {
+        None => step.await,
+        Some(timeout) => rt::timeout(timeout, step)
             .await
             .unwrap_or(Err(FrameError::Stalled { timeout })),
-    }?;
-    Ok(body.map(|body| take(&body)))
+    }
 }
 
 /// The length, prefix included, of the frame at the start of `buffered`
@@ -164,11 +196,8 @@ fn buffered_frame(buffered: &[u8], limit: usize) -> Result<Option<usize>, FrameE
     Ok((buffered.len() >= 4 + claimed).then_some(4 + claimed))
 }
 
-/// A frame whose first bytes have arrived but not all of it.
-async fn read_started_frame<R>(
-    reader: &mut rt::BufReader<R>,
-    limit: usize,
-) -> Result<Option<Vec<u8>>, FrameError>
+/// The length a started frame's prefix claims, once all 4 bytes are in.
+async fn read_prefix<R>(reader: &mut rt::BufReader<R>, limit: usize) -> Result<usize, FrameError>
 where
     R: Read + Unpin,
 {
@@ -191,6 +220,14 @@ where
     if claimed > limit {
         return Err(FrameError::TooLong { claimed, limit });
     }
+    Ok(claimed)
+}
+
+/// The `claimed` bytes of a frame's body, grown as they arrive.
+async fn read_body<R>(reader: &mut rt::BufReader<R>, claimed: usize) -> Result<Vec<u8>, FrameError>
+where
+    R: Read + Unpin,
+{
     let mut body = Vec::with_capacity(claimed.min(INITIAL_BODY_CAPACITY));
     reader
         .take(claimed as u64)
@@ -203,7 +240,7 @@ where
             expected: 4 + claimed,
         });
     }
-    Ok(Some(body))
+    Ok(body)
 }
 
 /// Encodes an envelope as one frame, prefix included, ready to write.

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use prost::Message;
 
-use crate::frame::{read_frame_as, FrameError};
+use crate::frame::{read_frame_as, AnyRoom, BodyRoom, FrameError};
 use crate::proto::Envelope;
 use crate::rt::{self, ReadExt, WriteExt};
 
@@ -28,6 +28,9 @@ pub const WRITE_STALL_LIMIT: Duration = Duration::from_secs(30);
 pub struct Incoming {
     /// The frame's size, for memory accounting.
     pub bytes: usize,
+    /// How many of those bytes were reserved in the reader's `BodyRoom`
+    /// before its body was read (0 for a frame that arrived whole).
+    pub reserved: usize,
     /// The frame decoded as an envelope, or why it is not one. A frame that
     /// does not decode leaves the stream in step (its length was read), so
     /// the connection can go on.
@@ -59,12 +62,23 @@ impl FrameReader {
     /// The next frame; `Ok(None)` at a clean end of stream (between frames).
     /// Any error leaves the stream out of step: the connection must end.
     pub async fn next(&mut self) -> Result<Option<Incoming>, FrameError> {
+        self.next_within(&AnyRoom).await
+    }
+
+    /// The next frame, as `next`, reserving a frame's length in `room`
+    /// before reading a body that did not arrive whole.
+    pub async fn next_within(
+        &mut self,
+        room: &impl BodyRoom,
+    ) -> Result<Option<Incoming>, FrameError> {
         read_frame_as(
             &mut self.reader,
             self.max_frame_bytes,
             self.partial_timeout,
-            |body| Incoming {
+            room,
+            |body, reserved| Incoming {
                 bytes: body.len(),
+                reserved,
                 envelope: Envelope::decode(body),
             },
         )

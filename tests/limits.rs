@@ -187,3 +187,73 @@ fn writes_still_on_their_way_after_the_answer_count_against_the_budget() {
         .put(0, 10, "after", Consistency::All)
         .expect("put once 2 is back");
 }
+
+/// The replica's resident memory, from /proc.
+fn resident_mib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    let kib: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS");
+    kib / 1024
+}
+
+#[test]
+fn frames_still_arriving_count_against_the_memory_budget() {
+    const BUDGET_MIB: u64 = 32;
+    let budget = (BUDGET_MIB * 1024 * 1024).to_string();
+    let cluster = Cluster::start_with(
+        4,
+        &[
+            "--memory-budget-bytes",
+            &budget,
+            "--frame-read-timeout-ms",
+            "60000",
+        ],
+    );
+    let pid = cluster.pid(0);
+    let before = resident_mib(pid);
+    // 24 connections each claim a 12 MB frame, send 11 MB of it and stop:
+    // 264 MB if each were read, against a 32 MiB budget.
+    let claimed: u32 = 12_000_000;
+    let senders: Vec<(TcpStream, std::thread::JoinHandle<()>)> = (0..24)
+        .map(|_| {
+            let stream = TcpStream::connect(&cluster.addrs[0]).expect("connect");
+            let mut writer = stream.try_clone().expect("clone");
+            let sending = std::thread::spawn(move || {
+                let _ = writer.write_all(&claimed.to_be_bytes());
+                let _ = writer.write_all(&vec![0u8; 11_000_000]);
+            });
+            (stream, sending)
+        })
+        .collect();
+    let mut peak = 0;
+    let deadline = Instant::now() + Duration::from_secs(4);
+    while Instant::now() < deadline {
+        peak = peak.max(resident_mib(pid));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Other clients are served meanwhile: small frames arrive whole.
+    cluster
+        .put(0, 10, "still served", Consistency::Quorum)
+        .expect("put while the budget is full");
+    assert_eq!(
+        cluster.get(0, 10, Consistency::Quorum).expect("get"),
+        Some("still served".into())
+    );
+    assert!(
+        peak < before + BUDGET_MIB + 64,
+        "resident memory reached {peak} MiB (from {before} MiB) with a {BUDGET_MIB} MiB budget"
+    );
+    for (stream, sending) in senders {
+        let _ = stream.shutdown(std::net::Shutdown::Both);
+        sending.join().expect("sender");
+    }
+    // Their reservations are given back: a large put fits again.
+    let large = "x".repeat(1_000_000);
+    cluster
+        .put(0, 11, &large, Consistency::Quorum)
+        .expect("the budget drained");
+    println!("peak resident memory {peak} MiB, from {before} MiB, budget {BUDGET_MIB} MiB");
+}

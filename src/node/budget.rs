@@ -3,11 +3,13 @@
 //! cannot make it allocate without bound.
 //!
 //! Every frame read is charged until its request is done, and every reply
-//! until it is written to its socket. Past the budget, each connection that
-//! holds bytes stops reading until enough is freed; a connection that holds
-//! nothing may still read one frame, so no connection is starved, nothing
-//! waits on itself, and the replica never aborts a request for memory. The
-//! budget can therefore be exceeded by at most one frame per connection.
+//! until it is written to its socket. A frame that does not arrive whole is
+//! charged as soon as its length is read, before its body is, and waits
+//! for room first (`reserve`): so frames still arriving count, and many
+//! connections each sending a large frame at once cannot pass the budget
+//! by more than one frame. Past the budget, each connection that holds
+//! bytes also stops reading until enough is freed; nothing waits on itself,
+//! and the replica never aborts a request for memory.
 //! Writes that go on after their request was answered (to replicas a put
 //! did not wait for) are charged too, as background bytes, until they end.
 
@@ -47,6 +49,13 @@ impl Drop for BackgroundCharge {
 #[derive(Default)]
 pub struct Held(AtomicUsize);
 
+impl Held {
+    /// The bytes held now.
+    pub fn bytes(&self) -> usize {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
 impl MemoryBudget {
     /// A budget of `limit` bytes.
     pub fn new(limit: usize) -> MemoryBudget {
@@ -79,6 +88,45 @@ impl MemoryBudget {
     pub fn charge(&self, held: &Held, bytes: usize) {
         held.0.fetch_add(bytes, Ordering::SeqCst);
         self.used.fetch_add(bytes, Ordering::SeqCst);
+    }
+
+    /// Waits until a frame of `bytes` fits in the budget, then counts it
+    /// on behalf of `held`: called once a frame's length is known and
+    /// before its body is read, so frames still arriving are counted before
+    /// they are allocated. It fits while the budget would not pass its
+    /// limit, or when nothing at all is held (a frame larger than the whole
+    /// budget goes alone). Peers never wait: their writes are how client
+    /// requests, and so the budget, drain.
+    pub async fn reserve(
+        &self,
+        held: &Held,
+        bytes: usize,
+        from_peer: bool,
+        remote: &(dyn std::fmt::Display + Sync),
+    ) {
+        loop {
+            let used = self.used();
+            let fits = from_peer || used == 0 || used.saturating_add(bytes) <= self.limit;
+            if !fits {
+                if !self.reported.swap(true, Ordering::SeqCst) {
+                    crate::warn!(
+                        "memory budget of {} bytes reached ({} held): {remote} waits to read a frame of {bytes} bytes until some are freed",
+                        self.limit,
+                        used
+                    );
+                }
+                rt::sleep(RECHECK).await;
+                continue;
+            }
+            if self
+                .used
+                .compare_exchange(used, used + bytes, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+            {
+                held.0.fetch_add(bytes, Ordering::SeqCst);
+                return;
+            }
+        }
     }
 
     /// Gives back `bytes` charged on behalf of `held`.
@@ -156,5 +204,28 @@ mod tests {
         });
         budget.release(&busy, 50);
         assert_eq!(budget.used(), 0);
+    }
+
+    #[test]
+    fn a_frame_is_reserved_only_when_it_fits_or_goes_alone() {
+        let budget = MemoryBudget::new(100);
+        let (first, second, peer) = (Held::default(), Held::default(), Held::default());
+        rt::block_on(async {
+            let reserve = |held, bytes, from_peer| {
+                rt::timeout(
+                    Duration::from_millis(50),
+                    budget.reserve(held, bytes, from_peer, &"test"),
+                )
+            };
+            // Larger than the whole budget: goes alone.
+            assert!(reserve(&first, 150, false).await.is_some());
+            // Nothing more fits until it is given back, but a peer goes on.
+            assert!(reserve(&second, 10, false).await.is_none());
+            assert!(reserve(&peer, 10, true).await.is_some());
+            budget.release(&first, 150);
+            assert!(reserve(&second, 90, false).await.is_some());
+            assert!(reserve(&first, 1, false).await.is_none());
+        });
+        assert_eq!(budget.used(), 100);
     }
 }

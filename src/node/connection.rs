@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::KvError;
+use crate::frame::BodyRoom;
 use crate::frame::{encode_frame, FrameError};
 use crate::framed::{start_writer, FrameReader, WriterEnd, WRITE_STALL_LIMIT};
 use crate::node::access::{Access, Admission};
@@ -45,6 +46,9 @@ pub async fn serve_connection(
 ) {
     let _ = stream.set_nodelay(true);
     let held = Arc::new(Held::default());
+    // A frame's length reserved before its body is read; moved to `held`
+    // once the frame is whole, and given back if the connection ends first.
+    let reserved = Held::default();
     let (sender, writer) = start_writer(
         stream.clone(),
         REPLY_QUEUE,
@@ -79,7 +83,13 @@ pub async fn serve_connection(
         node.budget
             .room_for(&held, peer_id.is_some(), &remote)
             .await;
-        let read = std::pin::pin!(reader.next());
+        let room = ConnectionRoom {
+            budget: &node.budget,
+            reserved: &reserved,
+            from_peer: peer_id.is_some(),
+            remote: &remote,
+        };
+        let read = std::pin::pin!(reader.next_within(&room));
         let next = next_frame(&node, &slots, read, stopping.as_mut());
         let next = if slot.on_probation() {
             let left = probation_ends.saturating_duration_since(std::time::Instant::now());
@@ -113,8 +123,10 @@ pub async fn serve_connection(
                 break;
             }
         };
-        // Held until the request is done (or refused just below).
+        // Held until the request is done (or refused just below); a frame
+        // that did not arrive whole was charged before its body was read.
         let request_bytes = incoming.bytes;
+        node.budget.release(&reserved, incoming.reserved);
         node.budget.charge(&held, request_bytes);
         let charged = Charge {
             budget: node.budget.clone(),
@@ -250,10 +262,28 @@ pub async fn serve_connection(
     // dropped its handle on the queue.
     drop(replies);
     writer.await;
+    node.budget.release(&reserved, reserved.bytes());
     if let Some(claimed) = refused_claim {
         // Read what the peer is still sending before closing, so that the
         // refusal reaches it.
         reader.discard(claimed, REFUSAL_LINGER).await;
+    }
+}
+
+/// A connection's share of the memory budget, asked for room before the
+/// body of a frame that did not arrive whole is read.
+struct ConnectionRoom<'a> {
+    budget: &'a MemoryBudget,
+    reserved: &'a Held,
+    from_peer: bool,
+    remote: &'a SocketAddr,
+}
+
+impl BodyRoom for ConnectionRoom<'_> {
+    async fn reserve(&self, bytes: usize) {
+        self.budget
+            .reserve(self.reserved, bytes, self.from_peer, self.remote)
+            .await
     }
 }
 
