@@ -856,8 +856,10 @@ impl Coordinator {
             waiting.push(target);
             let (coordinator, report) = (self.clone(), report.clone());
             let holds = match &ask {
+                // Two copies of the value per target until the ask ends:
+                // the ask's own, and its encoded frame (or WAL record).
                 ReplicaAsk::Write(_, version) => {
-                    Some(self.budget.charge_background(version.value.len()))
+                    Some(self.budget.charge_background(2 * version.value.len()))
                 }
                 ReplicaAsk::Read(_) | ReplicaAsk::Digest(_) => None,
             };

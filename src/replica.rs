@@ -27,7 +27,7 @@
 //! the store.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use prost::Message;
@@ -44,12 +44,63 @@ const MAX_BATCH_BYTES: usize = 8 * 1024 * 1024;
 /// Writes that may wait for the WAL thread before writers wait in turn.
 const WAL_QUEUE: usize = 4096;
 
+/// Value bytes that may wait for the WAL thread before writers wait in
+/// turn: with a slow disk, the queue holds at most this much (plus one
+/// value), however many coordinators send writes.
+const WAL_QUEUE_BYTES: usize = 32 * 1024 * 1024;
+
+/// How often a writer waiting for room in the WAL queue looks again.
+const QUEUE_RECHECK: std::time::Duration = std::time::Duration::from_millis(1);
+
+/// Value bytes queued for the WAL thread, counted from when a writer takes
+/// room until its write is finished, durable or not.
+#[derive(Default)]
+struct QueuedBytes(AtomicUsize);
+
+/// One write's room in the queue; given back when dropped.
+struct QueueRoom {
+    queued: Arc<QueuedBytes>,
+    bytes: usize,
+}
+
+impl Drop for QueueRoom {
+    fn drop(&mut self) {
+        self.queued.0.fetch_sub(self.bytes, Ordering::SeqCst);
+    }
+}
+
+impl QueuedBytes {
+    /// Waits until `bytes` fit (or the queue is empty), then takes them.
+    async fn room_for(self: &Arc<Self>, bytes: usize) -> QueueRoom {
+        loop {
+            let queued = self.0.load(Ordering::SeqCst);
+            let fits = queued == 0 || queued.saturating_add(bytes) <= WAL_QUEUE_BYTES;
+            if fits
+                && self
+                    .0
+                    .compare_exchange(queued, queued + bytes, Ordering::SeqCst, Ordering::SeqCst)
+                    .is_ok()
+            {
+                return QueueRoom {
+                    queued: self.clone(),
+                    bytes,
+                };
+            }
+            if !fits {
+                rt::sleep(QUEUE_RECHECK).await;
+            }
+        }
+    }
+}
+
 /// A write waiting for the WAL thread, and where to say it is durable. It
 /// is encoded by the WAL thread, batch by batch, so that a queued write
 /// holds its value once, not twice.
 struct PendingWrite {
     key: u8,
     version: Versioned,
+    /// Its value's room in the queue, held until the write is finished.
+    _room: QueueRoom,
     /// Told once the write is durable and applied, or why it is not.
     durable: rt::Sender<Result<(), KvError>>,
 }
@@ -59,6 +110,7 @@ pub struct LocalReplica {
     store: Arc<Store>,
     to_wal_thread: rt::Sender<PendingWrite>,
     wal_bytes: Arc<AtomicU64>,
+    queued: Arc<QueuedBytes>,
 }
 
 /// What opening the data directory found, for the start-up log line.
@@ -128,6 +180,7 @@ impl LocalReplica {
             LocalReplica {
                 store,
                 to_wal_thread,
+                queued: Arc::new(QueuedBytes::default()),
                 wal_bytes,
             },
             report,
@@ -143,10 +196,12 @@ impl LocalReplica {
         if self.store.supersedes(key, &version) {
             return Ok(());
         }
+        let room = self.queued.room_for(version.value.len()).await;
         let (durable, is_durable) = rt::bounded(1);
         let pending = PendingWrite {
             key,
             version,
+            _room: room,
             durable,
         };
         let stopped = || KvError::internal("the write-ahead log thread has stopped");
