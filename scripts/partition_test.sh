@@ -161,9 +161,10 @@ for i in 0 1 2 3; do echo "$i $(ip_of $i):$port"; done >"$config"
 # Starts replica $1 in its namespace with cluster file $2; data and log
 # under $tmp. `ip netns exec` execs the command, so $! is the replica.
 start_replica() {
-    local id=$1 file=$2
+    local id=$1 file=$2 data=${3:-$tmp/data-$1}
+    shift $(($# < 3 ? $# : 3))
     ip netns exec "rkv-p$id-$run" "$bin" replica \
-        --config "$file" --id "$id" --data "$tmp/data-$id" \
+        --config "$file" --id "$id" --data "$data" "$@" \
         </dev/null >/dev/null 2>>"$tmp/replica-$id.log" &
     pids+=($!)
 }
@@ -204,13 +205,15 @@ run_test partitions \
     RINGKV_PARTITION_CUT_ADDR="$net.253"
 stop_replicas
 
-# Fault 3: the same data, restarted so that replicas 0-2 reach replica 3
-# only through the test's delaying proxy on the root namespace's address.
-# Replica 3 listens on its own address, so it gets a cluster file of its own.
+# Fault 3: a cluster whose replicas 0-2 reach replica 3 only through the
+# test's delaying proxy on the root namespace's address. Every replica has
+# the same cluster file, naming the proxy's address for replica 3, which
+# listens on its own (--listen). A cluster file names its members, so this
+# is a new cluster, on data directories of its own.
 proxy="$net.254:$((port + 100))"
 sed "s/^3 .*/3 $proxy/" "$config" >"$tmp/cluster-proxied.conf"
-for i in 0 1 2; do start_replica $i "$tmp/cluster-proxied.conf"; done
-start_replica 3 "$config"
+for i in 0 1 2; do start_replica $i "$tmp/cluster-proxied.conf" "$tmp/data-proxied-$i"; done
+start_replica 3 "$tmp/cluster-proxied.conf" "$tmp/data-proxied-3" --listen "$(ip_of 3):$port"
 run_test slow_replica \
     RINGKV_PARTITION_CONFIG="$tmp/cluster-proxied.conf" \
     RINGKV_PARTITION_PROXY="$proxy=$(ip_of 3):$port" \

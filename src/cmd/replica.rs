@@ -97,6 +97,9 @@ pub struct ReplicaArgs {
     /// threads that run the replica's async tasks (default 1; the WAL and hints logs have threads of their own)
     #[argh(option, default = "1")]
     pub executor_threads: usize,
+    /// address to listen on, when it differs from the one the cluster file gives this replica (which peers and clients use to reach it, through a proxy or NAT, say); default: the cluster file's
+    #[argh(option)]
+    pub listen: Option<String>,
     /// seconds between anti-entropy rounds with ring neighbours (default 60; 0 runs them only on `ringkv repair`)
     #[argh(option, default = "60")]
     pub anti_entropy_secs: u64,
@@ -270,9 +273,10 @@ pub fn run(args: ReplicaArgs) -> Result<(), String> {
         // its port (another process holds it) stops here, having written
         // nothing.
         peers.probe_all_once().await;
-        let listener = rt::TcpListener::bind(&member.addr)
+        let listen_addr = args.listen.clone().unwrap_or_else(|| member.addr.clone());
+        let listener = rt::TcpListener::bind(&listen_addr)
             .await
-            .map_err(|e| format!("cannot listen on {}: {e}", member.addr))?;
+            .map_err(|e| format!("cannot listen on {listen_addr}: {e}"))?;
         peers.start_probing();
         rt::spawn(clock_lease::renew_forever(args.data.clone(), clock.clone()));
         rt::spawn(
@@ -320,8 +324,7 @@ pub fn run(args: ReplicaArgs) -> Result<(), String> {
             .map(|(id, _)| id.to_string())
             .collect();
         crate::info!(
-            "listening on {} ({}; peers up: {})",
-            member.addr,
+            "listening on {listen_addr} ({}; peers up: {})",
             node.peers.membership().describe_own(),
             if up.is_empty() {
                 "none".to_string()
