@@ -340,6 +340,7 @@ mod tests {
             entry: Some(log_record::Entry::Write(ReplicaWrite {
                 key: Some(3),
                 version: Some(version("", true)),
+                client_write: false,
             })),
         };
         assert_eq!(

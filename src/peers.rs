@@ -26,6 +26,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use crate::clock::wall_micros;
+use crate::clock_fence::ClockOffsets;
 use crate::frame::DEFAULT_MAX_FRAME_BYTES;
 use crate::mux::{CallError, FrameLimits, MuxConnection};
 use crate::proto::{AuthRequest, Body, Ping};
@@ -158,6 +160,8 @@ pub struct Peer {
     secret: Option<Arc<[u8]>>,
     link: Arc<PeerLink>,
     timing: PeerTiming,
+    /// Where the peer's clock offset, measured by each ping, is kept.
+    offsets: Arc<ClockOffsets>,
 }
 
 impl Peer {
@@ -329,7 +333,15 @@ impl Peer {
         let ping = Body::Ping(Ping {
             sender_id: self.self_id,
         });
+        let (sent_wall, sent) = (wall_micros(), Instant::now());
         match pings.call(ping, self.timing.ping_timeout).await {
+            Ok(Body::Pong(pong)) => {
+                if let Some(pong_wall) = pong.wall_micros {
+                    self.offsets
+                        .record_pong(self.link.id, sent_wall, sent.elapsed(), pong_wall);
+                }
+                Ok(())
+            }
             Ok(_) | Err(CallError::Refused(_)) => Ok(()),
             Err(CallError::TimedOut) => {
                 // Connections to a peer that stopped answering are not
@@ -351,6 +363,7 @@ pub struct Peers {
     self_id: ReplicaId,
     by_id: Vec<Option<Arc<Peer>>>,
     up_events: rt::Receiver<ReplicaId>,
+    offsets: Arc<ClockOffsets>,
 }
 
 impl Peers {
@@ -363,6 +376,7 @@ impl Peers {
         secret: Option<Arc<[u8]>>,
     ) -> Peers {
         let (announce_up, up_events) = rt::unbounded();
+        let offsets = Arc::new(ClockOffsets::new(self_id, ring.members().len()));
         let by_id = ring
             .members()
             .iter()
@@ -383,6 +397,7 @@ impl Peers {
                             up_events: announce_up.clone(),
                         }),
                         timing: timing.clone(),
+                        offsets: offsets.clone(),
                     })
                 })
             })
@@ -391,6 +406,7 @@ impl Peers {
             self_id,
             by_id,
             up_events,
+            offsets,
         }
     }
 
@@ -489,6 +505,12 @@ impl Peers {
     /// The peer with this id; `None` for this replica itself.
     pub fn get(&self, id: ReplicaId) -> Option<&Arc<Peer>> {
         self.by_id.get(id as usize).and_then(Option::as_ref)
+    }
+
+    /// The peers' clock offsets, as the pings measure them, and the fence
+    /// they decide.
+    pub fn clock_offsets(&self) -> &Arc<ClockOffsets> {
+        &self.offsets
     }
 
     /// Whether `id` is up: this replica always is.

@@ -72,6 +72,7 @@ fn a_client_cannot_send_replica_messages_even_with_the_secret() {
     // minutes ahead, which would otherwise beat every write for minutes.
     let client = cluster.client(1);
     let forged = Body::ReplicaWrite(ReplicaWrite {
+        client_write: false,
         key: Some(10),
         version: Some(Versioned {
             value: "from the future".into(),

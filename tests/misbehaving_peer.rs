@@ -39,7 +39,10 @@ fn serve(mut stream: TcpStream, answer: fn(&Body) -> Body) {
             return;
         };
         let reply = match request.body {
-            Some(Body::Ping(_)) => Body::Pong(Pong { replica_id: 3 }),
+            Some(Body::Ping(_)) => Body::Pong(Pong {
+                replica_id: 3,
+                wall_micros: None,
+            }),
             Some(other) => answer(&other),
             None => return,
         };

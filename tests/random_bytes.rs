@@ -165,6 +165,7 @@ fn valid_stream() -> Vec<u8> {
             ..Default::default()
         }),
         Body::ReplicaWrite(ReplicaWrite {
+            client_write: false,
             key: Some(3),
             version: Some(Versioned {
                 value: "x".to_string(),
