@@ -678,12 +678,40 @@ impl Coordinator {
                 fan.deadline.saturating_duration_since(Instant::now()),
             );
             repair.gather(Some(need.saturating_sub(holders))).await;
-            if holders + repair.answered() < need {
-                let misses = describe(&repair.misses(timeout));
+            let mut held_by = holders + repair.answered();
+            let mut misses = repair.misses(timeout);
+            if held_by < need {
+                // A stale replica refused the repair (its clock fence, say,
+                // when the stamp is further ahead of its clock than the
+                // maximum offset): the key's replicas that did not decide
+                // this read may hold the version already, or take it.
+                let others: Vec<ReplicaId> = self
+                    .ring
+                    .replicas_for(key)
+                    .iter()
+                    .copied()
+                    .filter(|id| deciding.iter().all(|(decided, _)| decided != id))
+                    .collect();
+                if !others.is_empty() {
+                    self.stats
+                        .repairs_sent
+                        .fetch_add(others.len() as u64, Ordering::Relaxed);
+                    let mut spare = self.fan_out(
+                        &others,
+                        ReplicaAsk::Write(key, version.clone(), WriteOf::Repair),
+                        false,
+                        fan.deadline.saturating_duration_since(Instant::now()),
+                    );
+                    spare.gather(Some(need - held_by)).await;
+                    held_by += spare.answered();
+                    misses.extend(spare.misses(timeout));
+                }
+            }
+            if held_by < need {
                 return Err(KvError::timeout(format!(
                     "{level} get of key {key}: the replicas that answered disagreed, and read repair \
-                     reached only {} of the {need} needed before the timeout ({misses})",
-                    holders + repair.answered()
+                     reached only {held_by} of the {need} needed before the timeout ({})",
+                    describe(&misses)
                 )));
             }
         }
