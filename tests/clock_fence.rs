@@ -84,6 +84,37 @@ fn a_put_through_a_replica_400_ms_behind_beats_the_put_acknowledged_before_it() 
     );
 }
 
+#[test]
+fn a_replica_that_missed_a_restamped_put_is_hinted_its_final_stamp() {
+    let mut cluster = Cluster::start_with_clock_offsets(4, &[(3, -400)]);
+    // Key 10 lives on 0, 1, 2. Replica 1 is down for both puts.
+    cluster.kill(1);
+    let first = cluster
+        .put(2, 10, "first", Consistency::Quorum)
+        .expect("put through 2");
+    let second = cluster
+        .put(3, 10, "second", Consistency::Quorum)
+        .expect("put through 3, 400 ms behind");
+    assert!(second > first, "restamped above the first put");
+    cluster.restart(1);
+    // Its hints arrive: the newest one for key 10 is the final stamp.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match cluster.held(0, 1, 10) {
+            Some(Some(version)) if version.value == "second" => {
+                assert_eq!(version.timestamp_micros, second, "{version:?}");
+                assert_eq!(version.coordinator_id, 3);
+                break;
+            }
+            held => assert!(
+                Instant::now() < deadline,
+                "replica 1 never got the final stamp: {held:?}"
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Records a QUORUM history (8 clients through every coordinator) of
 /// `workload` for `seconds` and checks it.
 fn quorum_history_is_linearizable(
