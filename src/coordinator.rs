@@ -522,9 +522,10 @@ impl Coordinator {
             )));
         }
         let need = self.check_available(key, level, op).await?;
+        let mut timestamp_micros = self.stamp().await?;
+        // Restamping after a stale answer happens within this too.
         let timeout = self.limits.write_timeout;
         let deadline = Instant::now() + timeout;
-        let mut timestamp_micros = self.stamp().await?;
         let hint_misses = self.mode.hinted_handoff();
         let replicas = self.ring.replicas_for(key);
         let down: Vec<ReplicaId> = replicas
