@@ -7,6 +7,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     prost_build::Config::new()
         // Large and rare: boxed, so that every `Body` stays small.
         .boxed(".ringkv.Envelope.body.metrics_reply")
+        .boxed(".ringkv.Envelope.body.status_reply")
         .compile_fds(descriptors)?;
     Ok(())
 }

@@ -220,6 +220,7 @@ impl AntiEntropy {
             let write = Body::ReplicaWrite(ReplicaWrite {
                 key: Some(u32::from(key)),
                 version: Some(version),
+                client_write: false,
             });
             match peer.call(write, self.timeout).await {
                 Ok(Body::ReplicaWriteAck(_)) => sent += 1,

@@ -123,7 +123,7 @@ impl Client {
     /// The coordinator's own state and its view of its peers.
     pub async fn status(&self) -> Result<StatusReply, KvError> {
         match self.call(Body::Status(StatusRequest {})).await? {
-            Body::StatusReply(reply) => Ok(reply),
+            Body::StatusReply(reply) => Ok(*reply),
             other => Err(unexpected(other)),
         }
     }

@@ -19,18 +19,46 @@
 //! instead of jumping past the limit. Running ahead would be worse than
 //! waiting: a put stamped in the future shadows puts that other
 //! coordinators accept after it was acknowledged.
+//!
+//! Nothing from outside may move the clock more than the maximum clock
+//! offset (`--max-clock-offset-ms`, 500 ms by default) ahead of the wall
+//! clock: `observe` stops there, and so does the hold a restart finds on
+//! disk (plus the lease span). One fast clock elsewhere in the cluster
+//! therefore cannot drag this one along, and a restart waits at most about
+//! the maximum offset. The fence itself (who refuses what) is in
+//! `clock_fence.rs`.
+//!
+//! Two settings belong to the process's wall clock rather than to one
+//! clock object, and are set once at start: the maximum offset, and (for
+//! tests only) an offset added to the wall clock, applied in `wall_micros`
+//! and nowhere else.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// How far ahead of this replica's wall clock a write's timestamp may be.
-/// A timestamp from further in the future would win every later write of
-/// its key until the clocks caught up, so replicas refuse such writes.
-pub const MAX_CLOCK_LEAD: Duration = Duration::from_secs(600);
+/// The default `--max-clock-offset-ms`: 500 ms, as in CockroachDB.
+pub const DEFAULT_MAX_CLOCK_OFFSET: Duration = Duration::from_millis(500);
 
-/// The latest timestamp this replica believes: its wall clock plus the lead.
-pub fn latest_believable() -> u64 {
-    wall_micros().saturating_add(MAX_CLOCK_LEAD.as_micros() as u64)
+/// The maximum clock offset in force, in microseconds.
+static MAX_OFFSET_MICROS: AtomicU64 = AtomicU64::new(DEFAULT_MAX_CLOCK_OFFSET.as_micros() as u64);
+
+/// For tests only: microseconds added to the wall clock.
+static TEST_OFFSET_MICROS: AtomicI64 = AtomicI64::new(0);
+
+/// Sets the maximum clock offset for this process (once, at start).
+pub fn set_max_offset(max_offset: Duration) {
+    MAX_OFFSET_MICROS.store(max_offset.as_micros() as u64, Ordering::Relaxed);
+}
+
+/// The maximum clock offset in force, in microseconds.
+pub fn max_offset_micros() -> u64 {
+    MAX_OFFSET_MICROS.load(Ordering::Relaxed)
+}
+
+/// For tests only: pretends the wall clock is off by `offset` microseconds
+/// (negative: behind). Set once at start, before anything reads the clock.
+pub fn set_test_offset_micros(offset: i64) {
+    TEST_OFFSET_MICROS.store(offset, Ordering::Relaxed);
 }
 
 /// Why the clock cannot issue a timestamp now. Nothing is issued, so a put
@@ -43,10 +71,10 @@ pub enum ClockRefusal {
         /// The limit in force, in microseconds since the epoch.
         lease_until: u64,
     },
-    /// The next timestamp is more than `MAX_CLOCK_LEAD` ahead of the wall
-    /// clock, so replicas would refuse it. This happens after a restart
-    /// whose wall clock is behind timestamps issued or stored before it:
-    /// going on from the wall clock would let new puts lose to old ones.
+    /// The next timestamp is more than the maximum offset ahead of the wall
+    /// clock, so replicas would refuse it: the clock observed a timestamp up
+    /// to that limit and has issued the ones after it. Wait until the wall
+    /// clock moves on (at most about the maximum offset).
     FarAhead {
         /// The timestamp that would be next.
         next: u64,
@@ -112,28 +140,46 @@ impl WriteClock {
         self.last_issued.load(Ordering::Relaxed)
     }
 
-    /// Makes every later timestamp greater than `seen`.
+    /// Makes every later timestamp greater than `seen`, as far as the fence
+    /// allows: never past the wall clock plus the maximum offset, so that a
+    /// timestamp from a fast clock (a version stored before the fence, read
+    /// back) cannot drag this clock, and its lease, ahead.
     pub fn observe(&self, seen: u64) {
-        self.last_issued.fetch_max(seen, Ordering::Relaxed);
+        self.observe_at(seen, wall_micros());
+    }
+
+    fn observe_at(&self, seen: u64, wall: u64) {
+        let cap = wall.saturating_add(max_offset_micros());
+        self.last_issued.fetch_max(seen.min(cap), Ordering::Relaxed);
     }
 
     /// Holds the clock until the wall clock passes a timestamp found on
     /// disk at start (`found_in` names where): the previous run's lease, or
     /// the newest write in the log. Nothing is issued until then, so a
     /// restart neither reissues a timestamp nor runs ahead of the wall
-    /// clock. If it is more than `MAX_CLOCK_LEAD` ahead, the wall clock
-    /// stepped back across the restart: puts through this replica are
-    /// refused (not held) until it catches up, and this is logged.
+    /// clock. The hold stops at the maximum offset plus the lease span
+    /// ahead, which is as far as this clock could have gone if it was right:
+    /// anything further was recorded by a version without the fence, or
+    /// this wall clock stepped back (then the peers' pings fence it). That
+    /// is logged. Reissuing a timestamp then cannot lose an update either:
+    /// a replica that holds a newer version answers a put "stale", and the
+    /// coordinator stamps it again above it.
     pub fn hold_until_past(&self, seen: u64, found_in: &str) {
-        if seen > latest_believable() {
-            let behind_secs = seen.saturating_sub(wall_micros()) / 1_000_000;
-            crate::error!(
-                "{found_in} holds timestamp {seen}, {behind_secs} s ahead of this wall clock: the clock stepped back. \
-                 Puts through this replica are refused until the wall clock is within {} s of it",
-                MAX_CLOCK_LEAD.as_secs()
+        let wall = wall_micros();
+        let limit = wall
+            .saturating_add(max_offset_micros())
+            .saturating_add(crate::clock_lease::LEASE_SPAN.as_micros() as u64);
+        if seen > limit {
+            crate::warn!(
+                "{found_in} holds timestamp {seen}, {} ms ahead of this wall clock, more than the maximum clock offset \
+                 ({} ms): recorded by a version without the clock fence, or this clock stepped back. \
+                 Puts through this replica wait only until {limit}",
+                seen.saturating_sub(wall) / 1_000,
+                max_offset_micros() / 1_000
             );
         }
-        self.hold_until.fetch_max(seen, Ordering::Relaxed);
+        self.hold_until
+            .fetch_max(seen.min(limit), Ordering::Relaxed);
     }
 
     /// The timestamp the clock is held past (0 once nothing holds it).
@@ -153,9 +199,6 @@ impl WriteClock {
         let held = self.held_until();
         if held != 0 {
             if wall <= held {
-                if held - wall > MAX_CLOCK_LEAD.as_micros() as u64 {
-                    return Err(ClockRefusal::FarAhead { next: held, wall });
-                }
                 return Err(ClockRefusal::Held { until: held });
             }
             // Passed: from now on the monotonic rule below covers it, and a
@@ -169,7 +212,7 @@ impl WriteClock {
         loop {
             // Saturating: the top of the range is refused as far ahead below.
             let candidate = wall.max(last.saturating_add(1));
-            if candidate > wall.saturating_add(MAX_CLOCK_LEAD.as_micros() as u64) {
+            if candidate > wall.saturating_add(max_offset_micros()) {
                 return Err(ClockRefusal::FarAhead {
                     next: candidate,
                     wall,
@@ -194,12 +237,14 @@ impl WriteClock {
 }
 
 /// The wall clock in microseconds since the Unix epoch (0 if the clock is
-/// set before 1970, which the monotonic step above then covers).
+/// set before 1970, which the monotonic step above then covers), plus the
+/// test offset (`--test-clock-offset-ms`, for tests only; 0 otherwise).
 pub fn wall_micros() -> u64 {
-    SystemTime::now()
+    let wall = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_micros() as u64)
-        .unwrap_or(0)
+        .unwrap_or(0);
+    wall.saturating_add_signed(TEST_OFFSET_MICROS.load(Ordering::Relaxed))
 }
 
 #[cfg(test)]
@@ -225,20 +270,27 @@ mod tests {
     }
 
     #[test]
-    fn nothing_is_issued_far_ahead_of_the_wall_clock() {
+    fn an_observed_timestamp_moves_the_clock_at_most_the_maximum_offset() {
         let clock = WriteClock::new();
-        let lead = MAX_CLOCK_LEAD.as_micros() as u64;
-        clock.observe(1_000 + lead + 5);
+        let max = max_offset_micros();
+        // Nine minutes ahead, as a stranger's write or an old version
+        // stamped by a fast clock: the clock stops at the fence.
+        clock.observe_at(1_000 + 9 * 60 * 1_000_000, 1_000);
+        assert_eq!(clock.last_issued(), 1_000 + max);
         assert_eq!(
             clock.next_after_wall(1_000),
             Err(ClockRefusal::FarAhead {
-                next: 1_000 + lead + 6,
+                next: 1_000 + max + 1,
                 wall: 1_000
             })
         );
-        // Once the wall clock catches up to within the lead, it goes on
-        // past the observed timestamp, never below it.
-        assert_eq!(clock.next_after_wall(1_006), Ok(1_000 + lead + 6));
+        // A microsecond of wall clock later it goes on, never below what
+        // it observed.
+        assert_eq!(clock.next_after_wall(1_001), Ok(1_000 + max + 1));
+        // Within the fence, an observed timestamp moves it all the way.
+        let clock = WriteClock::new();
+        clock.observe_at(1_000 + max - 10, 1_000);
+        assert_eq!(clock.next_after_wall(1_000), Ok(1_000 + max - 9));
     }
 
     #[test]
@@ -263,17 +315,21 @@ mod tests {
     }
 
     #[test]
-    fn a_hold_far_ahead_is_refused_not_waited_for() {
+    fn a_hold_found_on_disk_waits_at_most_the_maximum_offset_and_the_lease_span() {
         let clock = WriteClock::new();
-        let lead = MAX_CLOCK_LEAD.as_micros() as u64;
-        clock.hold_until_past(1_000 + lead + 5, "test");
-        assert_eq!(
-            clock.next_after_wall(1_000),
-            Err(ClockRefusal::FarAhead {
-                next: 1_000 + lead + 5,
-                wall: 1_000
-            })
+        let wall = wall_micros();
+        let most = max_offset_micros() + crate::clock_lease::LEASE_SPAN.as_micros() as u64;
+        clock.hold_until_past(wall + 9 * 60 * 1_000_000, "test");
+        let held = clock.held_until();
+        assert!(
+            held >= wall + most && held <= wall_micros() + most,
+            "held until {held}, {} us past the wall clock",
+            held - wall
         );
+        // A hold within the limit is kept as it is.
+        let clock = WriteClock::new();
+        clock.hold_until_past(wall + 2_000, "test");
+        assert_eq!(clock.held_until(), wall + 2_000);
     }
 
     #[test]

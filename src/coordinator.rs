@@ -32,12 +32,24 @@
 //! replicas it knew were down are reported, so those hints are durable in
 //! `DIR/hints` before the client hears back. Hints never count toward the
 //! level.
+//!
+//! Writes are never shadowed by earlier ones, whatever the clocks' skew. A
+//! replica that holds a version newer than a client write answers "stale"
+//! instead of acknowledging it (this replica's own copy too); the
+//! coordinator then stamps the write again above every stale stamp it saw
+//! and sends it again to all the key's replicas, within the request's
+//! timeout, and only acknowledgements of the final stamp count. Each
+//! acknowledging replica held nothing newer, and any two quorums
+//! intersect, so an acknowledged QUORUM put beats every put acknowledged
+//! before it started. A coordinator whose clock the clock fence distrusts
+//! (`clock_fence.rs`) takes no writes at all.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::clock::{wall_micros, ClockRefusal, WriteClock};
+use crate::clock::{max_offset_micros, wall_micros, ClockRefusal, WriteClock};
+use crate::clock_fence::check_stamp;
 use crate::error::{ErrorKind, KvError};
 use crate::hints::Hints;
 use crate::metrics::Metrics;
@@ -110,10 +122,21 @@ impl Op {
     }
 }
 
+/// Whether a write carries a client's put or delete, or copies a version
+/// that already exists (a repair).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum WriteOf {
+    /// A client's put or delete: a replica holding something newer answers
+    /// "stale" rather than acknowledging it.
+    Client,
+    /// A read repair: the newest version seen, copied as it is.
+    Repair,
+}
+
 /// What a coordinator asks of one replica of a key.
 #[derive(Clone)]
 enum ReplicaAsk {
-    Write(u8, Versioned),
+    Write(u8, Versioned, WriteOf),
     Read(u8),
     /// A digest read: the stamp of what the replica holds, not the value.
     Digest(u8),
@@ -162,6 +185,9 @@ enum Outcome {
     Answered(Option<Versioned>),
     /// It answered a digest read: the stamp of what it holds.
     Digest(Option<Stamp>),
+    /// It holds a version newer than the client write it was sent (this
+    /// stamp), so it did not acknowledge it.
+    Stale(Stamp),
     /// It refused or failed with a typed error: a write did not land there.
     Failed(ErrorKind, String),
     /// No answer (down, disconnected, timed out): a write may or may not
@@ -187,6 +213,10 @@ struct FanOut {
     report: rt::Sender<(ReplicaId, Outcome)>,
     /// Replicas not asked yet, and how to ask them (reads only).
     reserve: Option<Reserve>,
+    /// Set once a write's stamp is replaced by a new one: the asks still
+    /// in flight then store no hints, because the hint of a replica that
+    /// missed must be the final stamp's version.
+    superseded: Arc<AtomicBool>,
 }
 
 /// The spares of a read that asked only the replicas its level needs.
@@ -216,6 +246,32 @@ impl FanOut {
 
     fn answered(&self) -> usize {
         self.outcomes.iter().filter(|(_, o)| o.answered()).count()
+    }
+
+    /// The newest stamp up to `horizon` that replicas answering "stale"
+    /// hold, if any did.
+    fn newest_stale(&self, horizon: u64) -> Option<Stamp> {
+        self.outcomes
+            .iter()
+            .filter_map(|(_, outcome)| match outcome {
+                Outcome::Stale(stamp) if stamp.0 <= horizon => Some(*stamp),
+                _ => None,
+            })
+            .max()
+    }
+
+    /// Collects a write's outcomes until `need` replicas acknowledged it,
+    /// one answered "stale" with a stamp up to `horizon`, every replica
+    /// answered or failed, or the deadline passed.
+    async fn gather_unless_stale(&mut self, need: usize, horizon: u64) {
+        while !self.waiting.is_empty()
+            && self.answered() < need
+            && self.newest_stale(horizon).is_none()
+        {
+            if !self.receive_one().await {
+                return;
+            }
+        }
     }
 
     /// Collects outcomes until `need` replicas answered (None: until every
@@ -457,15 +513,19 @@ impl Coordinator {
         value: String,
         tombstone: bool,
     ) -> Result<u64, KvError> {
+        if let Some(reason) = self.peers.clock_offsets().fence() {
+            return Err(KvError::internal(format!(
+                "clock fence: replica {} does not coordinate writes: {reason}. Nothing was written; \
+                 another coordinator can take the {}",
+                self.self_id,
+                op.name()
+            )));
+        }
         let need = self.check_available(key, level, op).await?;
-        let timestamp_micros = self.stamp().await?;
-        let version = Versioned {
-            value,
-            timestamp_micros,
-            coordinator_id: self.self_id,
-            tombstone,
-        };
+        let mut timestamp_micros = self.stamp().await?;
+        // Restamping after a stale answer happens within this too.
         let timeout = self.limits.write_timeout;
+        let deadline = Instant::now() + timeout;
         let hint_misses = self.mode.hinted_handoff();
         let replicas = self.ring.replicas_for(key);
         let down: Vec<ReplicaId> = replicas
@@ -473,22 +533,74 @@ impl Coordinator {
             .copied()
             .filter(|&id| !self.peers.is_up(id))
             .collect();
-        let mut fan = self.fan_out(
-            replicas,
-            ReplicaAsk::Write(key, version),
-            hint_misses,
-            timeout,
-        );
-        fan.gather(Some(need)).await;
-        if hint_misses {
-            // Replicas known to be down fail at once; their hints are
-            // durable before the client hears back.
-            fan.gather_until_reported(&down).await;
+        loop {
+            let version = Versioned {
+                value: value.clone(),
+                timestamp_micros,
+                coordinator_id: self.self_id,
+                tombstone,
+            };
+            let mut fan = self.fan_out(
+                replicas,
+                ReplicaAsk::Write(key, version, WriteOf::Client),
+                hint_misses,
+                deadline.saturating_duration_since(Instant::now()),
+            );
+            // A replica holds something newer than this stamp: unless the
+            // level is already met, stamp the write again above it and
+            // send it again to every replica of the key. A stamp more than
+            // twice the maximum offset ahead of this clock is not chased:
+            // no replica within the offset of this clock could have
+            // acknowledged it under the fence (it was stored before the
+            // fence, or its replica's clock is fenced), so that replica
+            // just does not count toward the level.
+            let horizon = wall_micros().saturating_add(2 * max_offset_micros());
+            fan.gather_unless_stale(need, horizon).await;
+            if let (Some(held), true) = (fan.newest_stale(horizon), fan.answered() < need) {
+                fan.superseded.store(true, Ordering::SeqCst);
+                self.metrics.stale_write_retry();
+                timestamp_micros = self.restamp_above(key, held, deadline).await?;
+                continue;
+            }
+            if hint_misses {
+                // Replicas known to be down fail at once; their hints are
+                // durable before the client hears back.
+                fan.gather_until_reported(&down).await;
+            }
+            return if fan.answered() >= need {
+                Ok(timestamp_micros)
+            } else {
+                Err(self.shortfall(op, key, level, need, &fan, timeout))
+            };
         }
-        if fan.answered() >= need {
-            Ok(timestamp_micros)
-        } else {
-            Err(self.shortfall(op, key, level, need, &fan, timeout))
+    }
+
+    /// A new stamp for a write that a replica answered "stale" to, above
+    /// the stamp `held` it holds. The clock observes `held`, but the fence
+    /// stops it at the maximum offset past the wall clock: if `held` is
+    /// beyond that (stamped by a clock ahead of this one), this waits for
+    /// the wall clock, until the request's deadline.
+    async fn restamp_above(&self, key: u8, held: Stamp, deadline: Instant) -> Result<u64, KvError> {
+        loop {
+            self.clock.observe(held.0);
+            let stamp = self.stamp_by(deadline).await?;
+            if stamp > held.0 {
+                return Ok(stamp);
+            }
+            let wait = Duration::from_micros(held.0 - stamp + 1);
+            if Instant::now() + wait > deadline {
+                return Err(KvError::timeout(format!(
+                    "key {key} holds a version stamped {} by coordinator {}, {} ms ahead of replica {}'s clock: \
+                     a stamp above it would be more than the maximum clock offset ({} ms) ahead, and the \
+                     write timeout ends first; the write may have been applied on some replicas below that version",
+                    held.0,
+                    held.1,
+                    held.0.saturating_sub(wall_micros()) / 1_000,
+                    self.self_id,
+                    max_offset_micros() / 1_000
+                )));
+            }
+            rt::sleep(wait).await;
         }
     }
 
@@ -573,17 +685,45 @@ impl Coordinator {
                 .fetch_add(stale.len() as u64, Ordering::Relaxed);
             let mut repair = self.fan_out(
                 &stale,
-                ReplicaAsk::Write(key, version.clone()),
+                ReplicaAsk::Write(key, version.clone(), WriteOf::Repair),
                 false,
                 fan.deadline.saturating_duration_since(Instant::now()),
             );
             repair.gather(Some(need.saturating_sub(holders))).await;
-            if holders + repair.answered() < need {
-                let misses = describe(&repair.misses(timeout));
+            let mut held_by = holders + repair.answered();
+            let mut misses = repair.misses(timeout);
+            if held_by < need {
+                // A stale replica refused the repair (its clock fence, say,
+                // when the stamp is further ahead of its clock than the
+                // maximum offset): the key's replicas that did not decide
+                // this read may hold the version already, or take it.
+                let others: Vec<ReplicaId> = self
+                    .ring
+                    .replicas_for(key)
+                    .iter()
+                    .copied()
+                    .filter(|id| deciding.iter().all(|(decided, _)| decided != id))
+                    .collect();
+                if !others.is_empty() {
+                    self.stats
+                        .repairs_sent
+                        .fetch_add(others.len() as u64, Ordering::Relaxed);
+                    let mut spare = self.fan_out(
+                        &others,
+                        ReplicaAsk::Write(key, version.clone(), WriteOf::Repair),
+                        false,
+                        fan.deadline.saturating_duration_since(Instant::now()),
+                    );
+                    spare.gather(Some(need - held_by)).await;
+                    held_by += spare.answered();
+                    misses.extend(spare.misses(timeout));
+                }
+            }
+            if held_by < need {
                 return Err(KvError::timeout(format!(
                     "{level} get of key {key}: the replicas that answered disagreed, and read repair \
-                     reached only {} of the {need} needed before the timeout ({misses})",
-                    holders + repair.answered()
+                     reached only {held_by} of the {need} needed before the timeout ({})",
+                    describe(&misses)
                 )));
             }
         }
@@ -642,7 +782,7 @@ impl Coordinator {
             .fetch_add(stale.len() as u64, Ordering::Relaxed);
         let mut repair = self.fan_out(
             &stale,
-            ReplicaAsk::Write(key, version),
+            ReplicaAsk::Write(key, version, WriteOf::Repair),
             false,
             self.limits.write_timeout,
         );
@@ -715,6 +855,9 @@ impl Coordinator {
             Some((_, Outcome::Digest(_))) => {
                 replica_holding::Outcome::Unreachable("answered with a digest".to_string())
             }
+            Some((_, Outcome::Stale(_))) => {
+                replica_holding::Outcome::Unreachable("answered a read as a write".to_string())
+            }
             None => replica_holding::Outcome::Unreachable(no_answer_within(timeout)),
         };
         Ok(InspectReply {
@@ -732,7 +875,12 @@ impl Coordinator {
     /// has passed what the previous run may have issued; waits briefly if
     /// the clock's lease on disk is being renewed.
     async fn stamp(&self) -> Result<u64, KvError> {
-        let deadline = Instant::now() + LEASE_WAIT.max(self.limits.write_timeout);
+        self.stamp_by(Instant::now() + LEASE_WAIT.max(self.limits.write_timeout))
+            .await
+    }
+
+    /// `stamp`, waiting at most until `deadline`.
+    async fn stamp_by(&self, deadline: Instant) -> Result<u64, KvError> {
         loop {
             match self.clock.next() {
                 Ok(timestamp) => return Ok(timestamp),
@@ -750,18 +898,26 @@ impl Coordinator {
                 }
                 Err(ClockRefusal::LeaseBehind { lease_until }) if Instant::now() >= deadline => {
                     return Err(KvError::internal(format!(
-                        "the write clock reached its lease ({lease_until}) and the lease on disk was not renewed within {} ms; the data disk may be slow or failing",
-                        LEASE_WAIT.max(self.limits.write_timeout).as_millis()
+                        "the write clock reached its lease ({lease_until}) and the lease on disk was not renewed in time; \
+                         the data disk may be slow or failing (nothing was written)"
                     )))
                 }
                 Err(ClockRefusal::LeaseBehind { .. }) => rt::sleep(Duration::from_millis(1)).await,
+                // The clock observed a stamp at the fence: wait until the
+                // wall clock lets it go on (at most the maximum offset).
                 Err(ClockRefusal::FarAhead { next, wall }) => {
-                    return Err(KvError::internal(format!(
-                        "replica {}'s wall clock is {} s behind timestamps it issued or stored before it restarted; \
-                         it takes no puts until its clock catches up (nothing was written; another coordinator can take the put)",
-                        self.self_id,
-                        next.saturating_sub(wall) / 1_000_000
-                    )))
+                    let wait = Duration::from_micros(
+                        next.saturating_sub(wall.saturating_add(max_offset_micros())),
+                    );
+                    if Instant::now() + wait > deadline {
+                        return Err(KvError::internal(format!(
+                            "replica {}'s write clock is at the clock fence, {} ms ahead of its wall clock, \
+                             and would not move on in time (nothing was written; another coordinator can take the put)",
+                            self.self_id,
+                            next.saturating_sub(wall) / 1_000
+                        )));
+                    }
+                    rt::sleep(wait.max(Duration::from_micros(1))).await;
                 }
             }
         }
@@ -845,6 +1001,7 @@ impl Coordinator {
         timeout: Duration,
     ) -> FanOut {
         let (report, arriving) = rt::unbounded::<(ReplicaId, Outcome)>();
+        let superseded = Arc::new(AtomicBool::new(false));
         let mut outcomes = Vec::new();
         let mut waiting = Vec::with_capacity(asks.len());
         for (target, ask) in asks {
@@ -858,17 +1015,21 @@ impl Coordinator {
             let holds = match &ask {
                 // Two copies of the value per target until the ask ends:
                 // the ask's own, and its encoded frame (or WAL record).
-                ReplicaAsk::Write(_, version) => {
+                ReplicaAsk::Write(_, version, _) => {
                     Some(self.budget.charge_background(2 * version.value.len()))
                 }
                 ReplicaAsk::Read(_) | ReplicaAsk::Digest(_) => None,
             };
+            let superseded = superseded.clone();
             rt::spawn(async move {
                 let _holds = holds;
                 let outcome = coordinator.ask_replica(target, ask.clone(), timeout).await;
-                if let (ReplicaAsk::Write(key, version), true) = (ask, hint_misses) {
-                    let missed = !matches!(outcome, Outcome::Answered(_));
-                    if missed && target != coordinator.self_id {
+                if let (ReplicaAsk::Write(key, version, _), true) = (ask, hint_misses) {
+                    // A replica that answered "stale" holds something newer:
+                    // it missed nothing.
+                    let missed = matches!(outcome, Outcome::Failed(..) | Outcome::NoAnswer(_));
+                    let superseded = superseded.load(Ordering::SeqCst);
+                    if missed && !superseded && target != coordinator.self_id {
                         if let Err(error) = coordinator.hints.store(target, key, version).await {
                             crate::error!("cannot store a hint for replica {target}: {error}");
                         }
@@ -884,6 +1045,7 @@ impl Coordinator {
             deadline: Instant::now() + timeout,
             report,
             reserve: None,
+            superseded,
         }
     }
 
@@ -895,7 +1057,18 @@ impl Coordinator {
             return match ask {
                 // Bounded like a peer call; if the disk is slow the write
                 // still lands (the WAL thread applies it), just unawaited.
-                ReplicaAsk::Write(key, version) => {
+                ReplicaAsk::Write(key, version, of) => {
+                    // This replica's own copy is checked like any other: a
+                    // repair of a version beyond the clock fence is refused
+                    // here too, and a stale client write is not acknowledged.
+                    if let Err(error) = check_stamp(&version, self.self_id) {
+                        return Outcome::Failed(error.kind, error.message);
+                    }
+                    if of == WriteOf::Client {
+                        if let Some(held) = self.local.newer_than(key, &version) {
+                            return Outcome::Stale(stamp_of(&held));
+                        }
+                    }
                     match rt::timeout(timeout, self.local.write(key, version)).await {
                         Some(Ok(())) => Outcome::Answered(None),
                         Some(Err(error)) => Outcome::Failed(error.kind, error.message),
@@ -915,10 +1088,11 @@ impl Coordinator {
             );
         };
         let (body, expects) = match ask {
-            ReplicaAsk::Write(key, version) => (
+            ReplicaAsk::Write(key, version, of) => (
                 Body::ReplicaWrite(ReplicaWrite {
                     key: Some(u32::from(key)),
                     version: Some(version),
+                    client_write: of == WriteOf::Client,
                 }),
                 "replica write",
             ),
@@ -938,7 +1112,10 @@ impl Coordinator {
             ),
         };
         match (expects, peer.call(body, timeout).await) {
-            ("replica write", Ok(Body::ReplicaWriteAck(_))) => Outcome::Answered(None),
+            ("replica write", Ok(Body::ReplicaWriteAck(ack))) => match ack.held_newer {
+                Some(held) => Outcome::Stale((held.timestamp_micros, held.coordinator_id)),
+                None => Outcome::Answered(None),
+            },
             ("replica read", Ok(Body::ReplicaReadReply(reply))) => Outcome::Answered(reply.found),
             // A value where a digest was asked for is as good, and better.
             ("replica digest read", Ok(Body::ReplicaReadReply(reply))) => match reply.found {
@@ -1034,6 +1211,9 @@ fn describe(misses: &[(ReplicaId, Outcome)]) -> String {
         .map(|(id, outcome)| match outcome {
             Outcome::Failed(kind, reason) => format!("replica {id}: {}: {reason}", kind.as_str()),
             Outcome::NoAnswer(reason) => format!("replica {id}: {reason}"),
+            Outcome::Stale((timestamp, coordinator)) => {
+                format!("replica {id}: stale: it holds ({timestamp}, coordinator {coordinator})")
+            }
             Outcome::Answered(_) | Outcome::Digest(_) => format!("replica {id}: answered"),
         })
         .collect::<Vec<_>>()

@@ -219,8 +219,19 @@ fn body_description(body: &Body) -> Description {
             .with_level(put.consistency),
         Body::Delete(delete) => d.with_key(delete.key).with_level(delete.consistency),
         Body::Inspect(inspect) => d.with_key(inspect.key),
-        Body::Status(_) | Body::Repair(_) | Body::Metrics(_) | Body::ReplicaWriteAck(_) => d,
+        Body::Status(_) | Body::Repair(_) | Body::Metrics(_) => d,
         Body::AuthReply(reply) => d.with("secret_required", Field::Flag(reply.secret_required)),
+        // Stale: not an acknowledgement; the replica holds this newer stamp.
+        Body::ReplicaWriteAck(ack) => match &ack.held_newer {
+            Some(held) => d
+                .with("stale", Field::Flag(true))
+                .with("held_timestamp", Field::Time(held.timestamp_micros))
+                .with(
+                    "held_coordinator",
+                    Field::Num(u64::from(held.coordinator_id)),
+                ),
+            None => d,
+        },
         // The secret itself is never printed.
         Body::Auth(auth) => match auth.replica_id {
             Some(id) => d.with("replica", Field::Num(u64::from(id))),
@@ -270,6 +281,10 @@ fn body_description(body: &Body) -> Description {
         Body::RepairReply(reply) => d
             .with("sent", Field::Num(u64::from(reply.versions_sent)))
             .with("took", Field::Num(u64::from(reply.versions_received))),
+        Body::ReplicaWrite(write) if write.client_write => d
+            .with_key(write.key)
+            .with_version(write.version.as_ref())
+            .with("client_write", Field::Flag(true)),
         Body::ReplicaWrite(write) => d.with_key(write.key).with_version(write.version.as_ref()),
         Body::ReplicaRead(read) if read.digest_only => {
             d.with_key(read.key).with("digest_only", Field::Flag(true))
@@ -286,9 +301,14 @@ fn body_description(body: &Body) -> Description {
         Body::Ping(ping) => d
             .with("sender", Field::Num(u64::from(ping.sender_id)))
             .with_hello(ping.hello.as_ref()),
-        Body::Pong(pong) => d
-            .with("replica", Field::Num(u64::from(pong.replica_id)))
-            .with_hello(pong.hello.as_ref()),
+        Body::Pong(pong) => {
+            let d = d.with("replica", Field::Num(u64::from(pong.replica_id)));
+            let d = match pong.wall_micros {
+                Some(wall) => d.with("wall", Field::Time(wall)),
+                None => d,
+            };
+            d.with_hello(pong.hello.as_ref())
+        }
         Body::Digest(digest) => d
             .with("sender", Field::Num(u64::from(digest.sender_id)))
             .with("entries", Field::Num(digest.entries.len() as u64)),
@@ -374,6 +394,7 @@ mod tests {
             entry: Some(log_record::Entry::Write(ReplicaWrite {
                 key: Some(3),
                 version: Some(version("", true)),
+                client_write: false,
             })),
         };
         assert_eq!(
@@ -384,6 +405,26 @@ mod tests {
         assert!(
             json.contains("\"timestamp_utc\":\"2025-11-29T02:33:49.123456Z\""),
             "{json}"
+        );
+    }
+
+    #[test]
+    fn a_stale_answer_shows_the_stamp_the_replica_holds() {
+        let stale = Envelope {
+            request_id: 9,
+            body: Some(Body::ReplicaWriteAck(crate::proto::ReplicaWriteAck {
+                held_newer: Some(crate::proto::DigestEntry {
+                    key: 10,
+                    timestamp_micros: 1_764_383_629_123_456,
+                    coordinator_id: 2,
+                }),
+            })),
+        };
+        let text = envelope(&stale).text();
+        assert!(
+            text.contains("stale=true held_timestamp=1764383629123456")
+                && text.ends_with("held_coordinator=2"),
+            "{text}"
         );
     }
 

@@ -244,6 +244,7 @@ impl Hints {
             let write = Body::ReplicaWrite(ReplicaWrite {
                 key: Some(u32::from(key)),
                 version: Some(hint.version.clone()),
+                client_write: false,
             });
             match peer.call(write, timeout).await {
                 Ok(Body::ReplicaWriteAck(_)) => {

@@ -9,6 +9,7 @@
 pub mod anti_entropy;
 pub mod client;
 pub mod clock;
+pub mod clock_fence;
 pub mod clock_lease;
 pub mod cmd;
 pub mod console;

@@ -4,7 +4,8 @@
 //! One `Metrics` per replica process, shared through an `Arc` by the
 //! parts that count:
 //! - the coordinator: client gets, puts and deletes by operation and level,
-//!   the errors it answered them with, and their latency (`Request`);
+//!   the errors it answered them with, and their latency (`Request`), and
+//!   the writes it stamped again because a replica held a newer version;
 //! - the WAL thread (`replica.rs`): group commits, records, checkpoints;
 //! - the hints (`hints.rs`): hints stored, delivered and dropped.
 //!
@@ -54,6 +55,7 @@ pub struct Metrics {
     hints_stored: AtomicU64,
     hints_delivered: AtomicU64,
     hints_dropped: AtomicU64,
+    stale_write_retries: AtomicU64,
 }
 
 /// Counts read elsewhere (their owners keep them), added to the reply.
@@ -126,6 +128,12 @@ impl Metrics {
         self.hints_dropped.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// One write stamped again and resent because a replica answered that
+    /// it held a newer version (a stale write).
+    pub fn stale_write_retry(&self) {
+        self.stale_write_retries.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Everything counted so far, with the gauges kept elsewhere.
     pub fn reply(&self, gauges: Gauges) -> MetricsReply {
         let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
@@ -169,6 +177,7 @@ impl Metrics {
             hints_dropped: load(&self.hints_dropped),
             anti_entropy_rounds: gauges.anti_entropy_rounds,
             anti_entropy_fixes: gauges.anti_entropy_fixes,
+            stale_write_retries: load(&self.stale_write_retries),
         }
     }
 }

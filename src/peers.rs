@@ -26,6 +26,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use crate::clock::wall_micros;
+use crate::clock_fence::ClockOffsets;
 use crate::frame::DEFAULT_MAX_FRAME_BYTES;
 use crate::membership::Membership;
 use crate::mux::{CallError, FrameLimits, MuxConnection};
@@ -166,6 +168,8 @@ pub struct Peer {
     membership: Arc<Membership>,
     link: Arc<PeerLink>,
     timing: PeerTiming,
+    /// Where the peer's clock offset, measured by each ping, is kept.
+    offsets: Arc<ClockOffsets>,
 }
 
 impl Peer {
@@ -351,8 +355,15 @@ impl Peer {
     async fn probe_once(&self) -> Result<(), String> {
         let pings = self.ensure_connection(Role::Pings).await?;
         self.ensure_connection(Role::Requests).await?;
+        let (sent_wall, sent) = (wall_micros(), Instant::now());
         let answered = match pings.call(self.ping(), self.timing.ping_timeout).await {
-            Ok(Body::Pong(pong)) => self.membership.accept(self.link.id, pong.hello.as_ref()),
+            Ok(Body::Pong(pong)) => {
+                if let Some(pong_wall) = pong.wall_micros {
+                    self.offsets
+                        .record_pong(self.link.id, sent_wall, sent.elapsed(), pong_wall);
+                }
+                self.membership.accept(self.link.id, pong.hello.as_ref())
+            }
             // A replica that is stopping refuses requests, pings included:
             // it is still there until its connections close.
             Ok(_) | Err(CallError::Refused(_)) => Ok(()),
@@ -381,6 +392,7 @@ pub struct Peers {
     membership: Arc<Membership>,
     by_id: Vec<Option<Arc<Peer>>>,
     up_events: rt::Receiver<ReplicaId>,
+    offsets: Arc<ClockOffsets>,
 }
 
 impl Peers {
@@ -394,6 +406,7 @@ impl Peers {
         membership: Arc<Membership>,
     ) -> Peers {
         let (announce_up, up_events) = rt::unbounded();
+        let offsets = Arc::new(ClockOffsets::new(self_id, ring.members().len()));
         let by_id = ring
             .members()
             .iter()
@@ -416,6 +429,7 @@ impl Peers {
                             down_reason: Mutex::new("not reached yet".to_string()),
                         }),
                         timing: timing.clone(),
+                        offsets: offsets.clone(),
                     })
                 })
             })
@@ -425,6 +439,7 @@ impl Peers {
             membership,
             by_id,
             up_events,
+            offsets,
         }
     }
 
@@ -569,6 +584,12 @@ impl Peers {
     /// The peer with this id; `None` for this replica itself.
     pub fn get(&self, id: ReplicaId) -> Option<&Arc<Peer>> {
         self.by_id.get(id as usize).and_then(Option::as_ref)
+    }
+
+    /// The peers' clock offsets, as the pings measure them, and the fence
+    /// they decide.
+    pub fn clock_offsets(&self) -> &Arc<ClockOffsets> {
+        &self.offsets
     }
 
     /// Whether `id` is up: this replica always is.

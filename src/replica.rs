@@ -217,6 +217,12 @@ impl LocalReplica {
         self.store.get(key)
     }
 
+    /// The version held for the key if it is newer than `version`: a
+    /// client write of `version` is then stale here.
+    pub fn newer_than(&self, key: u8, version: &Versioned) -> Option<Versioned> {
+        self.read(key).filter(|held| held.lww_cmp(version).is_gt())
+    }
+
     /// Keys with a value, for status.
     pub fn keys_held(&self) -> usize {
         self.store.keys_held()
@@ -258,6 +264,7 @@ pub fn encode_record(key: u8, version: &Versioned) -> Vec<u8> {
         entry: Some(log_record::Entry::Write(ReplicaWrite {
             key: Some(u32::from(key)),
             version: Some(version.clone()),
+            client_write: false,
         })),
     }
     .encode_to_vec()
@@ -270,6 +277,7 @@ pub fn decode_record(payload: &[u8]) -> Result<(u8, Versioned), String> {
         Some(log_record::Entry::Write(ReplicaWrite {
             key: Some(key),
             version: Some(version),
+            ..
         })) => {
             let key = u8::try_from(key).map_err(|_| format!("record for key {key}, beyond 255"))?;
             Ok((key, version))

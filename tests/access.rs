@@ -72,6 +72,7 @@ fn a_client_cannot_send_replica_messages_even_with_the_secret() {
     // minutes ahead, which would otherwise beat every write for minutes.
     let client = cluster.client(1);
     let forged = Body::ReplicaWrite(ReplicaWrite {
+        client_write: false,
         key: Some(10),
         version: Some(Versioned {
             value: "from the future".into(),
@@ -143,10 +144,11 @@ fn a_replica_started_without_the_secret_is_counted_down_and_never_a_source() {
         key: Some(10),
         version: Some(Versioned {
             value: "stranger".into(),
-            timestamp_micros: ringkv::clock::wall_micros() + 1_000_000,
+            timestamp_micros: ringkv::clock::wall_micros() + 200_000,
             coordinator_id: 2,
             tombstone: false,
         }),
+        client_write: false,
     });
     rt::block_on(stranger.call(forged)).expect("the open replica takes it");
     // `ringkv repair` with the secret refuses to ask the open replica, and

@@ -378,6 +378,7 @@ fn a_value_over_a_configured_limit_is_invalid_and_one_at_the_limit_is_stored() {
 
     // A replica write bypassing the coordinator is held to the same limit.
     let reply = rt::block_on(cluster.client(1).call(Body::ReplicaWrite(ReplicaWrite {
+        client_write: false,
         key: Some(21),
         version: Some(Versioned {
             value: over,
@@ -456,6 +457,7 @@ fn a_reply_sent_as_a_request_is_invalid() {
         Body::Pong(Pong {
             replica_id: 3,
             hello: None,
+            wall_micros: None,
         }),
     );
     assert_invalid(&read_reply(&mut stream), 22, "is a reply");
@@ -575,6 +577,7 @@ fn a_replica_write_that_is_misrouted_malformed_or_from_the_future_is_invalid() {
         &mut stream,
         41,
         Body::ReplicaWrite(ReplicaWrite {
+            client_write: false,
             key: Some(256),
             version: Some(version.clone()),
         }),
@@ -584,6 +587,7 @@ fn a_replica_write_that_is_misrouted_malformed_or_from_the_future_is_invalid() {
         &mut stream,
         42,
         Body::ReplicaWrite(ReplicaWrite {
+            client_write: false,
             key: None,
             version: Some(version),
         }),
@@ -593,6 +597,7 @@ fn a_replica_write_that_is_misrouted_malformed_or_from_the_future_is_invalid() {
         &mut stream,
         43,
         Body::ReplicaWrite(ReplicaWrite {
+            client_write: false,
             key: Some(130),
             version: None,
         }),
@@ -600,6 +605,7 @@ fn a_replica_write_that_is_misrouted_malformed_or_from_the_future_is_invalid() {
     assert_invalid(&read_reply(&mut stream), 43, "no version");
     let write = |key: u32, version: Versioned| {
         Body::ReplicaWrite(ReplicaWrite {
+            client_write: false,
             key: Some(key),
             version: Some(version),
         })
@@ -629,8 +635,14 @@ fn a_replica_write_that_is_misrouted_malformed_or_from_the_future_is_invalid() {
         46,
         "coordinator 9, which is not in the ring",
     );
-    // A timestamp from the far future would beat every later write of the key.
-    for (id, timestamp_micros) in [(47, u64::MAX), (48, now + 3_600_000_000)] {
+    // A timestamp from the future (beyond the 500 ms clock fence) would
+    // beat every later write of the key.
+    for (id, timestamp_micros) in [
+        (47, u64::MAX),
+        (48, now + 3_600_000_000),
+        (49, now + 9 * 60 * 1_000_000),
+        (50, now + 2_000_000),
+    ] {
         let future = Versioned {
             timestamp_micros,
             ..good.clone()
@@ -639,7 +651,7 @@ fn a_replica_write_that_is_misrouted_malformed_or_from_the_future_is_invalid() {
         assert_invalid(
             &read_reply(&mut stream),
             id,
-            "ahead of this replica's clock",
+            "clock fence: the write of coordinator 0 is stamped",
         );
     }
     // None of them stored anything on this replica.

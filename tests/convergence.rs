@@ -185,6 +185,7 @@ fn a_delete_reaches_a_replica_that_missed_it_and_older_writes_cannot_undo_it() {
     // An older put arriving late (a slow hint, a replayed repair) loses to
     // the tombstone.
     let late = Body::ReplicaWrite(ReplicaWrite {
+        client_write: false,
         key: Some(10),
         version: Some(Versioned {
             value: "older put".into(),

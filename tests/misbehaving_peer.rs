@@ -42,6 +42,7 @@ fn serve(mut stream: TcpStream, hello: Hello, answer: fn(&Body) -> Body) {
             Some(Body::Ping(_)) => Body::Pong(Pong {
                 replica_id: 3,
                 hello: Some(hello.clone()),
+                wall_micros: None,
             }),
             Some(other) => answer(&other),
             None => return,

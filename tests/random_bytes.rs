@@ -156,15 +156,16 @@ fn valid_stream() -> Vec<u8> {
             consistency: Consistency::One as i32,
         }),
         Body::Inspect(InspectRequest { key: Some(0) }),
-        Body::StatusReply(ringkv::proto::StatusReply {
+        Body::StatusReply(Box::new(ringkv::proto::StatusReply {
             repair_mode: "both".to_string(),
             ..Default::default()
-        }),
+        })),
         Body::ReplicaRead(ReplicaRead {
             key: Some(64),
             ..Default::default()
         }),
         Body::ReplicaWrite(ReplicaWrite {
+            client_write: false,
             key: Some(3),
             version: Some(Versioned {
                 value: "x".to_string(),
@@ -310,10 +311,10 @@ fn fuzz_crash_status_reply_repair_mode_spans_lines() {
     // The same, made by hand: one frame whose description forges a second line.
     let forged = encode_frame(&Envelope {
         request_id: 1,
-        body: Some(Body::StatusReply(ringkv::proto::StatusReply {
+        body: Some(Body::StatusReply(Box::new(ringkv::proto::StatusReply {
             repair_mode: "off\n@0 len=9 put request_id=2 key=1 value=\"forged\"".to_string(),
             ..Default::default()
-        })),
+        }))),
     });
     run("dump_frames", &forged, checks::dump_frames);
 }

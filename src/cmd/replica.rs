@@ -103,7 +103,19 @@ pub struct ReplicaArgs {
     /// seconds between anti-entropy rounds with ring neighbours (default 60; 0 runs them only on `ringkv repair`)
     #[argh(option, default = "60")]
     pub anti_entropy_secs: u64,
+    /// the largest clock offset tolerated, in milliseconds (default 500): a write stamped further ahead of this replica's wall clock is refused, and this replica coordinates no writes while its clock is further than this from a majority of its peers' clocks
+    #[argh(
+        option,
+        default = "crate::clock::DEFAULT_MAX_CLOCK_OFFSET.as_millis() as u64"
+    )]
+    pub max_clock_offset_ms: u64,
+    /// for tests only: pretend the wall clock is off by this many milliseconds (negative: behind; default 0)
+    #[argh(option, default = "0")]
+    pub test_clock_offset_ms: i64,
 }
+
+/// The largest --max-clock-offset-ms: ten minutes.
+const MAX_CLOCK_OFFSET_LIMIT_MS: u64 = 600_000;
 
 /// The longest request timeout the flags accept: an hour.
 const MAX_TIMEOUT_MS: u64 = 3_600_000;
@@ -126,6 +138,25 @@ pub fn run(args: ReplicaArgs) -> Result<(), String> {
         stopper.begin();
     })?;
     crate::logging::set_process_tag(format!("replica {}", args.id));
+    // Before anything reads the wall clock.
+    if !(1..=MAX_CLOCK_OFFSET_LIMIT_MS).contains(&args.max_clock_offset_ms) {
+        return Err(format!(
+            "--max-clock-offset-ms must be between 1 and {MAX_CLOCK_OFFSET_LIMIT_MS}"
+        ));
+    }
+    crate::clock::set_max_offset(Duration::from_millis(args.max_clock_offset_ms));
+    if args.test_clock_offset_ms != 0 {
+        crate::clock::set_test_offset_micros(args.test_clock_offset_ms.saturating_mul(1_000));
+        crate::warn!(
+            "--test-clock-offset-ms: pretending the wall clock is {} ms {} (for tests only)",
+            args.test_clock_offset_ms.unsigned_abs(),
+            if args.test_clock_offset_ms > 0 {
+                "ahead"
+            } else {
+                "behind"
+            }
+        );
+    }
     if args.max_value_bytes > MAX_VALUE_LIMIT {
         return Err(format!("--max-value-bytes is at most {MAX_VALUE_LIMIT}"));
     }

@@ -154,6 +154,11 @@ fn render_metrics(metrics: &MetricsReply) -> String {
     );
     let _ = writeln!(
         block,
+        "  clock: {} writes stamped again after a replica answered stale",
+        metrics.stale_write_retries
+    );
+    let _ = writeln!(
+        block,
         "  repair: {} read repairs sent; hints {} pending, {} stored, {} delivered, {} dropped; {} anti-entropy rounds (fixed {})",
         metrics.repairs_sent,
         metrics.hints_pending,
@@ -223,8 +228,18 @@ fn render(id: u32, addr: &str, answer: &Result<StatusReply, String>) -> String {
                 .iter()
                 .map(|p| format!("{}:{}", p.replica_id, p.hints_pending))
                 .collect();
+            let offsets: Vec<String> = status
+                .peer_clock_offsets
+                .iter()
+                .map(|p| format!("{}:{:+}ms", p.replica_id, p.offset_micros / 1_000))
+                .collect();
+            let fence = if status.clock_fence.is_empty() {
+                String::new()
+            } else {
+                format!(", NOT COORDINATING WRITES ({})", status.clock_fence)
+            };
             let mut text = format!(
-                "replica {id} {addr} up, {} keys, wal {} bytes, {view}, repair {}, hints {}, repairs sent {}, anti-entropy rounds {} (fixed {}), {}",
+                "replica {id} {addr} up, {} keys, wal {} bytes, {view}, repair {}, hints {}, repairs sent {}, anti-entropy rounds {} (fixed {}), clock offsets {}{fence}, {}",
                 status.keys_held,
                 status.wal_bytes,
                 status.repair_mode,
@@ -232,6 +247,7 @@ fn render(id: u32, addr: &str, answer: &Result<StatusReply, String>) -> String {
                 status.repairs_sent,
                 status.anti_entropy_rounds,
                 status.anti_entropy_fixes,
+                if offsets.is_empty() { "none measured".to_string() } else { offsets.join(" ") },
                 render_identity(status)
             );
             for peer in status

@@ -9,7 +9,8 @@
 use std::sync::Arc;
 
 use crate::anti_entropy::AntiEntropy;
-use crate::clock::{latest_believable, WriteClock, MAX_CLOCK_LEAD};
+use crate::clock::{wall_micros, WriteClock};
+use crate::clock_fence::check_stamp;
 use crate::coordinator::{Coordinator, Limits};
 use crate::error::KvError;
 use crate::hints::Hints;
@@ -93,13 +94,14 @@ impl Node {
                 .inspect(request)
                 .await
                 .map(Body::InspectReply),
-            Body::Status(_) => Ok(Body::StatusReply(self.status())),
+            Body::Status(_) => Ok(Body::StatusReply(Box::new(self.status()))),
             Body::Metrics(_) => Ok(Body::MetricsReply(Box::new(self.metrics_reply()))),
             Body::ReplicaWrite(write) => self.apply_write(write).await.map(Body::ReplicaWriteAck),
             Body::ReplicaRead(read) => self.read_local(read).map(Body::ReplicaReadReply),
             Body::Ping(ping) => Ok(Body::Pong(Pong {
                 replica_id: self.self_id,
                 hello: Some(self.peers.membership().hello_for(ping.sender_id)),
+                wall_micros: Some(wall_micros()),
             })),
             reply => Err(KvError::invalid(format!(
                 "a {} is a reply, not a request",
@@ -116,6 +118,21 @@ impl Node {
             write.key,
             write.version,
         )?;
+        // A client write older than what this replica holds is stale: it
+        // would change nothing here, and acknowledging it could let the
+        // put it carries be shadowed by one acknowledged before it. The
+        // coordinator stamps it again above this and resends.
+        if write.client_write {
+            if let Some(held) = self.local.newer_than(key, &version) {
+                return Ok(ReplicaWriteAck {
+                    held_newer: Some(DigestEntry {
+                        key: u32::from(key),
+                        timestamp_micros: held.timestamp_micros,
+                        coordinator_id: held.coordinator_id,
+                    }),
+                });
+            }
+        }
         // Before the write becomes readable, so that no put through this
         // replica can be stamped below a value it already serves.
         self.clock.observe(version.timestamp_micros);
@@ -133,7 +150,7 @@ impl Node {
             )))
             }
         }
-        Ok(ReplicaWriteAck {})
+        Ok(ReplicaWriteAck { held_newer: None })
     }
 
     fn read_local(&self, read: ReplicaRead) -> Result<ReplicaReadReply, KvError> {
@@ -206,13 +223,16 @@ impl Node {
             anti_entropy_fixes: fixes,
             identity: Some(self.peers.membership().own_hello()),
             rebuild_waiting_for: self.peers.membership().rebuild_waiting_for(),
+            clock_fence: self.peers.clock_offsets().fence().unwrap_or_default(),
+            peer_clock_offsets: self.peers.clock_offsets().for_status(),
         }
     }
 }
 
 /// Checks a write that arrives from another replica (a coordinator's write,
 /// a repair, a hint, an anti-entropy fix): a key this replica holds, a value
-/// within the limit, a coordinator in the ring, a believable timestamp.
+/// within the limit, a coordinator in the ring, a timestamp within the
+/// clock fence (`clock_fence::check_stamp`).
 pub fn checked_replica_write(
     ring: &Ring,
     self_id: ReplicaId,
@@ -231,13 +251,7 @@ pub fn checked_replica_write(
             version.coordinator_id
         )));
     }
-    if version.timestamp_micros > latest_believable() {
-        return Err(KvError::invalid(format!(
-            "the write's timestamp {} is more than {} s ahead of this replica's clock",
-            version.timestamp_micros,
-            MAX_CLOCK_LEAD.as_secs()
-        )));
-    }
+    check_stamp(&version, self_id)?;
     Ok((key, version))
 }
 

@@ -38,6 +38,9 @@ pub struct Cluster {
     pub addrs: Vec<String>,
     replicas: Vec<Option<Child>>,
     extra_args: Vec<String>,
+    /// Flags for one replica only, on top of `extra_args`, kept across
+    /// restarts (a replica whose clock is off stays off).
+    replica_args: Vec<Vec<String>>,
     /// The secret of `--secret-file`, if the replicas were given one: the
     /// cluster's own clients authenticate with it.
     pub secret: Option<Vec<u8>>,
@@ -56,8 +59,26 @@ impl Cluster {
         cluster
     }
 
+    /// Starts `n` replicas, replica `id` with `--test-clock-offset-ms MS`
+    /// for each `(id, MS)` in `offsets`, and waits until each sees all the
+    /// others up.
+    pub fn start_with_clock_offsets(n: usize, offsets: &[(usize, i64)]) -> Cluster {
+        let mut replica_args = vec![Vec::new(); n];
+        for &(id, ms) in offsets {
+            replica_args[id] = vec!["--test-clock-offset-ms".to_string(), ms.to_string()];
+        }
+        let mut cluster = Cluster::launch_each(n, &[], replica_args);
+        cluster.wait_until_all_see_each_other();
+        cluster
+    }
+
     /// Starts `n` replicas at once and returns without waiting for anything.
     pub fn launch(n: usize, extra_args: &[&str]) -> Cluster {
+        Cluster::launch_each(n, extra_args, vec![Vec::new(); n])
+    }
+
+    /// `launch`, with flags of its own for each replica.
+    pub fn launch_each(n: usize, extra_args: &[&str], replica_args: Vec<Vec<String>>) -> Cluster {
         let dir = unique_dir();
         let addrs = free_ports(n);
         let config = dir.join("cluster.conf");
@@ -73,6 +94,7 @@ impl Cluster {
             addrs,
             replicas: (0..n).map(|_| None).collect(),
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            replica_args,
             secret: extra_args
                 .iter()
                 .position(|arg| *arg == "--secret-file")
@@ -140,6 +162,7 @@ impl Cluster {
     pub fn spawn_with(&mut self, id: usize, more_args: &[&str]) {
         let (config, data) = (self.config.clone(), self.data_dir(id));
         let mut args = self.extra_args.clone();
+        args.extend(self.replica_args[id].iter().cloned());
         args.extend(more_args.iter().map(|arg| arg.to_string()));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         self.spawn_as(id, &config, &data, &args);
