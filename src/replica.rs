@@ -111,6 +111,7 @@ pub struct LocalReplica {
     to_wal_thread: rt::Sender<PendingWrite>,
     wal_bytes: Arc<AtomicU64>,
     queued: Arc<QueuedBytes>,
+    disk_recoveries: rt::Receiver<()>,
 }
 
 /// What opening the data directory found, for the start-up log line.
@@ -157,15 +158,19 @@ impl LocalReplica {
         let wal_bytes = Arc::new(AtomicU64::new(log.total_bytes()));
         let (to_wal_thread, requests) = rt::bounded(WAL_QUEUE);
         let (thread_store, thread_bytes) = (store.clone(), wal_bytes.clone());
+        let (room_again, disk_recoveries) = rt::bounded(1);
         std::thread::Builder::new()
             .name("wal".to_string())
             .spawn(move || {
                 run_wal_thread(
-                    log,
-                    requests,
-                    thread_store,
-                    thread_bytes,
-                    checkpoint_bytes,
+                    WalThread {
+                        log,
+                        requests,
+                        store: thread_store,
+                        wal_bytes: thread_bytes,
+                        checkpoint_bytes,
+                        room_again,
+                    },
                     &metrics,
                 )
             })
@@ -182,6 +187,7 @@ impl LocalReplica {
                 to_wal_thread,
                 queued: Arc::new(QueuedBytes::default()),
                 wal_bytes,
+                disk_recoveries,
             },
             report,
         ))
@@ -210,6 +216,13 @@ impl LocalReplica {
             .await
             .map_err(|_| stopped())?;
         is_durable.recv().await.map_err(|_| stopped())?
+    }
+
+    /// Told each time the disk has room again after it was full: writes
+    /// coordinated meanwhile may have left this replica without a copy and
+    /// with no hint anywhere, so the replica runs an anti-entropy round.
+    pub fn disk_recoveries(&self) -> rt::Receiver<()> {
+        self.disk_recoveries.clone()
     }
 
     /// The newest version held for the key.
@@ -296,14 +309,15 @@ pub fn decode_record(payload: &[u8]) -> Result<(u8, Versioned), String> {
 /// may have dropped the dirty pages and cleared the error, so neither a
 /// retry nor the page cache can be trusted; the log on disk can. Restarting
 /// replays it, and the writes in the failed batch were never acknowledged.
-fn run_wal_thread(
-    mut log: wal::Wal,
-    requests: rt::Receiver<PendingWrite>,
-    store: Arc<Store>,
-    wal_bytes: Arc<AtomicU64>,
-    checkpoint_bytes: u64,
-    metrics: &Metrics,
-) {
+fn run_wal_thread(thread: WalThread, metrics: &Metrics) {
+    let WalThread {
+        mut log,
+        requests,
+        store,
+        wal_bytes,
+        checkpoint_bytes,
+        room_again,
+    } = thread;
     let mut disk_full = false;
     let mut next_checkpoint_at = checkpoint_bytes;
     // A plain blocking wait: `block_on` would also drive the async
@@ -329,8 +343,9 @@ fn run_wal_thread(
         match log.append_batch(&payloads) {
             Ok(()) => {
                 if disk_full {
-                    crate::info!("the disk has room again: writes are durable again");
+                    crate::info!("the disk has room again: writes are durable again; running an anti-entropy round for what was missed meanwhile");
                     disk_full = false;
+                    let _ = room_again.try_send(());
                 }
             }
             Err(error @ wal::WalError::DiskFull { .. }) => {
@@ -341,6 +356,15 @@ fn run_wal_thread(
                         "{error}; puts through this replica fail until space is freed, gets go on"
                     );
                     disk_full = true;
+                    // The log may hold much that a checkpoint would drop.
+                    if checkpoint(&mut log, &store) {
+                        metrics.wal_checkpoint();
+                        wal_bytes.store(log.total_bytes(), Ordering::Relaxed);
+                        crate::info!(
+                            "a checkpoint while the disk was full left the log at {} bytes",
+                            log.total_bytes()
+                        );
+                    }
                 }
                 for write in batch {
                     let _ = write.durable.try_send(Err(KvError::internal(format!(
@@ -377,6 +401,17 @@ fn run_wal_thread(
             wal_bytes.store(log.total_bytes(), Ordering::Relaxed);
         }
     }
+}
+
+/// What the WAL thread owns.
+struct WalThread {
+    log: wal::Wal,
+    requests: rt::Receiver<PendingWrite>,
+    store: Arc<Store>,
+    wal_bytes: Arc<AtomicU64>,
+    checkpoint_bytes: u64,
+    /// Told when the disk has room again after it was full.
+    room_again: rt::Sender<()>,
 }
 
 /// Writes the whole store as a checkpoint; the log then drops every

@@ -315,6 +315,10 @@ pub fn run(args: ReplicaArgs) -> Result<(), String> {
                 .clone()
                 .deliver_forever(peers.clone(), limits.write_timeout),
         );
+        rt::spawn(round_after_disk_full(
+            local.disk_recoveries(),
+            anti_entropy.clone(),
+        ));
         rt::spawn(crate::rebuild::run_forever(
             peers.clone(),
             anti_entropy.clone(),
@@ -398,4 +402,18 @@ fn open_membership(
         ),
     }
     Membership::open(data, ring.clone(), id, identity)
+}
+
+/// Runs an anti-entropy round each time the disk has room again: a put
+/// this replica coordinated while its own log could not take it left no
+/// hint anywhere for its own copy.
+async fn round_after_disk_full(recoveries: rt::Receiver<()>, anti_entropy: Arc<AntiEntropy>) {
+    while recoveries.recv().await.is_ok() {
+        let reply = anti_entropy.round().await;
+        crate::info!(
+            "anti-entropy round after the disk had room again: sent {}, took {}",
+            reply.versions_sent,
+            reply.versions_received
+        );
+    }
 }
