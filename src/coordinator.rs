@@ -136,7 +136,9 @@ enum WriteOf {
 /// What a coordinator asks of one replica of a key.
 #[derive(Clone)]
 enum ReplicaAsk {
-    Write(u8, Versioned, WriteOf),
+    /// The version is shared by every target's ask: each copies it only
+    /// to encode it (or to queue it for its own log).
+    Write(u8, Arc<Versioned>, WriteOf),
     Read(u8),
     /// A digest read: the stamp of what the replica holds, not the value.
     Digest(u8),
@@ -542,7 +544,7 @@ impl Coordinator {
             };
             let mut fan = self.fan_out(
                 replicas,
-                ReplicaAsk::Write(key, version, WriteOf::Client),
+                ReplicaAsk::Write(key, Arc::new(version), WriteOf::Client),
                 hint_misses,
                 deadline.saturating_duration_since(Instant::now()),
             );
@@ -685,7 +687,7 @@ impl Coordinator {
                 .fetch_add(stale.len() as u64, Ordering::Relaxed);
             let mut repair = self.fan_out(
                 &stale,
-                ReplicaAsk::Write(key, version.clone(), WriteOf::Repair),
+                ReplicaAsk::Write(key, Arc::new(version.clone()), WriteOf::Repair),
                 false,
                 fan.deadline.saturating_duration_since(Instant::now()),
             );
@@ -710,7 +712,7 @@ impl Coordinator {
                         .fetch_add(others.len() as u64, Ordering::Relaxed);
                     let mut spare = self.fan_out(
                         &others,
-                        ReplicaAsk::Write(key, version.clone(), WriteOf::Repair),
+                        ReplicaAsk::Write(key, Arc::new(version.clone()), WriteOf::Repair),
                         false,
                         fan.deadline.saturating_duration_since(Instant::now()),
                     );
@@ -782,7 +784,7 @@ impl Coordinator {
             .fetch_add(stale.len() as u64, Ordering::Relaxed);
         let mut repair = self.fan_out(
             &stale,
-            ReplicaAsk::Write(key, version, WriteOf::Repair),
+            ReplicaAsk::Write(key, Arc::new(version), WriteOf::Repair),
             false,
             self.limits.write_timeout,
         );
@@ -1030,6 +1032,7 @@ impl Coordinator {
                     let missed = matches!(outcome, Outcome::Failed(..) | Outcome::NoAnswer(_));
                     let superseded = superseded.load(Ordering::SeqCst);
                     if missed && !superseded && target != coordinator.self_id {
+                        let version = Arc::unwrap_or_clone(version);
                         if let Err(error) = coordinator.hints.store(target, key, version).await {
                             crate::error!("cannot store a hint for replica {target}: {error}");
                         }
@@ -1061,6 +1064,7 @@ impl Coordinator {
                     // This replica's own copy is checked like any other: a
                     // repair of a version beyond the clock fence is refused
                     // here too, and a stale client write is not acknowledged.
+                    let version = Arc::unwrap_or_clone(version);
                     if let Err(error) = check_stamp(&version, self.self_id) {
                         return Outcome::Failed(error.kind, error.message);
                     }
@@ -1091,7 +1095,7 @@ impl Coordinator {
             ReplicaAsk::Write(key, version, of) => (
                 Body::ReplicaWrite(ReplicaWrite {
                     key: Some(u32::from(key)),
-                    version: Some(version),
+                    version: Some(Arc::unwrap_or_clone(version)),
                     client_write: of == WriteOf::Client,
                 }),
                 "replica write",

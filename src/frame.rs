@@ -114,16 +114,19 @@ where
 /// memory yet. A replica's connections wait here for its memory budget, so
 /// frames still arriving are counted before they are allocated.
 pub trait BodyRoom {
-    /// Waits until `bytes` may be held, and holds them on behalf of the
-    /// reader, which gives them back once the frame is done with.
-    fn reserve(&self, bytes: usize) -> impl std::future::Future<Output = ()> + Send;
+    /// Waits until a frame of `bytes` may be read, and holds room for it
+    /// on behalf of the reader, which gives it back once the frame is done
+    /// with. Returns the bytes held (which may be more than the frame).
+    fn reserve(&self, bytes: usize) -> impl std::future::Future<Output = usize> + Send;
 }
 
 /// Room for any frame at once: for readers with no budget (clients).
 pub struct AnyRoom;
 
 impl BodyRoom for AnyRoom {
-    async fn reserve(&self, _bytes: usize) {}
+    async fn reserve(&self, _bytes: usize) -> usize {
+        0
+    }
 }
 
 /// Reads one frame, as `read_frame_within`, and hands its body to `take`
@@ -165,9 +168,9 @@ where
         }
     }
     let claimed = within(partial_timeout, read_prefix(reader, limit)).await?;
-    room.reserve(claimed).await;
+    let reserved = room.reserve(claimed).await;
     let body = within(partial_timeout, read_body(reader, claimed)).await?;
-    Ok(Some(take(&body, claimed)))
+    Ok(Some(take(&body, reserved)))
 }
 
 /// `step`, given up as stalled after `timeout` if there is one.

@@ -9,7 +9,7 @@
 //! failed at once rather than left to time out.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -21,6 +21,55 @@ use crate::rt;
 
 /// How many encoded frames may wait for the writer before senders wait.
 const OUTBOUND_QUEUE: usize = 1024;
+
+/// How many bytes of encoded frames may wait for the writer before senders
+/// wait (a frame always goes when nothing waits): a replica that stops
+/// reading cannot make a coordinator hold every write meant for it.
+const OUTBOUND_BYTES: usize = 16 * 1024 * 1024;
+
+/// How often a sender waiting for room in the queue looks again.
+const ROOM_RECHECK: Duration = Duration::from_millis(1);
+
+/// Bytes a sender took in the outbound queue; given back when dropped
+/// unless the frame was queued (the writer gives them back once written).
+struct QueueRoom {
+    queued: Arc<AtomicUsize>,
+    bytes: usize,
+}
+
+impl QueueRoom {
+    /// Waits until `bytes` fit in the queue (or it is empty), then takes them.
+    async fn take(queued: &Arc<AtomicUsize>, bytes: usize) -> QueueRoom {
+        loop {
+            let now = queued.load(Ordering::SeqCst);
+            let fits = now == 0 || now.saturating_add(bytes) <= OUTBOUND_BYTES;
+            if fits
+                && queued
+                    .compare_exchange(now, now + bytes, Ordering::SeqCst, Ordering::SeqCst)
+                    .is_ok()
+            {
+                return QueueRoom {
+                    queued: queued.clone(),
+                    bytes,
+                };
+            }
+            if !fits {
+                rt::sleep(ROOM_RECHECK).await;
+            }
+        }
+    }
+
+    /// The frame is in the queue: the writer gives the bytes back.
+    fn handed_to_writer(mut self) {
+        self.bytes = 0;
+    }
+}
+
+impl Drop for QueueRoom {
+    fn drop(&mut self) {
+        self.queued.fetch_sub(self.bytes, Ordering::SeqCst);
+    }
+}
 
 /// Why a request got no reply.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,6 +112,8 @@ pub struct MuxConnection {
     addr: String,
     stream: rt::TcpStream,
     outbound: rt::Sender<Vec<u8>>,
+    /// Bytes of frames queued for the writer.
+    queued: Arc<AtomicUsize>,
     in_flight: Arc<Mutex<InFlight>>,
     next_request_id: AtomicU64,
     broken: Arc<AtomicBool>,
@@ -95,13 +146,26 @@ impl MuxConnection {
         let broken = Arc::new(AtomicBool::new(false));
         // When the writer stops, the connection is broken: the reader is
         // stopped too, which fails every waiting request.
-        let (outbound, _writer) = start_writer(stream.clone(), OUTBOUND_QUEUE, |_| {}, {
-            let (stream, broken) = (stream.clone(), broken.clone());
-            move |_, _| {
-                broken.store(true, Ordering::Relaxed);
-                let _ = stream.shutdown(std::net::Shutdown::Both);
-            }
-        });
+        let queued = Arc::new(AtomicUsize::new(0));
+        let written = queued.clone();
+        let (outbound, _writer) = start_writer(
+            stream.clone(),
+            OUTBOUND_QUEUE,
+            move |bytes| {
+                written.fetch_sub(bytes, Ordering::SeqCst);
+            },
+            {
+                let (stream, broken, queued) = (stream.clone(), broken.clone(), queued.clone());
+                move |_, rest| {
+                    broken.store(true, Ordering::Relaxed);
+                    let _ = stream.shutdown(std::net::Shutdown::Both);
+                    rest.close();
+                    while let Ok(frame) = rest.try_recv() {
+                        queued.fetch_sub(frame.len(), Ordering::SeqCst);
+                    }
+                }
+            },
+        );
         let reader = route_replies(
             FrameReader::new(&stream, limits.reply_bytes, None),
             stream.clone(),
@@ -119,6 +183,7 @@ impl MuxConnection {
             addr: addr.to_string(),
             stream,
             outbound,
+            queued,
             in_flight,
             next_request_id: AtomicU64::new(1),
             broken,
@@ -160,9 +225,11 @@ impl MuxConnection {
             in_flight.waiting.insert(request_id, reply_to);
         }
         let sent_and_answered = async {
+            let room = QueueRoom::take(&self.queued, frame.len()).await;
             self.outbound.send(frame).await.map_err(|_| {
                 CallError::Disconnected(format!("connection to {} closed", self.addr))
             })?;
+            room.handed_to_writer();
             reply.recv().await.map_err(|_| {
                 let reason = lock(&self.in_flight).closed.clone();
                 CallError::Disconnected(

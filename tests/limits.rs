@@ -257,3 +257,64 @@ fn frames_still_arriving_count_against_the_memory_budget() {
         .expect("the budget drained");
     println!("peak resident memory {peak} MiB, from {before} MiB, budget {BUDGET_MIB} MiB");
 }
+#[test]
+fn many_clients_pipelining_large_puts_stay_within_the_budget() {
+    const BUDGET_MIB: u64 = 32;
+    let budget = (BUDGET_MIB * 1024 * 1024).to_string();
+    let cluster = Cluster::start_with(4, &["--memory-budget-bytes", &budget]);
+    let pids: Vec<u32> = (0..4).map(|id| cluster.pid(id)).collect();
+    let before: Vec<u64> = pids.iter().map(|&pid| resident_mib(pid)).collect();
+    // 50 clients, each with 6 puts of 1 MB in flight on its connection to
+    // replica 0: 300 MB at once. Eight keys, so the store itself (which
+    // keeps each key's newest value, and writes it whole in checkpoints)
+    // holds 8 MB of it.
+    let big = std::sync::Arc::new("v".repeat(1_000_000));
+    let mut puts = Vec::new();
+    for c in 0..50u32 {
+        let client = std::sync::Arc::new(cluster.client(0).with_timeout(Duration::from_secs(120)));
+        for i in 0..6u32 {
+            let (client, big) = (client.clone(), big.clone());
+            puts.push(rt::spawn(async move {
+                let value = format!("{c}-{i}:{big}");
+                client
+                    .put((c * 6 + i) % 8, &value, Consistency::Quorum)
+                    .await
+            }));
+        }
+    }
+    let sampling = std::thread::spawn(move || {
+        let mut peak = vec![0u64; pids.len()];
+        let deadline = Instant::now() + Duration::from_secs(6);
+        while Instant::now() < deadline {
+            for (peak, &pid) in peak.iter_mut().zip(&pids) {
+                *peak = (*peak).max(resident_mib(pid));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        peak
+    });
+    let failures: Vec<String> = rt::block_on(async {
+        let mut failures = Vec::new();
+        for put in puts {
+            if let Err(error) = put.await {
+                failures.push(error.to_string());
+            }
+        }
+        failures
+    });
+    let peak = sampling.join().expect("sampler");
+    println!("peak resident memory by replica {peak:?} MiB, from {before:?} MiB, budget {BUDGET_MIB} MiB");
+    // No put fails for want of memory or of a renewed clock lease.
+    assert!(
+        failures.is_empty(),
+        "{} failed: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(3)]
+    );
+    for (id, (&peak, &before)) in peak.iter().zip(&before).enumerate() {
+        assert!(
+            peak < before + BUDGET_MIB + 64,
+            "replica {id}: resident memory reached {peak} MiB (from {before} MiB) with a {BUDGET_MIB} MiB budget"
+        );
+    }
+}

@@ -90,23 +90,28 @@ impl MemoryBudget {
         self.used.fetch_add(bytes, Ordering::SeqCst);
     }
 
-    /// Waits until a frame of `bytes` fits in the budget, then counts it
-    /// on behalf of `held`: called once a frame's length is known and
-    /// before its body is read, so frames still arriving are counted before
-    /// they are allocated. It fits while the budget would not pass its
-    /// limit, or when nothing at all is held (a frame larger than the whole
-    /// budget goes alone). Peers never wait: their writes are how client
+    /// Waits until `room` bytes fit in the budget, then counts them on
+    /// behalf of `held`, for a frame of `bytes`: called once a frame's
+    /// length is known and before its body is read, so frames still
+    /// arriving are counted before they are allocated. `room` is what the
+    /// frame may grow into while its request runs (a put's copies for its
+    /// replicas), so that many frames admitted at once cannot together pass
+    /// the budget once their requests run. It fits while the budget would
+    /// not pass its limit, or when nothing at all is held (a frame larger
+    /// than the whole budget goes alone). `bytes` names the frame in the
+    /// log line of a wait. Peers never wait: their writes are how client
     /// requests, and so the budget, drain.
     pub async fn reserve(
         &self,
         held: &Held,
         bytes: usize,
+        room: usize,
         from_peer: bool,
         remote: &(dyn std::fmt::Display + Sync),
     ) {
         loop {
             let used = self.used();
-            let fits = from_peer || used == 0 || used.saturating_add(bytes) <= self.limit;
+            let fits = from_peer || used == 0 || used.saturating_add(room) <= self.limit;
             if !fits {
                 if !self.reported.swap(true, Ordering::SeqCst) {
                     crate::warn!(
@@ -120,10 +125,10 @@ impl MemoryBudget {
             }
             if self
                 .used
-                .compare_exchange(used, used + bytes, Ordering::SeqCst, Ordering::SeqCst)
+                .compare_exchange(used, used + room, Ordering::SeqCst, Ordering::SeqCst)
                 .is_ok()
             {
-                held.0.fetch_add(bytes, Ordering::SeqCst);
+                held.0.fetch_add(room, Ordering::SeqCst);
                 return;
             }
         }
@@ -214,11 +219,12 @@ mod tests {
             let reserve = |held, bytes, from_peer| {
                 rt::timeout(
                     Duration::from_millis(50),
-                    budget.reserve(held, bytes, from_peer, &"test"),
+                    budget.reserve(held, bytes, bytes, from_peer, &"test"),
                 )
             };
             // Larger than the whole budget: goes alone.
             assert!(reserve(&first, 150, false).await.is_some());
+            assert_eq!(first.bytes(), 150);
             // Nothing more fits until it is given back, but a peer goes on.
             assert!(reserve(&second, 10, false).await.is_none());
             assert!(reserve(&peer, 10, true).await.is_some());

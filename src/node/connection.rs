@@ -123,9 +123,10 @@ pub async fn serve_connection(
                 break;
             }
         };
-        // Held until the request is done (or refused just below); a frame
-        // that did not arrive whole was charged before its body was read.
-        let request_bytes = incoming.bytes;
+        // Held until the request is done (or refused just below): the
+        // frame, or the room reserved for it before its body was read
+        // (for a client's large frame, what its request may grow into).
+        let request_bytes = incoming.bytes.max(incoming.reserved);
         node.budget.release(&reserved, incoming.reserved);
         node.budget.charge(&held, request_bytes);
         let charged = Charge {
@@ -136,7 +137,10 @@ pub async fn serve_connection(
         let envelope = match checked_request(incoming.envelope) {
             Ok(envelope) => envelope,
             Err(error) => {
-                crate::warn!("refused a frame of {request_bytes} bytes from {remote}: {error}");
+                crate::warn!(
+                    "refused a frame of {} bytes from {remote}: {error}",
+                    incoming.bytes
+                );
                 if replies.send(error_frame(0, error)).await.is_err() {
                     break;
                 }
@@ -279,11 +283,22 @@ struct ConnectionRoom<'a> {
     remote: &'a SocketAddr,
 }
 
+/// What a client's large frame may grow into while its request runs: a
+/// put holds its value, and the coordinator charges two copies for each of
+/// the key's replicas (the copy sent and its frame or log record).
+const CLIENT_FRAME_GROWTH: usize = 1 + 2 * crate::ring::REPLICATION_FACTOR;
+
 impl BodyRoom for ConnectionRoom<'_> {
-    async fn reserve(&self, bytes: usize) {
+    async fn reserve(&self, bytes: usize) -> usize {
+        let room = if self.from_peer {
+            bytes
+        } else {
+            bytes.saturating_mul(CLIENT_FRAME_GROWTH)
+        };
         self.budget
-            .reserve(self.reserved, bytes, self.from_peer, self.remote)
-            .await
+            .reserve(self.reserved, bytes, room, self.from_peer, self.remote)
+            .await;
+        room
     }
 }
 
