@@ -13,9 +13,9 @@
 //! replica's default) the store is checkpointed whenever the log passes it;
 //! with `none` the log only grows.
 
-use ringkv::proto::Versioned;
-use ringkv::replica::encode_record;
-use ringkv::store::Store;
+use ringkv::protocol::proto::Versioned;
+use ringkv::storage::durable::encode_record;
+use ringkv::storage::store::Store;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -35,7 +35,7 @@ fn main() {
     let started = std::time::Instant::now();
     let mut written = 0u64;
     let mut checkpoints = 0u64;
-    let base = ringkv::clock::wall_micros() - writes;
+    let base = ringkv::storage::clock::wall_micros() - writes;
     while written < writes {
         let batch: Vec<(u8, Versioned)> = (0..64.min(writes - written))
             .map(|i| {

@@ -12,10 +12,10 @@ use std::net::TcpStream;
 use common::{console_with, unique_dir, Cluster};
 use prost::Message;
 use ringkv::client::Client;
-use ringkv::error::ErrorKind;
-use ringkv::frame::encode_frame;
-use ringkv::proto::{Body, Consistency, Envelope, Ping, ReplicaWrite, Versioned};
-use ringkv::rt;
+use ringkv::ops::rt;
+use ringkv::protocol::error::ErrorKind;
+use ringkv::protocol::frame::encode_frame;
+use ringkv::protocol::proto::{Body, Consistency, Envelope, Ping, ReplicaWrite, Versioned};
 
 fn secret_cluster() -> (Cluster, String) {
     let dir = unique_dir();
@@ -76,7 +76,7 @@ fn a_client_cannot_send_replica_messages_even_with_the_secret() {
         key: Some(10),
         version: Some(Versioned {
             value: "from the future".into(),
-            timestamp_micros: ringkv::clock::wall_micros() + 9 * 60 * 1_000_000,
+            timestamp_micros: ringkv::storage::clock::wall_micros() + 9 * 60 * 1_000_000,
             coordinator_id: 0,
             tombstone: false,
         }),
@@ -104,7 +104,10 @@ fn a_client_cannot_send_replica_messages_even_with_the_secret() {
     let reply = Envelope::decode(body.as_slice()).expect("decode");
     match reply.body {
         Some(Body::Error(error)) => {
-            assert_eq!(error.kind, ringkv::proto::ErrorKind::Unauthenticated as i32)
+            assert_eq!(
+                error.kind,
+                ringkv::protocol::proto::ErrorKind::Unauthenticated as i32
+            )
         }
         other => panic!("expected UNAUTHENTICATED, got {other:?}"),
     }
@@ -144,7 +147,7 @@ fn a_replica_started_without_the_secret_is_counted_down_and_never_a_source() {
         key: Some(10),
         version: Some(Versioned {
             value: "stranger".into(),
-            timestamp_micros: ringkv::clock::wall_micros() + 200_000,
+            timestamp_micros: ringkv::storage::clock::wall_micros() + 200_000,
             coordinator_id: 2,
             tombstone: false,
         }),

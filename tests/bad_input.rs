@@ -10,13 +10,13 @@ use std::time::{Duration, Instant};
 
 use common::Cluster;
 use prost::Message;
-use ringkv::error::ErrorKind;
-use ringkv::frame::{encode_frame, DEFAULT_MAX_FRAME_BYTES};
-use ringkv::proto::{
+use ringkv::ops::rt;
+use ringkv::protocol::error::ErrorKind;
+use ringkv::protocol::frame::{encode_frame, DEFAULT_MAX_FRAME_BYTES};
+use ringkv::protocol::proto::{
     self, Body, Consistency, Envelope, GetReply, GetRequest, Pong, PutRequest, ReplicaWrite,
     Versioned,
 };
-use ringkv::rt;
 
 /// How long a raw read waits before the test gives up on a reply.
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
@@ -610,7 +610,7 @@ fn a_replica_write_that_is_misrouted_malformed_or_from_the_future_is_invalid() {
             version: Some(version),
         })
     };
-    let now = ringkv::clock::wall_micros();
+    let now = ringkv::storage::clock::wall_micros();
     let good = Versioned {
         value: "direct".into(),
         timestamp_micros: now,
@@ -669,7 +669,7 @@ fn a_replica_write_that_is_misrouted_malformed_or_from_the_future_is_invalid() {
 fn the_client_refuses_a_request_too_large_for_any_frame_without_sending_it() {
     let mut cluster = Cluster::start(4);
     let value = "v".repeat(DEFAULT_MAX_FRAME_BYTES);
-    let error = ringkv::rt::block_on(cluster.client(0).put(10, &value, Consistency::Quorum))
+    let error = ringkv::ops::rt::block_on(cluster.client(0).put(10, &value, Consistency::Quorum))
         .expect_err("a value larger than any frame");
     assert_eq!(error.kind, ErrorKind::Invalid, "{error}");
     assert!(error.message.contains("over the frame limit"), "{error}");

@@ -9,8 +9,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use common::Cluster;
-use ringkv::proto::Consistency;
-use ringkv::rt;
+use ringkv::ops::rt;
+use ringkv::protocol::proto::Consistency;
 
 /// Segment files in a log directory.
 fn segments(dir: &std::path::Path) -> usize {

@@ -8,9 +8,10 @@ use std::net::TcpListener;
 use std::time::Duration;
 
 use common::Cluster;
-use ringkv::clock::wall_micros;
-use ringkv::clock_lease::{read_lease, LEASE_FILE, LEASE_SPAN};
-use ringkv::proto::Consistency;
+use ringkv::protocol::proto::Consistency;
+use ringkv::storage::clock::wall_micros;
+use ringkv::storage::clock::LEASE_SPAN;
+use ringkv::storage::clock_lease::{read_lease, LEASE_FILE};
 
 #[test]
 fn a_put_acknowledged_after_a_restarted_coordinators_put_wins() {

@@ -14,14 +14,15 @@ use common::history::{self, Workload};
 use common::linearizability::check_history;
 use common::Cluster;
 use prost::Message;
-use ringkv::clock::wall_micros;
-use ringkv::clock_lease::{read_lease, LEASE_FILE, LEASE_SPAN};
-use ringkv::error::ErrorKind;
-use ringkv::frame::encode_frame;
-use ringkv::proto::{
+use ringkv::ops::rt;
+use ringkv::protocol::error::ErrorKind;
+use ringkv::protocol::frame::encode_frame;
+use ringkv::protocol::proto::{
     Body, Consistency, Envelope, ReplicaWrite, StatusReply, StatusRequest, Versioned,
 };
-use ringkv::rt;
+use ringkv::storage::clock::wall_micros;
+use ringkv::storage::clock::LEASE_SPAN;
+use ringkv::storage::clock_lease::{read_lease, LEASE_FILE};
 
 /// The default maximum clock offset, in microseconds.
 const MAX_OFFSET: u64 = 500_000;
@@ -72,7 +73,7 @@ fn a_put_through_a_replica_400_ms_behind_beats_the_put_acknowledged_before_it() 
     let metrics = match rt::block_on(
         cluster
             .client(3)
-            .call(Body::Metrics(ringkv::proto::MetricsRequest {})),
+            .call(Body::Metrics(ringkv::protocol::proto::MetricsRequest {})),
     ) {
         Ok(Body::MetricsReply(metrics)) => metrics,
         other => panic!("metrics: {other:?}"),
@@ -262,7 +263,10 @@ fn a_replica_10_s_fast_is_fenced_and_moves_no_other_clock() {
         }),
     ) {
         Some(Body::Error(error)) => {
-            assert_eq!(error.kind, ringkv::proto::ErrorKind::Invalid as i32);
+            assert_eq!(
+                error.kind,
+                ringkv::protocol::proto::ErrorKind::Invalid as i32
+            );
             assert!(
                 error
                     .message

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::thread;
 
 use common::Cluster;
-use ringkv::proto::Consistency;
-use ringkv::rt;
+use ringkv::ops::rt;
+use ringkv::protocol::proto::Consistency;
 
 #[test]
 fn concurrent_writers_on_different_coordinators_leave_replicas_agreeing_on_the_newest() {

@@ -7,8 +7,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::Cluster;
-use ringkv::error::ErrorKind;
-use ringkv::proto::Consistency;
+use ringkv::protocol::error::ErrorKind;
+use ringkv::protocol::proto::Consistency;
 
 const LEVELS: [Consistency; 3] = [Consistency::One, Consistency::Quorum, Consistency::All];
 

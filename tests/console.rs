@@ -73,11 +73,15 @@ fn quoted_values_keep_their_blanks_and_awkward_values_come_back_quoted() {
     );
     // What was stored is the unescaped value, not the typed text.
     assert_eq!(
-        cluster.get(0, 13, ringkv::proto::Consistency::All).unwrap(),
+        cluster
+            .get(0, 13, ringkv::protocol::proto::Consistency::All)
+            .unwrap(),
         Some("two\nlines".to_string())
     );
     assert_eq!(
-        cluster.get(0, 14, ringkv::proto::Consistency::All).unwrap(),
+        cluster
+            .get(0, 14, ringkv::protocol::proto::Consistency::All)
+            .unwrap(),
         Some("say \"hi\"".to_string())
     );
 }
@@ -137,7 +141,9 @@ fn each_bad_line_gets_one_invalid_error_and_the_console_keeps_going() {
     assert_eq!(out[7..], lines(&["OK", "works"]));
     // None of the refused lines wrote anything: key 1 holds only "works".
     assert_eq!(
-        cluster.get(3, 1, ringkv::proto::Consistency::All).unwrap(),
+        cluster
+            .get(3, 1, ringkv::protocol::proto::Consistency::All)
+            .unwrap(),
         Some("works".to_string())
     );
 }

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::Cluster;
-use ringkv::proto::{Body, Consistency, ReplicaWrite, Versioned};
-use ringkv::rt;
+use ringkv::ops::rt;
+use ringkv::protocol::proto::{Body, Consistency, ReplicaWrite, Versioned};
 
 /// Keys replica 2 holds: 10 (replicas 0,1,2), 70 (1,2,3), 130 (2,3,0).
 const KEYS_OF_2: [u32; 3] = [10, 70, 130];

@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 
 use common::Cluster;
 use ringkv::client::Client;
-use ringkv::proto::Consistency;
-use ringkv::rt;
+use ringkv::ops::rt;
+use ringkv::protocol::proto::Consistency;
 
 const WRITERS: usize = 4;
 const KEYS_PER_WRITER: u32 = 8;
@@ -70,7 +70,7 @@ fn victims() -> Box<dyn Iterator<Item = usize>> {
         None => Box::new([1, 3, 0, 2, 1].into_iter()),
         Some(seconds) => {
             let until = Instant::now() + Duration::from_secs(seconds);
-            let mut state = ringkv::clock::wall_micros() | 1;
+            let mut state = ringkv::storage::clock::wall_micros() | 1;
             Box::new(std::iter::from_fn(move || {
                 // xorshift64: varied victims without a dependency.
                 state ^= state << 13;

@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::Cluster;
-use ringkv::error::ErrorKind;
-use ringkv::proto::Consistency;
+use ringkv::protocol::error::ErrorKind;
+use ringkv::protocol::proto::Consistency;
 
 /// A tmpfs mounted for the test; unmounted (lazily, in case a replica
 /// still has it open) when dropped.

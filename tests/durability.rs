@@ -4,8 +4,8 @@
 mod common;
 
 use common::Cluster;
-use ringkv::proto::{Body, Consistency, ReplicaRead};
-use ringkv::rt;
+use ringkv::ops::rt;
+use ringkv::protocol::proto::{Body, Consistency, ReplicaRead};
 
 /// What `replica` itself holds for `key`, asked directly.
 fn held_by(cluster: &Cluster, replica: usize, key: u32) -> Option<String> {
@@ -86,7 +86,9 @@ fn a_restarted_coordinator_waits_out_its_lease_instead_of_stamping_ahead() {
         .put(3, 10, "before the crash", Consistency::All)
         .expect("put");
     cluster.kill(3);
-    let lease_file = cluster.data_dir(3).join(ringkv::clock_lease::LEASE_FILE);
+    let lease_file = cluster
+        .data_dir(3)
+        .join(ringkv::storage::clock_lease::LEASE_FILE);
     let recorded: u64 = std::fs::read_to_string(&lease_file)
         .expect("the lease file exists")
         .trim()
@@ -98,13 +100,13 @@ fn a_restarted_coordinator_waits_out_its_lease_instead_of_stamping_ahead() {
     );
     // As if the previous run had issued timestamps up to 400 ms from now
     // (within the 500 ms clock fence, as far as a lease can get).
-    let ahead = ringkv::clock::wall_micros() + 400_000;
+    let ahead = ringkv::storage::clock::wall_micros() + 400_000;
     std::fs::write(&lease_file, format!("{ahead}\n")).expect("rewrite lease");
     cluster.restart(3);
     let after = cluster
         .put(3, 10, "after the restart", Consistency::All)
         .expect("put");
-    let answered_at = ringkv::clock::wall_micros();
+    let answered_at = ringkv::storage::clock::wall_micros();
     assert!(after > ahead, "stamped {after}, not past the lease {ahead}");
     assert!(
         after <= answered_at,
@@ -127,8 +129,10 @@ fn a_lease_far_ahead_holds_a_restarted_coordinator_only_about_the_maximum_clock_
     // (whose clock followed any peer's), or this wall clock stepped back.
     // Its peers' clocks agree with it now, so it is not fenced, and it
     // must not refuse puts for an hour.
-    let lease_file = cluster.data_dir(3).join(ringkv::clock_lease::LEASE_FILE);
-    let ahead = ringkv::clock::wall_micros() + 3_600_000_000;
+    let lease_file = cluster
+        .data_dir(3)
+        .join(ringkv::storage::clock_lease::LEASE_FILE);
+    let ahead = ringkv::storage::clock::wall_micros() + 3_600_000_000;
     std::fs::write(&lease_file, format!("{ahead}\n")).expect("rewrite lease");
     cluster.restart(3);
     let started = std::time::Instant::now();

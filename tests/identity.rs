@@ -9,9 +9,9 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{unique_dir, Cluster};
-use ringkv::error::ErrorKind;
-use ringkv::proto::{Consistency, DataState};
-use ringkv::rt;
+use ringkv::ops::rt;
+use ringkv::protocol::error::ErrorKind;
+use ringkv::protocol::proto::{Consistency, DataState};
 
 /// Waits up to 10 s for `condition`, failing with `what`.
 fn eventually(what: &str, mut condition: impl FnMut() -> bool) {

@@ -10,9 +10,9 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use common::Cluster;
-use ringkv::error::ErrorKind;
-use ringkv::proto::Consistency;
-use ringkv::rt;
+use ringkv::ops::rt;
+use ringkv::protocol::error::ErrorKind;
+use ringkv::protocol::proto::Consistency;
 
 #[test]
 fn a_half_sent_frame_is_given_up_while_idle_connections_stay() {
@@ -37,12 +37,14 @@ fn a_half_sent_frame_is_given_up_while_idle_connections_stay() {
         .put(1, 5, "still serving", Consistency::All)
         .expect("put");
     std::thread::sleep(Duration::from_millis(400));
-    let request = ringkv::frame::encode_frame(&ringkv::proto::Envelope {
+    let request = ringkv::protocol::frame::encode_frame(&ringkv::protocol::proto::Envelope {
         request_id: 1,
-        body: Some(ringkv::proto::Body::Get(ringkv::proto::GetRequest {
-            key: Some(5),
-            consistency: Consistency::One as i32,
-        })),
+        body: Some(ringkv::protocol::proto::Body::Get(
+            ringkv::protocol::proto::GetRequest {
+                key: Some(5),
+                consistency: Consistency::One as i32,
+            },
+        )),
     });
     idle.write_all(&request).expect("send after idling");
     idle.set_read_timeout(Some(Duration::from_secs(5)))

@@ -8,9 +8,9 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::Cluster;
-use ringkv::error::ErrorKind;
-use ringkv::proto::{self, Body, Consistency, GetRequest, LatencySummary, MetricsReply};
-use ringkv::rt;
+use ringkv::ops::rt;
+use ringkv::protocol::error::ErrorKind;
+use ringkv::protocol::proto::{self, Body, Consistency, GetRequest, LatencySummary, MetricsReply};
 
 /// The coordinator every request of the test goes through.
 const COORDINATOR: usize = 1;

@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use common::Cluster;
 use prost::Message;
-use ringkv::error::ErrorKind;
-use ringkv::frame::encode_frame;
-use ringkv::proto::{
+use ringkv::protocol::error::ErrorKind;
+use ringkv::protocol::frame::encode_frame;
+use ringkv::protocol::proto::{
     self, Body, Consistency, DigestEntry, Envelope, Hello, Pong, ReplicaRead, ReplicaReadReply,
 };
 
@@ -106,9 +106,9 @@ fn claim_newer_but_never_send_it(request: &Body) -> Body {
                 coordinator_id: 3,
             }),
         }),
-        _ => Body::Error(proto::Error::from(ringkv::error::KvError::internal(
-            "this replica's disk is failing",
-        ))),
+        _ => Body::Error(proto::Error::from(
+            ringkv::protocol::error::KvError::internal("this replica's disk is failing"),
+        )),
     }
 }
 

@@ -244,12 +244,12 @@ fn dump_shows_every_intact_record_and_each_damage_in_a_data_directory() {
                 0,
                 key,
                 &format!("value {key}"),
-                ringkv::proto::Consistency::All,
+                ringkv::protocol::proto::Consistency::All,
             )
             .expect("put");
     }
     cluster
-        .delete(0, 5, ringkv::proto::Consistency::All)
+        .delete(0, 5, ringkv::protocol::proto::Consistency::All)
         .expect("delete");
     cluster.kill(1);
     let data = cluster.data_dir(1);

@@ -38,10 +38,10 @@ use std::time::{Duration, Instant};
 use common::history::{self, History, Workload};
 use common::linearizability::check_history;
 use ringkv::client::Client;
-use ringkv::error::{ErrorKind, KvError};
-use ringkv::proto::{replica_holding, Consistency, Versioned};
-use ringkv::ring::Ring;
-use ringkv::rt;
+use ringkv::cluster::ring::Ring;
+use ringkv::ops::rt;
+use ringkv::protocol::error::{ErrorKind, KvError};
+use ringkv::protocol::proto::{replica_holding, Consistency, Versioned};
 
 /// How long a test client waits for a coordinator: longer than the
 /// replicas' 2 s request timeouts, so a coordinator that answers at all

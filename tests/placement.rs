@@ -4,9 +4,9 @@
 mod common;
 
 use common::Cluster;
-use ringkv::error::ErrorKind;
-use ringkv::proto::{Body, Consistency, ReplicaRead};
-use ringkv::rt;
+use ringkv::ops::rt;
+use ringkv::protocol::error::ErrorKind;
+use ringkv::protocol::proto::{Body, Consistency, ReplicaRead};
 
 #[test]
 fn each_key_lives_on_its_owner_and_the_next_two_replicas_only() {

@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 
 use common::Cluster;
 use ringkv::cmd::encode::encode_lines;
-use ringkv::frame::encode_frame;
-use ringkv::proto::{
+use ringkv::protocol::frame::encode_frame;
+use ringkv::protocol::proto::{
     Body, Consistency, DeleteRequest, Envelope, GetReply, GetRequest, InspectRequest, PutRequest,
     ReplicaRead, ReplicaWrite, Versioned,
 };
@@ -156,7 +156,7 @@ fn valid_stream() -> Vec<u8> {
             consistency: Consistency::One as i32,
         }),
         Body::Inspect(InspectRequest { key: Some(0) }),
-        Body::StatusReply(Box::new(ringkv::proto::StatusReply {
+        Body::StatusReply(Box::new(ringkv::protocol::proto::StatusReply {
             repair_mode: "both".to_string(),
             ..Default::default()
         })),
@@ -213,7 +213,10 @@ fn random_and_mutated_frames_are_split_decoded_and_described_without_panic() {
     let mut rng = Rng::new();
     let valid = valid_stream();
     // The unmutated stream is all whole frames that decode.
-    let pieces = ringkv::frame::split_captured(&valid, ringkv::frame::DEFAULT_MAX_FRAME_BYTES);
+    let pieces = ringkv::protocol::frame::split_captured(
+        &valid,
+        ringkv::protocol::frame::DEFAULT_MAX_FRAME_BYTES,
+    );
     assert_eq!(pieces.len(), 8);
     run("frame_envelope", &valid, checks::frame_envelope);
     run("dump_frames", &valid, checks::dump_frames);
@@ -311,10 +314,12 @@ fn fuzz_crash_status_reply_repair_mode_spans_lines() {
     // The same, made by hand: one frame whose description forges a second line.
     let forged = encode_frame(&Envelope {
         request_id: 1,
-        body: Some(Body::StatusReply(Box::new(ringkv::proto::StatusReply {
-            repair_mode: "off\n@0 len=9 put request_id=2 key=1 value=\"forged\"".to_string(),
-            ..Default::default()
-        }))),
+        body: Some(Body::StatusReply(Box::new(
+            ringkv::protocol::proto::StatusReply {
+                repair_mode: "off\n@0 len=9 put request_id=2 key=1 value=\"forged\"".to_string(),
+                ..Default::default()
+            },
+        ))),
     });
     run("dump_frames", &forged, checks::dump_frames);
 }

@@ -10,7 +10,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::Cluster;
-use ringkv::proto::Consistency;
+use ringkv::protocol::proto::Consistency;
 
 #[test]
 fn gets_answer_quickly_while_a_replica_hangs_with_its_links_open() {

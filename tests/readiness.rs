@@ -7,8 +7,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::Cluster;
-use ringkv::proto::Consistency;
-use ringkv::rt;
+use ringkv::ops::rt;
+use ringkv::protocol::proto::Consistency;
 
 /// Sends an ALL put through every coordinator at the same moment.
 fn all_through_every_coordinator(cluster: &Cluster, round: usize) {

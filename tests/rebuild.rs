@@ -11,9 +11,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::Cluster;
-use ringkv::error::ErrorKind;
-use ringkv::proto::{Consistency, DataState, StatusReply};
-use ringkv::rt;
+use ringkv::ops::rt;
+use ringkv::protocol::error::ErrorKind;
+use ringkv::protocol::proto::{Consistency, DataState, StatusReply};
 
 fn status(cluster: &Cluster, id: usize) -> StatusReply {
     rt::block_on(cluster.client(id).status()).expect("status")

@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::Cluster;
-use ringkv::error::ErrorKind;
-use ringkv::proto::Consistency;
-use ringkv::rt;
+use ringkv::ops::rt;
+use ringkv::protocol::error::ErrorKind;
+use ringkv::protocol::proto::Consistency;
 
 #[test]
 fn sigterm_stops_a_busy_replica_cleanly_and_loses_nothing_acknowledged() {

@@ -11,7 +11,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use common::Cluster;
-use ringkv::proto::Consistency;
+use ringkv::protocol::proto::Consistency;
 
 /// The newest segment file in replica `id`'s WAL.
 fn newest_segment(cluster: &Cluster, id: usize) -> PathBuf {

@@ -17,14 +17,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 use prost::Message;
+use ringkv::client::console::{parse_line, render_value, Command};
+use ringkv::cluster::replica_write::checked_replica_write;
+use ringkv::cluster::ring::Ring;
 use ringkv::cmd::dump::frame_lines;
 use ringkv::cmd::encode::encode_lines;
-use ringkv::console::{parse_line, render_value, Command};
-use ringkv::describe;
-use ringkv::frame::{split_captured, CapturedFrame, DEFAULT_MAX_FRAME_BYTES};
-use ringkv::node::handler::checked_replica_write;
-use ringkv::proto::{checked_key, checked_value, Body, Consistency, Envelope, MAX_KEY};
-use ringkv::ring::Ring;
+use ringkv::protocol::checks::{checked_key, checked_value};
+use ringkv::protocol::describe;
+use ringkv::protocol::frame::{split_captured, CapturedFrame, DEFAULT_MAX_FRAME_BYTES};
+use ringkv::protocol::proto::{Body, Consistency, Envelope, MAX_KEY};
 use wal::{inspect_segment, InspectedEntry, Options, Wal, RECORD_HEADER_LEN};
 
 /// The replicas' default value limit (`--max-value-bytes`, 1 MiB): the one

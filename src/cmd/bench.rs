@@ -17,11 +17,11 @@ use std::time::{Duration, Instant};
 use argh::FromArgs;
 
 use crate::client::Client;
-use crate::error::KvError;
-use crate::histogram::Histogram;
-use crate::proto::Consistency;
-use crate::ring::Ring;
-use crate::rt;
+use crate::cluster::ring::Ring;
+use crate::metrics::histogram::Histogram;
+use crate::ops::rt;
+use crate::protocol::error::KvError;
+use crate::protocol::proto::Consistency;
 
 /// Generate load against a running cluster and report throughput and latency.
 #[derive(FromArgs, Debug)]
@@ -115,7 +115,7 @@ struct WorkerReport {
 pub fn run(args: BenchArgs) -> Result<(), String> {
     rt::set_executor_threads(args.threads);
     let ring = Ring::load(&args.config).map_err(|e| e.to_string())?;
-    let secret = crate::secret::load_given(args.secret_file.as_deref())?;
+    let secret = crate::ops::secret::load_given(args.secret_file.as_deref())?;
     if !(0.0..=1.0).contains(&args.reads) {
         return Err("--reads is a share between 0.0 and 1.0".into());
     }

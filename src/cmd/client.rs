@@ -8,12 +8,12 @@ use std::time::Duration;
 
 use argh::FromArgs;
 
+use crate::client::console::{parse_line, render_holdings, render_value, Command, HELP};
 use crate::client::Client;
-use crate::console::{parse_line, render_holdings, render_value, Command, HELP};
-use crate::error::KvError;
-use crate::proto::Consistency;
-use crate::ring::Ring;
-use crate::rt;
+use crate::cluster::ring::Ring;
+use crate::ops::rt;
+use crate::protocol::error::KvError;
+use crate::protocol::proto::Consistency;
 
 /// Open a console on one coordinator: get, put, delete, consistency, where, help, quit.
 #[derive(FromArgs, Debug)]
@@ -58,7 +58,7 @@ pub fn run(args: ClientArgs) -> Result<(), String> {
             "--timeout-ms must be between 1 and {MAX_TIMEOUT_MS}"
         ));
     }
-    let secret = crate::secret::load_given(args.secret_file.as_deref())?;
+    let secret = crate::ops::secret::load_given(args.secret_file.as_deref())?;
     let client = Client::new(member.addr.clone())
         .with_timeout(Duration::from_millis(args.timeout_ms))
         .with_secret(secret);

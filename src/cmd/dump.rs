@@ -14,9 +14,9 @@ use std::path::{Path, PathBuf};
 use argh::FromArgs;
 use prost::Message;
 
-use crate::describe::{self, Field};
-use crate::frame::{split_captured, CapturedFrame, DEFAULT_MAX_FRAME_BYTES};
-use crate::proto::{Envelope, HintRecord, LogRecord};
+use crate::protocol::describe::{self, Field};
+use crate::protocol::frame::{split_captured, CapturedFrame, DEFAULT_MAX_FRAME_BYTES};
+use crate::protocol::proto::{Envelope, HintRecord, LogRecord};
 
 /// Print WAL segments, hints logs or a captured stream of protocol frames as text.
 #[derive(FromArgs, Debug)]
@@ -157,7 +157,7 @@ pub fn log_lines(path: &Path, json: bool) -> Result<Vec<String>, String> {
         dump_segment(path, kind, json, &mut lines)?;
         return Ok(lines);
     }
-    if path.join(crate::identity::IDENTITY_FILE).is_file() {
+    if path.join(crate::cluster::identity::IDENTITY_FILE).is_file() {
         lines.push(identity_line(path, json));
     }
     let logs: Vec<(PathBuf, LogKind)> = if path.join("wal").is_dir() || path.join("hints").is_dir()
@@ -193,7 +193,7 @@ pub fn log_lines(path: &Path, json: bool) -> Result<Vec<String>, String> {
 
 /// What a data directory's identity file says: whose data it holds.
 fn identity_line(data_dir: &Path, json: bool) -> String {
-    let identity = match crate::identity::Identity::read(data_dir) {
+    let identity = match crate::cluster::identity::Identity::read(data_dir) {
         Ok(Some(identity)) => identity,
         Ok(None) => return format!("{}: no identity", data_dir.display()),
         Err(reason) => {
@@ -201,7 +201,11 @@ fn identity_line(data_dir: &Path, json: bool) -> String {
                 json,
                 &[(
                     "file",
-                    Field::Text(crate::identity::path_in(data_dir).display().to_string()),
+                    Field::Text(
+                        crate::cluster::identity::path_in(data_dir)
+                            .display()
+                            .to_string(),
+                    ),
                 )],
                 &reason,
             )
@@ -225,10 +229,7 @@ fn identity_line(data_dir: &Path, json: bool) -> String {
             "incarnation",
             Field::Word(format!("{:016x}", identity.incarnation)),
         ),
-        (
-            "state",
-            Field::Word(crate::identity::state_name(identity.state).to_string()),
-        ),
+        ("state", Field::Word(identity.state.name().to_string())),
         ("replaces", Field::Word(hex_list(&identity.replaces))),
     ];
     if json {

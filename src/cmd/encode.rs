@@ -10,9 +10,9 @@ use std::io::{BufRead, IsTerminal, Write};
 
 use argh::FromArgs;
 
-use crate::console::{parse_line, Command};
-use crate::frame::encode_frame;
-use crate::proto::{
+use crate::client::console::{parse_line, Command};
+use crate::protocol::frame::encode_frame;
+use crate::protocol::proto::{
     Body, Consistency, DeleteRequest, Envelope, GetRequest, InspectRequest, PutRequest,
 };
 
@@ -32,7 +32,8 @@ pub struct EncodeArgs {
 }
 
 fn parse_level(text: &str) -> Result<Consistency, String> {
-    text.parse().map_err(|e: crate::error::KvError| e.message)
+    text.parse()
+        .map_err(|e: crate::protocol::error::KvError| e.message)
 }
 
 /// Writes one frame per request line; stops at the first line that is not

@@ -8,8 +8,8 @@ use std::time::Duration;
 use argh::FromArgs;
 
 use crate::client::Client;
-use crate::ring::Ring;
-use crate::rt;
+use crate::cluster::ring::Ring;
+use crate::ops::rt;
 
 /// Run one anti-entropy round on every replica and report what it fixed.
 #[derive(FromArgs, Debug)]
@@ -26,7 +26,7 @@ pub struct RepairArgs {
 /// Asks each replica in turn; fails (exit 1) if any could not run a round.
 pub fn run(args: RepairArgs) -> Result<(), String> {
     let ring = Ring::load(&args.config).map_err(|e| e.to_string())?;
-    let secret = crate::secret::load_given(args.secret_file.as_deref())?;
+    let secret = crate::ops::secret::load_given(args.secret_file.as_deref())?;
     rt::block_on(async {
         let mut failed = 0;
         for member in ring.members() {

@@ -10,25 +10,25 @@ use std::time::Duration;
 
 use argh::FromArgs;
 
-use crate::anti_entropy::AntiEntropy;
-use crate::clock::WriteClock;
-use crate::clock_lease;
+use crate::cluster::anti_entropy::AntiEntropy;
+use crate::cluster::hints::{HintOptions, Hints};
+use crate::cluster::identity::{Identity, Origin};
+use crate::cluster::membership::Membership;
+use crate::cluster::peers::{PeerTiming, Peers};
+use crate::cluster::repair_mode::RepairMode;
+use crate::cluster::ring::Ring;
+use crate::coordinator::read_plan::ReadPolicy;
 use crate::coordinator::{Coordinator, CoordinatorParts, Limits};
-use crate::frame::DEFAULT_MAX_FRAME_BYTES;
-use crate::hints::{HintOptions, Hints};
-use crate::identity::{Identity, Origin};
-use crate::membership::Membership;
 use crate::metrics::Metrics;
-use crate::node::budget::MemoryBudget;
-use crate::node::{self, Node};
-use crate::peers::{PeerTiming, Peers};
-use crate::read_plan::ReadPolicy;
-use crate::repair_mode::RepairMode;
-use crate::replica::LocalReplica;
-use crate::ring::Ring;
-use crate::rt;
-use crate::secret;
-use crate::shutdown::{self, Shutdown};
+use crate::ops::budget::MemoryBudget;
+use crate::ops::rt;
+use crate::ops::secret;
+use crate::ops::shutdown::{self, Shutdown};
+use crate::protocol::frame::DEFAULT_MAX_FRAME_BYTES;
+use crate::server::{self, Node};
+use crate::storage::clock::WriteClock;
+use crate::storage::clock_lease;
+use crate::storage::durable::LocalReplica;
 
 /// Run one replica: serve clients and peers on the address the cluster file gives its id.
 #[derive(FromArgs, Debug)]
@@ -76,7 +76,7 @@ pub struct ReplicaArgs {
     /// a get that asked only the replicas its level needs asks the others too if their answers are not all in after this many milliseconds (default 10)
     #[argh(
         option,
-        default = "crate::read_plan::DEFAULT_SPECULATE_AFTER.as_millis() as u64"
+        default = "crate::coordinator::read_plan::DEFAULT_SPECULATE_AFTER.as_millis() as u64"
     )]
     pub speculative_read_ms: u64,
     /// hints older than this many seconds are dropped instead of delivered (default 10800 = 3 h)
@@ -106,7 +106,7 @@ pub struct ReplicaArgs {
     /// the largest clock offset tolerated, in milliseconds (default 500): a write stamped further ahead of this replica's wall clock is refused, and this replica coordinates no writes while its clock is further than this from a majority of its peers' clocks
     #[argh(
         option,
-        default = "crate::clock::DEFAULT_MAX_CLOCK_OFFSET.as_millis() as u64"
+        default = "crate::storage::clock::DEFAULT_MAX_CLOCK_OFFSET.as_millis() as u64"
     )]
     pub max_clock_offset_ms: u64,
     /// for tests only: pretend the wall clock is off by this many milliseconds (negative: behind; default 0)
@@ -137,16 +137,18 @@ pub fn run(args: ReplicaArgs) -> Result<(), String> {
         crate::info!("{signal}: stopping (no new requests; finishing those in progress)");
         stopper.begin();
     })?;
-    crate::logging::set_process_tag(format!("replica {}", args.id));
+    crate::ops::logging::set_process_tag(format!("replica {}", args.id));
     // Before anything reads the wall clock.
     if !(1..=MAX_CLOCK_OFFSET_LIMIT_MS).contains(&args.max_clock_offset_ms) {
         return Err(format!(
             "--max-clock-offset-ms must be between 1 and {MAX_CLOCK_OFFSET_LIMIT_MS}"
         ));
     }
-    crate::clock::set_max_offset(Duration::from_millis(args.max_clock_offset_ms));
+    crate::storage::clock::set_max_offset(Duration::from_millis(args.max_clock_offset_ms));
     if args.test_clock_offset_ms != 0 {
-        crate::clock::set_test_offset_micros(args.test_clock_offset_ms.saturating_mul(1_000));
+        crate::storage::clock::set_test_offset_micros(
+            args.test_clock_offset_ms.saturating_mul(1_000),
+        );
         crate::warn!(
             "--test-clock-offset-ms: pretending the wall clock is {} ms {} (for tests only)",
             args.test_clock_offset_ms.unsigned_abs(),
@@ -319,7 +321,7 @@ pub fn run(args: ReplicaArgs) -> Result<(), String> {
             local.disk_recoveries(),
             anti_entropy.clone(),
         ));
-        rt::spawn(crate::rebuild::run_forever(
+        rt::spawn(crate::cluster::rebuild::run_forever(
             peers.clone(),
             anti_entropy.clone(),
         ));
@@ -367,7 +369,7 @@ pub fn run(args: ReplicaArgs) -> Result<(), String> {
                 up.join(",")
             }
         );
-        node::serve(node, listener).await;
+        server::serve(node, listener).await;
         Ok(())
     })
 }
@@ -381,7 +383,7 @@ fn open_membership(
     id: u32,
 ) -> Result<Membership, String> {
     let (identity, origin) = Identity::open(data, ring, id)?;
-    let path = crate::identity::path_in(data);
+    let path = crate::cluster::identity::path_in(data);
     match origin {
         Origin::Found => {}
         Origin::Created => crate::info!(

@@ -13,9 +13,11 @@ use std::time::{Duration, Instant};
 use argh::FromArgs;
 
 use crate::client::Client;
-use crate::proto::{Consistency, DataState, ErrorKind, LatencySummary, MetricsReply, StatusReply};
-use crate::ring::Ring;
-use crate::rt;
+use crate::cluster::ring::Ring;
+use crate::ops::rt;
+use crate::protocol::proto::{
+    Consistency, DataState, ErrorKind, LatencySummary, MetricsReply, StatusReply,
+};
 
 /// Show every replica: up or down, keys held, write-ahead log size, peers it sees down.
 #[derive(FromArgs, Debug)]
@@ -42,7 +44,7 @@ const MAX_WAIT_SECONDS: u64 = 86_400;
 /// Prints the status; fails (exit 1) unless every replica answered.
 pub fn run(args: StatusArgs) -> Result<(), String> {
     let ring = Ring::load(&args.config).map_err(|e| e.to_string())?;
-    let secret = crate::secret::load_given(args.secret_file.as_deref())?;
+    let secret = crate::ops::secret::load_given(args.secret_file.as_deref())?;
     if args.wait > MAX_WAIT_SECONDS {
         return Err(format!("--wait is at most {MAX_WAIT_SECONDS} seconds"));
     }
@@ -201,7 +203,7 @@ fn render_identity(status: &StatusReply) -> String {
                 waiting.join(",")
             )
         }
-        other => crate::identity::state_name(other).to_string(),
+        other => other.name().to_string(),
     };
     format!(
         "cluster {}, incarnation {:016x}, {progress}",

@@ -13,9 +13,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use ringkv::client::Client;
-use ringkv::error::KvError;
-use ringkv::proto::{replica_holding, Consistency, Versioned};
-use ringkv::rt;
+use ringkv::ops::rt;
+use ringkv::protocol::error::KvError;
+use ringkv::protocol::proto::{replica_holding, Consistency, Versioned};
 
 /// Replica flags that leave only reads to repair replicas: no hints kept,
 /// no background read repair, no anti-entropy rounds.
@@ -99,7 +99,7 @@ impl Cluster {
                 .iter()
                 .position(|arg| *arg == "--secret-file")
                 .and_then(|i| extra_args.get(i + 1))
-                .map(|path| ringkv::secret::load(Path::new(path)).expect("the secret file")),
+                .map(|path| ringkv::ops::secret::load(Path::new(path)).expect("the secret file")),
         };
         for id in 0..n {
             cluster.spawn(id);
@@ -109,17 +109,17 @@ impl Cluster {
 
     /// The hello replica `id` says (from its data directory's identity),
     /// for a fake replica in a test that stands in for it once it is killed.
-    pub fn hello_of(&self, id: usize) -> ringkv::proto::Hello {
-        let ring = ringkv::ring::Ring::load(&self.config).expect("cluster file");
-        let identity = ringkv::identity::Identity::read(&self.data_dir(id))
+    pub fn hello_of(&self, id: usize) -> ringkv::protocol::proto::Hello {
+        let ring = ringkv::cluster::ring::Ring::load(&self.config).expect("cluster file");
+        let identity = ringkv::cluster::identity::Identity::read(&self.data_dir(id))
             .expect("identity")
             .expect("replica started once");
-        ringkv::proto::Hello {
+        ringkv::protocol::proto::Hello {
             cluster: ring.name().to_string(),
             members_digest: ring.members_digest(),
             replica_id: id as u32,
             incarnation: identity.incarnation,
-            state: ringkv::proto::DataState::Settled as i32,
+            state: ringkv::protocol::proto::DataState::Settled as i32,
             ..Default::default()
         }
     }

@@ -1,0 +1,248 @@
+//! The console's language: parsing one typed line into a command, and
+//! rendering each answer as exactly one line.
+//!
+//! Kept apart from the stdin loop (`cmd/client.rs`) so that every rule of
+//! the syntax is tested without a cluster.
+
+use crate::protocol::error::KvError;
+use crate::protocol::proto::{replica_holding, Consistency, InspectReply, Versioned};
+
+/// One console command.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Command {
+    /// `get KEY`
+    Get(u32),
+    /// `put KEY VALUE`
+    Put(u32, String),
+    /// `delete KEY`: writes a tombstone.
+    Delete(u32),
+    /// `consistency [LEVEL]`: show or set the level.
+    Consistency(Option<Consistency>),
+    /// `where KEY`: what each replica of the key holds.
+    Where(u32),
+    /// `help`
+    Help,
+    /// `quit` or `exit`
+    Quit,
+    /// A blank line: nothing to do.
+    Nothing,
+}
+
+/// What `help` prints.
+pub const HELP: &str = "\
+commands:
+  get KEY                 read KEY (0-255) at the current consistency level
+  put KEY VALUE           write VALUE (the rest of the line, or a \"double-quoted\" string)
+  delete KEY              delete KEY (a later get answers NOT FOUND)
+  consistency [LEVEL]     show, or set to ONE, QUORUM or ALL, the level of later requests
+  where KEY               show what each of KEY's replicas holds, without repairing it
+  help                    this text
+  quit                    leave (end of input works too)";
+
+/// Parses one line of input.
+pub fn parse_line(line: &str) -> Result<Command, KvError> {
+    let line = line.trim();
+    let (word, rest) = match line.split_once(char::is_whitespace) {
+        Some((word, rest)) => (word, rest.trim_start()),
+        None => (line, ""),
+    };
+    match word.to_ascii_lowercase().as_str() {
+        "" => Ok(Command::Nothing),
+        "get" => Ok(Command::Get(only_key("get", rest)?)),
+        "where" => Ok(Command::Where(only_key("where", rest)?)),
+        "delete" => Ok(Command::Delete(only_key("delete", rest)?)),
+        "put" => {
+            let (key, value) = match rest.split_once(char::is_whitespace) {
+                Some((key, value)) => (key, value.trim_start()),
+                None => (rest, ""),
+            };
+            if key.is_empty() {
+                return Err(KvError::invalid("usage: put KEY VALUE"));
+            }
+            let key = parse_key(key)?;
+            Ok(Command::Put(key, parse_value(value)?))
+        }
+        "consistency" => match rest {
+            "" => Ok(Command::Consistency(None)),
+            level => Ok(Command::Consistency(Some(level.parse()?))),
+        },
+        "help" | "?" => Ok(Command::Help),
+        "quit" | "exit" => Ok(Command::Quit),
+        other => Err(KvError::invalid(format!(
+            "unknown command '{other}' (type 'help')"
+        ))),
+    }
+}
+
+fn only_key(command: &str, rest: &str) -> Result<u32, KvError> {
+    match rest.split_whitespace().collect::<Vec<_>>().as_slice() {
+        [key] => parse_key(key),
+        _ => Err(KvError::invalid(format!("usage: {command} KEY"))),
+    }
+}
+
+/// Reads a key. Range checking is the replica's job (it answers INVALID for
+/// keys over 255), so the console and every other client get one rule; a
+/// number too big to send at all is refused here with the same words.
+fn parse_key(text: &str) -> Result<u32, KvError> {
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        return text
+            .parse()
+            .map_err(|_| KvError::invalid(format!("key {text} is out of range: keys are 0-255")));
+    }
+    Err(KvError::invalid(format!(
+        "key '{text}' is not a number: keys are integers 0-255"
+    )))
+}
+
+/// The rest of the line, or one double-quoted string with `\"`, `\\`, `\n`
+/// and `\t` escapes.
+fn parse_value(text: &str) -> Result<String, KvError> {
+    let text = text.trim_end();
+    let Some(quoted) = text.strip_prefix('"') else {
+        if text.is_empty() {
+            return Err(KvError::invalid(
+                "usage: put KEY VALUE (the value is missing)",
+            ));
+        }
+        return Ok(text.to_string());
+    };
+    let mut value = String::new();
+    let mut chars = quoted.chars();
+    loop {
+        match chars.next() {
+            None => return Err(KvError::invalid("the quoted value has no closing '\"'")),
+            Some('"') => break,
+            Some('\\') => match chars.next() {
+                Some('"') => value.push('"'),
+                Some('\\') => value.push('\\'),
+                Some('n') => value.push('\n'),
+                Some('t') => value.push('\t'),
+                Some(other) => {
+                    return Err(KvError::invalid(format!(
+                        "unknown escape '\\{other}' in the quoted value"
+                    )))
+                }
+                None => return Err(KvError::invalid("the quoted value has no closing '\"'")),
+            },
+            Some(c) => value.push(c),
+        }
+    }
+    if !chars.as_str().trim().is_empty() {
+        return Err(KvError::invalid(
+            "unexpected text after the closing '\"' of the value",
+        ));
+    }
+    Ok(value)
+}
+
+/// How a value is shown: as it is, unless it could be mistaken for
+/// something else — a line break, a leading quote, or the words of another
+/// answer (`OK`, `NOT FOUND`, `ERROR ...`); then quoted with escapes.
+pub fn render_value(value: &str) -> String {
+    let ambiguous = value.chars().any(|c| c.is_control())
+        || value.starts_with('"')
+        || value == "OK"
+        || value == "NOT FOUND"
+        || value.starts_with("ERROR");
+    if ambiguous {
+        format!("{value:?}")
+    } else {
+        value.to_string()
+    }
+}
+
+/// One line for `where`: each replica, what it holds, or why it did not say.
+pub fn render_holdings(key: u32, reply: &InspectReply) -> String {
+    let parts: Vec<String> = reply
+        .replicas
+        .iter()
+        .map(|replica| {
+            let id = replica.replica_id;
+            match &replica.outcome {
+                Some(replica_holding::Outcome::Holding(holding)) => match &holding.found {
+                    Some(version) if version.tombstone => format!(
+                        "replica {id}: DELETED ts={} coordinator={}",
+                        version.timestamp_micros, version.coordinator_id
+                    ),
+                    Some(version) => format!("replica {id}: {}", render_version(version)),
+                    None => format!("replica {id}: NOT FOUND"),
+                },
+                Some(replica_holding::Outcome::Unreachable(reason)) => {
+                    format!("replica {id}: DOWN ({reason})")
+                }
+                None => format!("replica {id}: no answer"),
+            }
+        })
+        .collect();
+    format!("key {key}: {}", parts.join(" | "))
+}
+
+fn render_version(version: &Versioned) -> String {
+    format!(
+        "{:?} ts={} coordinator={}",
+        version.value, version.timestamp_micros, version.coordinator_id
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_parse() {
+        assert_eq!(parse_line("get 10"), Ok(Command::Get(10)));
+        assert_eq!(parse_line("  GET   10  "), Ok(Command::Get(10)));
+        assert_eq!(
+            parse_line("put 10 hello world"),
+            Ok(Command::Put(10, "hello world".into()))
+        );
+        assert_eq!(
+            parse_line("put 10 \"a \\\"b\\\" \\\\ c \""),
+            Ok(Command::Put(10, "a \"b\" \\ c ".into()))
+        );
+        assert_eq!(parse_line("put 7 \"\""), Ok(Command::Put(7, String::new())));
+        assert_eq!(parse_line("where 200"), Ok(Command::Where(200)));
+        assert_eq!(parse_line("delete 7"), Ok(Command::Delete(7)));
+        assert_eq!(parse_line("consistency"), Ok(Command::Consistency(None)));
+        assert_eq!(
+            parse_line("consistency all"),
+            Ok(Command::Consistency(Some(Consistency::All)))
+        );
+        assert_eq!(parse_line(""), Ok(Command::Nothing));
+        assert_eq!(parse_line("quit"), Ok(Command::Quit));
+        assert_eq!(parse_line("help"), Ok(Command::Help));
+    }
+
+    #[test]
+    fn bad_lines_get_clear_errors() {
+        let message = |line: &str| parse_line(line).expect_err(line).message;
+        assert!(message("get abc").contains("not a number"));
+        assert!(message("get -1").contains("not a number"));
+        assert!(message("get 4294967296").contains("out of range"));
+        assert!(message("get").contains("usage: get KEY"));
+        assert!(message("get 1 2").contains("usage: get KEY"));
+        assert!(message("delete").contains("usage: delete KEY"));
+        assert!(message("put 10").contains("value is missing"));
+        assert!(message("put").contains("usage: put KEY VALUE"));
+        assert!(message("put 1 \"open").contains("no closing"));
+        assert!(message("put 1 \"a\" b").contains("after the closing"));
+        assert!(message("put 1 \"\\q\"").contains("unknown escape"));
+        assert!(message("consistency TWO").contains("unknown consistency level"));
+        assert!(message("frobnicate 1").contains("unknown command 'frobnicate'"));
+    }
+
+    #[test]
+    fn values_that_would_break_the_line_are_quoted() {
+        assert_eq!(render_value("hello world"), "hello world");
+        assert_eq!(render_value("two\nlines"), "\"two\\nlines\"");
+        assert_eq!(render_value("\"quoted\""), "\"\\\"quoted\\\"\"");
+        assert_eq!(render_value("NOT FOUND"), "\"NOT FOUND\"");
+        assert_eq!(render_value("OK"), "\"OK\"");
+        assert_eq!(
+            render_value("ERROR TIMEOUT: fake"),
+            "\"ERROR TIMEOUT: fake\""
+        );
+        assert_eq!(render_value("OKAY"), "OKAY");
+    }
+}

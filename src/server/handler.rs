@@ -1,0 +1,231 @@
+//! What a replica does with each request it receives, whoever sent it: a
+//! client's get/put/delete/inspect/status goes to the coordinator, `repair`
+//! to anti-entropy; a peer's write, read, digest or ping is answered from
+//! this replica's own store.
+//!
+//! Every failure becomes a typed `Error` reply; nothing here can take the
+//! connection, let alone the process, down.
+
+use std::sync::Arc;
+
+use crate::cluster::anti_entropy::AntiEntropy;
+use crate::cluster::hints::Hints;
+use crate::cluster::peers::Peers;
+use crate::cluster::repair_mode::RepairMode;
+use crate::cluster::replica_write::{checked_replica_write, held_key};
+use crate::cluster::ring::Ring;
+use crate::coordinator::{Coordinator, Limits};
+use crate::metrics::{Gauges, Metrics};
+use crate::protocol::error::KvError;
+use crate::protocol::proto::ReplicaId;
+use crate::protocol::proto::{
+    Body, DigestEntry, MetricsReply, PeerView, Pong, ReplicaRead, ReplicaReadReply, ReplicaWrite,
+    ReplicaWriteAck, StatusReply,
+};
+use crate::storage::clock::{wall_micros, WriteClock};
+use crate::storage::durable::LocalReplica;
+
+/// Everything a connection task needs to answer requests.
+pub struct Node {
+    /// This replica's id.
+    pub self_id: ReplicaId,
+    /// Carries out client requests.
+    pub coordinator: Arc<Coordinator>,
+    /// This replica's own durable copy of its keys.
+    pub local: Arc<LocalReplica>,
+    /// The up/down view: hellos and requests from peers mark them up.
+    pub peers: Arc<Peers>,
+    /// Hints held for peers, for status.
+    pub hints: Arc<Hints>,
+    /// Digest exchanges with ring neighbours.
+    pub anti_entropy: Arc<AntiEntropy>,
+    /// Which convergence mechanisms run, for status.
+    pub mode: RepairMode,
+    /// The ring: which keys this replica holds, which coordinators exist.
+    pub ring: Arc<Ring>,
+    /// The coordinator clock, moved past every timestamp this replica stores.
+    pub clock: Arc<WriteClock>,
+    /// Value size limit, also enforced on writes from peers.
+    pub limits: Limits,
+    /// Frames above this size are refused and the connection closed.
+    pub max_frame_bytes: usize,
+    /// A frame started must be finished within this; idling between
+    /// frames is not limited.
+    pub frame_read_timeout: std::time::Duration,
+    /// Requests one connection may have in progress at once; the reader
+    /// stops reading until one finishes.
+    pub max_requests_per_connection: usize,
+    /// Client connections served at once; more are refused.
+    pub max_connections: usize,
+    /// Peer connections served at once, apart from the clients' allowance.
+    pub max_peer_connections: usize,
+    /// Bytes held for requests and replies across all connections.
+    pub budget: Arc<crate::ops::budget::MemoryBudget>,
+    /// The cluster's shared secret, if connections must authenticate.
+    pub secret: Option<Vec<u8>>,
+    /// Set on SIGTERM or SIGINT: stop taking requests, finish the rest.
+    pub shutdown: Arc<crate::ops::shutdown::Shutdown>,
+    /// This replica's counters, for `status --metrics`.
+    pub metrics: Arc<Metrics>,
+}
+
+impl Node {
+    /// Answers one request body with a reply body (possibly an `Error`).
+    pub async fn answer(&self, body: Option<Body>) -> Body {
+        let outcome = match body {
+            None => Err(KvError::invalid("the envelope has no body")),
+            Some(body) => self.dispatch(body).await,
+        };
+        outcome.unwrap_or_else(|error| Body::Error(error.into()))
+    }
+
+    async fn dispatch(&self, body: Body) -> Result<Body, KvError> {
+        match body {
+            Body::Get(request) => self.coordinator.get(request).await.map(Body::GetReply),
+            Body::Put(request) => self.coordinator.put(request).await.map(Body::PutReply),
+            Body::Delete(request) => self
+                .coordinator
+                .delete(request)
+                .await
+                .map(Body::DeleteReply),
+            Body::Repair(_) => Ok(Body::RepairReply(self.anti_entropy.round().await)),
+            Body::Digest(digest) => self.anti_entropy.answer(digest).map(Body::DigestReply),
+            Body::Inspect(request) => self
+                .coordinator
+                .inspect(request)
+                .await
+                .map(Body::InspectReply),
+            Body::Status(_) => Ok(Body::StatusReply(Box::new(self.status()))),
+            Body::Metrics(_) => Ok(Body::MetricsReply(Box::new(self.metrics_reply()))),
+            Body::ReplicaWrite(write) => self.apply_write(write).await.map(Body::ReplicaWriteAck),
+            Body::ReplicaRead(read) => self.read_local(read).map(Body::ReplicaReadReply),
+            Body::Ping(ping) => Ok(Body::Pong(Pong {
+                replica_id: self.self_id,
+                hello: Some(self.peers.membership().hello_for(ping.sender_id)),
+                wall_micros: Some(wall_micros()),
+            })),
+            reply => Err(KvError::invalid(format!(
+                "a {} is a reply, not a request",
+                reply.kind_name()
+            ))),
+        }
+    }
+
+    async fn apply_write(&self, write: ReplicaWrite) -> Result<ReplicaWriteAck, KvError> {
+        let (key, version) = checked_replica_write(
+            &self.ring,
+            self.self_id,
+            self.limits.max_value_bytes,
+            write.key,
+            write.version,
+        )?;
+        // A client write older than what this replica holds is stale: it
+        // would change nothing here, and acknowledging it could let the
+        // put it carries be shadowed by one acknowledged before it. The
+        // coordinator stamps it again above this and resends.
+        if write.client_write {
+            if let Some(held) = self.local.newer_than(key, &version) {
+                return Ok(ReplicaWriteAck {
+                    held_newer: Some(DigestEntry {
+                        key: u32::from(key),
+                        timestamp_micros: held.timestamp_micros,
+                        coordinator_id: held.coordinator_id,
+                    }),
+                });
+            }
+        }
+        // Before the write becomes readable, so that no put through this
+        // replica can be stamped below a value it already serves.
+        self.clock.observe(version.timestamp_micros);
+        // Bounded like the coordinator's own wait: with a hung disk, a
+        // peer's writes end as TIMEOUT instead of piling up as tasks. A
+        // write that reached the WAL thread still lands.
+        let timeout = self.limits.write_timeout;
+        match crate::ops::rt::timeout(timeout, self.local.write(key, version)).await {
+            Some(outcome) => outcome?,
+            None => {
+                return Err(KvError::timeout(format!(
+                "replica {} could not make the write durable within {} ms; it may still be applied",
+                self.self_id,
+                timeout.as_millis()
+            )))
+            }
+        }
+        Ok(ReplicaWriteAck { held_newer: None })
+    }
+
+    fn read_local(&self, read: ReplicaRead) -> Result<ReplicaReadReply, KvError> {
+        let key = held_key(&self.ring, self.self_id, read.key)?;
+        if let Some(refusal) = self.peers.membership().refusal_to_serve(key) {
+            return Err(KvError::unavailable(refusal));
+        }
+        let found = self.local.read(key);
+        if read.digest_only {
+            return Ok(ReplicaReadReply {
+                found: None,
+                digest: found.map(|version| DigestEntry {
+                    key: u32::from(key),
+                    timestamp_micros: version.timestamp_micros,
+                    coordinator_id: version.coordinator_id,
+                }),
+            });
+        }
+        Ok(ReplicaReadReply {
+            found,
+            digest: None,
+        })
+    }
+
+    fn metrics_reply(&self) -> MetricsReply {
+        let (anti_entropy_rounds, anti_entropy_fixes) = self.anti_entropy.counts();
+        self.metrics.reply(Gauges {
+            replica_id: self.self_id,
+            repairs_sent: self
+                .coordinator
+                .stats
+                .repairs_sent
+                .load(std::sync::atomic::Ordering::Relaxed),
+            hints_pending: self.hints.pending_total() as u64,
+            anti_entropy_rounds,
+            anti_entropy_fixes,
+        })
+    }
+
+    fn status(&self) -> StatusReply {
+        let (rounds, fixes) = self.anti_entropy.counts();
+        StatusReply {
+            replica_id: self.self_id,
+            keys_held: self.local.keys_held() as u32,
+            wal_bytes: self.local.wal_bytes(),
+            peers: self
+                .peers
+                .view()
+                .into_iter()
+                .map(|(replica_id, up)| {
+                    let standing = self.peers.membership().standing(replica_id);
+                    PeerView {
+                        replica_id,
+                        up,
+                        hints_pending: self.hints.pending_for(replica_id) as u64,
+                        refused: self.peers.down_reason(replica_id),
+                        state: standing.state as i32,
+                        incarnation: standing.incarnation,
+                        unreadable_keys: standing.unreadable_keys,
+                    }
+                })
+                .collect(),
+            repair_mode: self.mode.as_str().to_string(),
+            repairs_sent: self
+                .coordinator
+                .stats
+                .repairs_sent
+                .load(std::sync::atomic::Ordering::Relaxed),
+            anti_entropy_rounds: rounds,
+            anti_entropy_fixes: fixes,
+            identity: Some(self.peers.membership().own_hello()),
+            rebuild_waiting_for: self.peers.membership().rebuild_waiting_for(),
+            clock_fence: self.peers.clock_offsets().fence().unwrap_or_default(),
+            peer_clock_offsets: self.peers.clock_offsets().for_status(),
+        }
+    }
+}

@@ -1,0 +1,457 @@
+//! This replica's own copy of its keys: the write-ahead log and the memory
+//! it rebuilds.
+//!
+//! The one rule this module exists to keep: memory changes only after the
+//! WAL says durable. A write is encoded and handed to the WAL thread, which
+//! appends and fdatasyncs it, then merges it into the store, and only then
+//! tells the writer, who acknowledges it. The WAL thread does the merge so
+//! that a writer that stops waiting (its request timed out) can never leave
+//! a durable write out of memory.
+//!
+//! Group commit: the WAL thread takes every write that is waiting when it
+//! finishes a sync and makes them durable together, with one write and one
+//! fdatasync, so throughput grows with the number of concurrent writers
+//! instead of being capped at one write per disk sync. Disk work happens on
+//! that thread only, never on the async executor's threads.
+//!
+//! Checkpoints keep restarts flat: once the log has grown by
+//! `checkpoint_bytes` since its last checkpoint (or since start), the WAL
+//! thread writes the whole store (at most 256 versions, tombstones
+//! included) as a checkpoint at the start of a fresh segment, and the log
+//! deletes the segments behind it once the checkpoint is durable. So the
+//! log holds at most the store plus `checkpoint_bytes` (plus one batch),
+//! and a store larger than the threshold is not rewritten after every
+//! batch. Between batches the store holds exactly what the log replays to
+//! (only this thread changes it), so the checkpoint is a faithful copy.
+//! Writes queue while it is written: one segment switch and one write of
+//! the store.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use prost::Message;
+
+use crate::metrics::Metrics;
+use crate::ops::exit::EXIT_WAL_FAILED;
+use crate::ops::rt;
+use crate::protocol::error::KvError;
+use crate::protocol::proto::{log_record, LogRecord, ReplicaWrite, Versioned};
+use crate::storage::store::Store;
+
+/// The most bytes of records one group commit writes before syncing.
+const MAX_BATCH_BYTES: usize = 8 * 1024 * 1024;
+
+/// Writes that may wait for the WAL thread before writers wait in turn.
+const WAL_QUEUE: usize = 4096;
+
+/// Value bytes that may wait for the WAL thread before writers wait in
+/// turn: with a slow disk, the queue holds at most this much (plus one
+/// value), however many coordinators send writes.
+const WAL_QUEUE_BYTES: usize = 32 * 1024 * 1024;
+
+/// How often a writer waiting for room in the WAL queue looks again.
+const QUEUE_RECHECK: std::time::Duration = std::time::Duration::from_millis(1);
+
+/// Value bytes queued for the WAL thread, counted from when a writer takes
+/// room until its write is finished, durable or not.
+#[derive(Default)]
+struct QueuedBytes(AtomicUsize);
+
+/// One write's room in the queue; given back when dropped.
+struct QueueRoom {
+    queued: Arc<QueuedBytes>,
+    bytes: usize,
+}
+
+impl Drop for QueueRoom {
+    fn drop(&mut self) {
+        self.queued.0.fetch_sub(self.bytes, Ordering::SeqCst);
+    }
+}
+
+impl QueuedBytes {
+    /// Waits until `bytes` fit (or the queue is empty), then takes them.
+    async fn room_for(self: &Arc<Self>, bytes: usize) -> QueueRoom {
+        loop {
+            let queued = self.0.load(Ordering::SeqCst);
+            let fits = queued == 0 || queued.saturating_add(bytes) <= WAL_QUEUE_BYTES;
+            if fits
+                && self
+                    .0
+                    .compare_exchange(queued, queued + bytes, Ordering::SeqCst, Ordering::SeqCst)
+                    .is_ok()
+            {
+                return QueueRoom {
+                    queued: self.clone(),
+                    bytes,
+                };
+            }
+            if !fits {
+                rt::sleep(QUEUE_RECHECK).await;
+            }
+        }
+    }
+}
+
+/// A write waiting for the WAL thread, and where to say it is durable. It
+/// is encoded by the WAL thread, batch by batch, so that a queued write
+/// holds its value once, not twice.
+struct PendingWrite {
+    key: u8,
+    version: Versioned,
+    /// Its value's room in the queue, held until the write is finished.
+    _room: QueueRoom,
+    /// Told once the write is durable and applied, or why it is not.
+    durable: rt::Sender<Result<(), KvError>>,
+}
+
+/// The replica's durable store: WAL on disk, newest versions in memory.
+pub struct LocalReplica {
+    store: Arc<Store>,
+    to_wal_thread: rt::Sender<PendingWrite>,
+    wal_bytes: Arc<AtomicU64>,
+    queued: Arc<QueuedBytes>,
+    disk_recoveries: rt::Receiver<()>,
+}
+
+/// What opening the data directory found, for the start-up log line.
+pub struct OpenReport {
+    /// Where the WAL lives.
+    pub wal_dir: PathBuf,
+    /// What replay did.
+    pub replay: wal::ReplayReport,
+    /// Keys in memory after replay.
+    pub keys_held: usize,
+    /// The greatest write timestamp replayed: this replica's coordinator
+    /// clock starts past it, so a restart never reissues a timestamp.
+    pub newest_timestamp: u64,
+}
+
+impl LocalReplica {
+    /// Opens (or creates) the data directory, replays the WAL into memory
+    /// and starts the WAL thread, which counts its batches in `metrics`.
+    /// Blocking: call it before serving.
+    pub fn open(
+        data_dir: &Path,
+        options: wal::Options,
+        checkpoint_bytes: u64,
+        metrics: Arc<Metrics>,
+    ) -> Result<(LocalReplica, OpenReport), String> {
+        create_durable_dir(data_dir)
+            .map_err(|e| format!("cannot create {}: {e}", data_dir.display()))?;
+        let wal_dir = data_dir.join("wal");
+        let store = Arc::new(Store::new());
+        let mut newest_timestamp = 0;
+        let (log, replay) = wal::Wal::open(&wal_dir, options, |payload| {
+            let (key, version) = decode_record(payload)?;
+            newest_timestamp = newest_timestamp.max(version.timestamp_micros);
+            store.merge(key, version);
+            Ok(())
+        })
+        .map_err(|e| match e {
+            wal::WalError::Corrupt { .. } => format!(
+                "{e}. The replica will not start on a corrupt log; to skip the damaged record \
+                 and lose its data, start it with --skip-corrupt-wal"
+            ),
+            other => other.to_string(),
+        })?;
+        let wal_bytes = Arc::new(AtomicU64::new(log.total_bytes()));
+        let (to_wal_thread, requests) = rt::bounded(WAL_QUEUE);
+        let (thread_store, thread_bytes) = (store.clone(), wal_bytes.clone());
+        let (room_again, disk_recoveries) = rt::bounded(1);
+        std::thread::Builder::new()
+            .name("wal".to_string())
+            .spawn(move || {
+                run_wal_thread(
+                    WalThread {
+                        log,
+                        requests,
+                        store: thread_store,
+                        wal_bytes: thread_bytes,
+                        checkpoint_bytes,
+                        room_again,
+                    },
+                    &metrics,
+                )
+            })
+            .map_err(|e| format!("cannot start the WAL thread: {e}"))?;
+        let report = OpenReport {
+            wal_dir,
+            replay,
+            keys_held: store.keys_held(),
+            newest_timestamp,
+        };
+        Ok((
+            LocalReplica {
+                store,
+                to_wal_thread,
+                queued: Arc::new(QueuedBytes::default()),
+                wal_bytes,
+                disk_recoveries,
+            },
+            report,
+        ))
+    }
+
+    /// Makes the write durable and merges it into memory; returns once both
+    /// are done. A version no newer than the one held is acknowledged
+    /// without logging: the newer one is already durable and would win on
+    /// replay anyway. Dropping the future before it returns is safe: a
+    /// write that reached the WAL thread is applied all the same.
+    pub async fn write(&self, key: u8, version: Versioned) -> Result<(), KvError> {
+        if self.store.supersedes(key, &version) {
+            return Ok(());
+        }
+        let room = self.queued.room_for(version.value.len()).await;
+        let (durable, is_durable) = rt::bounded(1);
+        let pending = PendingWrite {
+            key,
+            version,
+            _room: room,
+            durable,
+        };
+        let stopped = || KvError::internal("the write-ahead log thread has stopped");
+        self.to_wal_thread
+            .send(pending)
+            .await
+            .map_err(|_| stopped())?;
+        is_durable.recv().await.map_err(|_| stopped())?
+    }
+
+    /// Told each time the disk has room again after it was full: writes
+    /// coordinated meanwhile may have left this replica without a copy and
+    /// with no hint anywhere, so the replica runs an anti-entropy round.
+    pub fn disk_recoveries(&self) -> rt::Receiver<()> {
+        self.disk_recoveries.clone()
+    }
+
+    /// The newest version held for the key.
+    pub fn read(&self, key: u8) -> Option<Versioned> {
+        self.store.get(key)
+    }
+
+    /// The version held for the key if it is newer than `version`: a
+    /// client write of `version` is then stale here.
+    pub fn newer_than(&self, key: u8, version: &Versioned) -> Option<Versioned> {
+        self.read(key).filter(|held| held.lww_cmp(version).is_gt())
+    }
+
+    /// Keys with a value, for status.
+    pub fn keys_held(&self) -> usize {
+        self.store.keys_held()
+    }
+
+    /// Bytes in the WAL's segments, for status.
+    pub fn wal_bytes(&self) -> u64 {
+        self.wal_bytes.load(Ordering::Relaxed)
+    }
+}
+
+/// Creates a directory and any missing parents, fsyncing each parent after
+/// its new entry appears: on a first start, the logs' files must not vanish
+/// in a crash along with a directory entry that never reached the disk.
+pub fn create_durable_dir(dir: &Path) -> std::io::Result<()> {
+    let mut missing = Vec::new();
+    let mut cursor = Some(dir);
+    while let Some(path) = cursor.filter(|p| !p.as_os_str().is_empty() && !p.is_dir()) {
+        missing.push(path);
+        cursor = path.parent();
+    }
+    for path in missing.into_iter().rev() {
+        match std::fs::create_dir(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            created => created?,
+        }
+        let parent = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        std::fs::File::open(parent)?.sync_all()?;
+    }
+    Ok(())
+}
+
+/// Encodes a write as the payload of one WAL record.
+pub fn encode_record(key: u8, version: &Versioned) -> Vec<u8> {
+    LogRecord {
+        entry: Some(log_record::Entry::Write(ReplicaWrite {
+            key: Some(u32::from(key)),
+            version: Some(version.clone()),
+            client_write: false,
+        })),
+    }
+    .encode_to_vec()
+}
+
+/// Decodes a WAL record payload back into a write.
+pub fn decode_record(payload: &[u8]) -> Result<(u8, Versioned), String> {
+    let record = LogRecord::decode(payload).map_err(|e| format!("undecodable record: {e}"))?;
+    match record.entry {
+        Some(log_record::Entry::Write(ReplicaWrite {
+            key: Some(key),
+            version: Some(version),
+            ..
+        })) => {
+            let key = u8::try_from(key).map_err(|_| format!("record for key {key}, beyond 255"))?;
+            Ok((key, version))
+        }
+        Some(log_record::Entry::Write(_)) => Err("write record without key or version".into()),
+        None => Err("record of an unknown kind (written by a newer ringkv?)".into()),
+    }
+}
+
+/// The WAL thread: waits for a write, gathers every write queued behind it,
+/// appends them all with one write and one fdatasync, merges them into the
+/// store, then tells each waiter. Exits when every `LocalReplica` handle is
+/// gone.
+///
+/// A failed append stops the process. After a failed fdatasync the kernel
+/// may have dropped the dirty pages and cleared the error, so neither a
+/// retry nor the page cache can be trusted; the log on disk can. Restarting
+/// replays it, and the writes in the failed batch were never acknowledged.
+fn run_wal_thread(thread: WalThread, metrics: &Metrics) {
+    let WalThread {
+        mut log,
+        requests,
+        store,
+        wal_bytes,
+        checkpoint_bytes,
+        room_again,
+    } = thread;
+    let mut disk_full = false;
+    let mut next_checkpoint_at = checkpoint_bytes;
+    // A plain blocking wait: `block_on` would also drive the async
+    // reactor from this thread, which then wakes executor tasks from here
+    // and leaves the reactor to another thread whenever it is in fdatasync.
+    while let Ok(first) = requests.recv_blocking() {
+        let mut batch_bytes = first.version.value.len();
+        let mut batch = vec![first];
+        while batch_bytes < MAX_BATCH_BYTES {
+            match requests.try_recv() {
+                Ok(next) => {
+                    batch_bytes += next.version.value.len();
+                    batch.push(next);
+                }
+                Err(_) => break,
+            }
+        }
+        let encoded: Vec<Vec<u8>> = batch
+            .iter()
+            .map(|w| encode_record(w.key, &w.version))
+            .collect();
+        let payloads: Vec<&[u8]> = encoded.iter().map(Vec::as_slice).collect();
+        match log.append_batch(&payloads) {
+            Ok(()) => {
+                if disk_full {
+                    crate::info!("the disk has room again: writes are durable again; running an anti-entropy round for what was missed meanwhile");
+                    disk_full = false;
+                    let _ = room_again.try_send(());
+                }
+            }
+            Err(error @ wal::WalError::DiskFull { .. }) => {
+                // Nothing of the batch was kept: refuse each write, apply
+                // none, and go on; the next batch tries again.
+                if !disk_full {
+                    crate::error!(
+                        "{error}; puts through this replica fail until space is freed, gets go on"
+                    );
+                    disk_full = true;
+                    // The log may hold much that a checkpoint would drop.
+                    if checkpoint(&mut log, &store) {
+                        metrics.wal_checkpoint();
+                        wal_bytes.store(log.total_bytes(), Ordering::Relaxed);
+                        crate::info!(
+                            "a checkpoint while the disk was full left the log at {} bytes",
+                            log.total_bytes()
+                        );
+                    }
+                }
+                for write in batch {
+                    let _ = write.durable.try_send(Err(KvError::internal(format!(
+                        "disk full on replica: {error}"
+                    ))));
+                }
+                continue;
+            }
+            Err(error) => {
+                crate::error!(
+                    "write-ahead log append of {} records failed: {error}; stopping so that a restart replays the log from disk",
+                    batch.len()
+                );
+                std::process::exit(EXIT_WAL_FAILED);
+            }
+        }
+        wal_bytes.store(log.total_bytes(), Ordering::Relaxed);
+        metrics.wal_batch(batch.len());
+        for write in batch {
+            store.merge(write.key, write.version);
+            // The waiter may have given up (its request timed out); the write
+            // is durable and applied all the same.
+            let _ = write.durable.try_send(Ok(()));
+        }
+        if log.total_bytes() > next_checkpoint_at {
+            if checkpoint(&mut log, &store) {
+                metrics.wal_checkpoint();
+            } else {
+                crate::warn!("the next checkpoint is tried once the log has grown by another {checkpoint_bytes} bytes");
+            }
+            // Done, or no room for it now: either way the next one comes
+            // after the log has grown by another threshold.
+            next_checkpoint_at = log.total_bytes().saturating_add(checkpoint_bytes);
+            wal_bytes.store(log.total_bytes(), Ordering::Relaxed);
+        }
+    }
+}
+
+/// What the WAL thread owns.
+struct WalThread {
+    log: wal::Wal,
+    requests: rt::Receiver<PendingWrite>,
+    store: Arc<Store>,
+    wal_bytes: Arc<AtomicU64>,
+    checkpoint_bytes: u64,
+    /// Told when the disk has room again after it was full.
+    room_again: rt::Sender<()>,
+}
+
+/// Writes the whole store as a checkpoint; the log then drops every
+/// segment behind it. Returns false if the disk had no room (the log is
+/// unchanged); any other failure stops the process, as a failed append does.
+fn checkpoint(log: &mut wal::Wal, store: &Store) -> bool {
+    let encoded: Vec<Vec<u8>> = store
+        .all()
+        .iter()
+        .map(|(key, version)| encode_record(*key, version))
+        .collect();
+    let payloads: Vec<&[u8]> = encoded.iter().map(Vec::as_slice).collect();
+    match log.checkpoint(&payloads) {
+        Ok(()) => true,
+        Err(error @ wal::WalError::DiskFull { .. }) => {
+            crate::warn!("write-ahead log checkpoint postponed: {error}");
+            false
+        }
+        Err(error) => {
+            crate::error!(
+                "write-ahead log checkpoint of {} keys failed: {error}; stopping so that a restart replays the log from disk",
+                payloads.len()
+            );
+            std::process::exit(EXIT_WAL_FAILED);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_data_directory_is_created_with_its_parents() {
+        let root = std::env::temp_dir().join(format!("ringkv-durable-dir-{}", std::process::id()));
+        let nested = root.join("a/b/data");
+        create_durable_dir(&nested).expect("create");
+        assert!(nested.is_dir());
+        create_durable_dir(&nested).expect("an existing directory is fine");
+        let _ = std::fs::remove_dir_all(&root);
+    }
+}
