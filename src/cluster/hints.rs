@@ -27,7 +27,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use prost::Message;
@@ -35,6 +35,7 @@ use prost::Message;
 use crate::cluster::peers::Peers;
 use crate::metrics::Metrics;
 use crate::ops::exit::EXIT_WAL_FAILED;
+use crate::ops::lock::lock;
 use crate::ops::rt;
 use crate::protocol::error::{ErrorKind, KvError};
 use crate::protocol::mux::CallError;
@@ -509,13 +510,6 @@ fn stored_records(pending: &Pending) -> Vec<Vec<u8>> {
             })
         })
         .collect()
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Each critical section leaves the maps consistent at every step.
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]

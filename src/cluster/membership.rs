@@ -24,10 +24,11 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::Mutex;
 
 use crate::cluster::identity::Identity;
 use crate::cluster::ring::Ring;
+use crate::ops::lock::lock;
 use crate::protocol::proto::ReplicaId;
 use crate::protocol::proto::{DataState, Hello};
 
@@ -79,14 +80,6 @@ pub struct PeerStanding {
     pub incarnation: u64,
     /// How many keys it reported it may not serve yet.
     pub unreadable_keys: u32,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Every critical section leaves the value consistent, so a poisoned
-    // lock still guards a usable one.
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Membership {

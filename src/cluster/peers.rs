@@ -23,11 +23,12 @@
 //! handoff learns that a replica is back.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::cluster::membership::Membership;
 use crate::cluster::ring::Ring;
+use crate::ops::lock::lock;
 use crate::ops::rt;
 use crate::protocol::frame::DEFAULT_MAX_FRAME_BYTES;
 use crate::protocol::mux::{CallError, FrameLimits, MuxConnection};
@@ -113,7 +114,7 @@ impl PeerLink {
     }
 
     fn mark_down(&self, reason: &str) {
-        reason.clone_into(&mut self.down_reason.lock().unwrap_or_else(|p| p.into_inner()));
+        reason.clone_into(&mut lock(&self.down_reason));
         if self.up.swap(false, Ordering::SeqCst) {
             crate::warn!("peer {} at {} is down: {reason}", self.id, self.addr);
         }
@@ -144,12 +145,6 @@ impl PeerLink {
 /// The live connection in a slot, if any.
 fn live(slot: &Mutex<Option<Arc<MuxConnection>>>) -> Option<Arc<MuxConnection>> {
     lock(slot).as_ref().filter(|c| !c.is_broken()).cloned()
-}
-
-fn lock(slot: &Mutex<Option<Arc<MuxConnection>>>) -> MutexGuard<'_, Option<Arc<MuxConnection>>> {
-    // Each critical section is one load or store of the slot, so a
-    // poisoned lock still guards a consistent value.
-    slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Which of a peer's two connections.
@@ -325,11 +320,7 @@ impl Peer {
     }
 
     fn heard_recently(&self) -> bool {
-        let heard_at = *self
-            .link
-            .heard_at
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let heard_at = *lock(&self.link.heard_at);
         heard_at.is_some_and(|at| at.elapsed() < HELLO_GRACE)
     }
 
@@ -515,12 +506,7 @@ impl Peers {
     pub fn down_reason(&self, id: ReplicaId) -> String {
         match (self.membership.refusal_of(id), self.get(id)) {
             (Some(refused), _) => refused,
-            (None, Some(peer)) if !peer.is_up() => peer
-                .link
-                .down_reason
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone(),
+            (None, Some(peer)) if !peer.is_up() => lock(&peer.link.down_reason).clone(),
             _ => String::new(),
         }
     }
@@ -536,11 +522,7 @@ impl Peers {
             return;
         };
         if hello {
-            *peer
-                .link
-                .heard_at
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(Instant::now());
+            *lock(&peer.link.heard_at) = Some(Instant::now());
         }
         if !peer.is_up() {
             let _ = peer.link.wake.0.try_send(());

@@ -19,6 +19,7 @@ use argh::FromArgs;
 use crate::client::Client;
 use crate::cluster::ring::Ring;
 use crate::metrics::histogram::Histogram;
+use crate::ops::lock::lock;
 use crate::ops::rt;
 use crate::protocol::error::KvError;
 use crate::protocol::proto::Consistency;
@@ -163,7 +164,7 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
                 let worker_id = (connection * args.pipeline + slot) as u64;
                 workers.push(rt::spawn(async move {
                     let mine = work(worker_id, &client, &shared, &args).await;
-                    let mut all = report.lock().unwrap_or_else(|p| p.into_inner());
+                    let mut all = lock(&report);
                     all.latency_us.merge(&mine.latency_us);
                     for (kind, count) in mine.errors {
                         *all.errors.entry(kind).or_default() += count;
@@ -203,7 +204,7 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
         }
         (elapsed, shared.completed.load(Ordering::Relaxed))
     });
-    let report = report.lock().unwrap_or_else(|p| p.into_inner());
+    let report = lock(&report);
     let ops_per_sec = total as f64 / elapsed.as_secs_f64();
     let h = &report.latency_us;
     let percentiles = [

@@ -5,6 +5,7 @@
 
 pub mod budget;
 pub mod exit;
+pub mod lock;
 pub mod logging;
 pub mod rt;
 pub mod secret;

@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::ops::lock::lock;
 use crate::ops::rt;
 use crate::protocol::error::KvError;
 use crate::protocol::frame::encode_frame;
@@ -314,12 +315,4 @@ async fn route_replies(
     // Dropping the senders wakes every waiter with a disconnect.
     in_flight.waiting.clear();
     reason
-}
-
-fn lock(in_flight: &Mutex<InFlight>) -> std::sync::MutexGuard<'_, InFlight> {
-    // Every critical section is a single map operation, so a poisoned lock
-    // still guards a consistent table.
-    in_flight
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

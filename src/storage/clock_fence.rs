@@ -20,9 +20,10 @@
 //! Nothing here blocks or touches the disk; a measurement is a few words
 //! under a mutex, taken once per ping.
 
-use std::sync::{Mutex, MutexGuard};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::ops::lock::lock;
 use crate::protocol::error::KvError;
 use crate::protocol::proto::ReplicaId;
 use crate::protocol::proto::{PeerClockOffset, Versioned};
@@ -144,7 +145,7 @@ impl ClockOffsets {
     pub fn fence(&self) -> Option<String> {
         let peers = lock(&self.by_peer).len().saturating_sub(1);
         let reason = fence_reason(&self.measured(), peers, max_offset_micros());
-        let mut fenced = self.fenced.lock().unwrap_or_else(|p| p.into_inner());
+        let mut fenced = lock(&self.fenced);
         if *fenced != reason.is_some() {
             *fenced = reason.is_some();
             match &reason {
@@ -219,14 +220,6 @@ fn check_stamp_at(
         version.timestamp_micros,
         max_offset / 1_000
     )))
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Each critical section is a load or a store of plain values, so a
-    // poisoned lock still guards a consistent value.
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]

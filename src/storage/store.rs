@@ -7,6 +7,7 @@
 
 use std::sync::Mutex;
 
+use crate::ops::lock::lock;
 use crate::protocol::proto::Versioned;
 
 /// The newest version of each key this replica holds.
@@ -47,19 +48,19 @@ impl Store {
     /// Whether the key already holds `version` or something newer, in which
     /// case writing it again would change nothing.
     pub fn supersedes(&self, key: u8, version: &Versioned) -> bool {
-        self.lock()[key as usize]
+        self.slots()[key as usize]
             .as_ref()
             .is_some_and(|held| held.lww_cmp(version).is_ge())
     }
 
     /// The key's current version, if any.
     pub fn get(&self, key: u8) -> Option<Versioned> {
-        self.lock()[key as usize].clone()
+        self.slots()[key as usize].clone()
     }
 
     /// How many keys hold a live value (tombstones not counted).
     pub fn keys_held(&self) -> usize {
-        self.lock()
+        self.slots()
             .iter()
             .filter(|slot| slot.as_ref().is_some_and(|v| !v.tombstone))
             .count()
@@ -68,19 +69,17 @@ impl Store {
     /// Every key held, tombstones included, with its version: what a
     /// checkpoint writes, so that replaying it rebuilds this store exactly.
     pub fn all(&self) -> Vec<(u8, Versioned)> {
-        self.lock()
+        self.slots()
             .iter()
             .enumerate()
             .filter_map(|(key, slot)| slot.clone().map(|version| (key as u8, version)))
             .collect()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Option<Versioned>>> {
+    fn slots(&self) -> std::sync::MutexGuard<'_, Vec<Option<Versioned>>> {
         // A panic while holding this lock cannot leave a half-written slot
         // (each update is one assignment), so a poisoned lock is still sound.
-        self.slots
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.slots)
     }
 }
 
