@@ -33,7 +33,7 @@ impl Store {
     /// Keeps `version` if it is newer than what the key holds; returns
     /// whether it was kept.
     pub fn merge(&self, key: u8, version: Versioned) -> bool {
-        let mut slots = self.lock();
+        let mut slots = self.slots();
         let slot = &mut slots[key as usize];
         let newer = match slot {
             Some(held) => version.lww_cmp(held).is_gt(),
