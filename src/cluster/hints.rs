@@ -42,12 +42,16 @@ use crate::protocol::mux::CallError;
 use crate::protocol::proto::ReplicaId;
 use crate::protocol::proto::{hint_record, Body, Hint, HintRecord, ReplicaWrite, Versioned};
 use crate::storage::clock::wall_micros;
+use crate::storage::group_commit::{self, Committer};
 
 /// How often pending hints are retried, and expired ones dropped.
 const DELIVERY_TICK: Duration = Duration::from_secs(1);
 
 /// Records that may wait for the hints log thread.
 const LOG_QUEUE: usize = 1024;
+
+/// The most record bytes one group commit of the hints log writes.
+const MAX_BATCH_BYTES: usize = 8 * 1024 * 1024;
 
 /// Limits on what a coordinator keeps for replicas that are down.
 #[derive(Clone, Copy, Debug)]
@@ -116,10 +120,15 @@ impl Hints {
         .map_err(|e| format!("cannot open the hints log in {}: {e}", dir.display()))?;
         let pending = Arc::new(Mutex::new(replayed));
         let (to_log, jobs) = rt::bounded(LOG_QUEUE);
-        let thread_pending = pending.clone();
+        let committer = HintsCommitter {
+            pending: pending.clone(),
+            checkpoint_bytes,
+            next_checkpoint_at: checkpoint_bytes,
+            empty_after: 0,
+        };
         std::thread::Builder::new()
             .name("hints-log".to_string())
-            .spawn(move || run_log_thread(log, jobs, thread_pending, checkpoint_bytes))
+            .spawn(move || group_commit::run(log, jobs, committer, MAX_BATCH_BYTES))
             .map_err(|e| format!("cannot start the hints log thread: {e}"))?;
         let hints = Hints {
             pending,
@@ -396,50 +405,34 @@ fn apply_record(pending: &mut Pending, record: HintRecord) {
     }
 }
 
-/// The hints log thread: appends records in batches (one write, one
-/// fdatasync), adds stored hints to the pending set once durable, tells the
-/// waiters, and empties the log whenever nothing is pending. A failed
-/// append stops the process, as the replica's own log does.
-fn run_log_thread(
-    mut log: wal::Wal,
-    jobs: rt::Receiver<LogJob>,
+/// The hints log's side of each group commit (`storage::group_commit`):
+/// add stored hints to the pending set once durable, tell the waiters, and
+/// empty the log whenever nothing is pending (or rewrite the pending set
+/// once the log has grown by the threshold). A failed checkpoint stops the
+/// process, as a failed append does.
+struct HintsCommitter {
     pending: Arc<Mutex<Pending>>,
     checkpoint_bytes: u64,
-) {
-    let mut next_checkpoint_at = checkpoint_bytes;
-    // Raised after a full disk refused a checkpoint, so emptying is not
-    // retried on every record.
-    let mut empty_after = 0;
-    // A plain blocking wait, not `block_on`, which would drive the async
-    // reactor from this thread (see the WAL thread in `replica.rs`).
-    while let Ok(first) = jobs.recv_blocking() {
-        let mut batch = vec![first];
-        while let Ok(next) = jobs.try_recv() {
-            batch.push(next);
-        }
-        let encoded: Vec<Vec<u8>> = batch.iter().map(|job| job.record.encode_to_vec()).collect();
-        let payloads: Vec<&[u8]> = encoded.iter().map(Vec::as_slice).collect();
-        match log.append_batch(&payloads) {
-            Ok(()) => {}
-            Err(error @ wal::WalError::DiskFull { .. }) => {
-                // Nothing of the batch was kept: those hints are not stored
-                // (their coordinators log it; anti-entropy covers them).
-                for job in batch {
-                    if let Some(durable) = job.durable {
-                        let _ = durable.try_send(Err(KvError::internal(error.to_string())));
-                    }
-                }
-                continue;
-            }
-            Err(error) => {
-                crate::error!(
-                    "hints log append failed: {error}; stopping so that a restart replays the log from disk"
-                );
-                std::process::exit(EXIT_WAL_FAILED);
-            }
-        }
+    next_checkpoint_at: u64,
+    /// Raised after a full disk refused a checkpoint, so emptying is not
+    /// retried on every record.
+    empty_after: u64,
+}
+
+impl Committer for HintsCommitter {
+    type Job = LogJob;
+
+    fn encode(&self, job: &LogJob) -> Vec<u8> {
+        job.record.encode_to_vec()
+    }
+
+    fn size(&self, job: &LogJob) -> usize {
+        job.record.encoded_len()
+    }
+
+    fn committed(&mut self, log: &mut wal::Wal, batch: Vec<LogJob>) {
         let snapshot = {
-            let mut held = lock(&pending);
+            let mut held = lock(&self.pending);
             for job in batch {
                 if matches!(job.record.entry, Some(hint_record::Entry::Stored(_))) {
                     apply_record(&mut held, job.record);
@@ -457,29 +450,44 @@ fn run_log_thread(
             // last checkpoint, so a large pending set is not rewritten for
             // every record.
             let worth_it = if held.is_empty() {
-                log.total_bytes() > wal::SEGMENT_HEADER_LEN && log.total_bytes() > empty_after
+                log.total_bytes() > wal::SEGMENT_HEADER_LEN && log.total_bytes() > self.empty_after
             } else {
-                log.total_bytes() > next_checkpoint_at
+                log.total_bytes() > self.next_checkpoint_at
             };
             worth_it.then(|| stored_records(&held))
         };
-        if let Some(records) = snapshot {
-            let payloads: Vec<&[u8]> = records.iter().map(Vec::as_slice).collect();
-            let outcome = log.checkpoint(&payloads);
-            next_checkpoint_at = log.total_bytes().saturating_add(checkpoint_bytes);
-            match outcome {
-                Ok(()) => empty_after = 0,
-                // The log is unchanged; try again after it has grown (a full
-                // disk is not retried on every record).
-                Err(wal::WalError::DiskFull { .. }) => empty_after = next_checkpoint_at,
-                Err(error) => {
-                    crate::error!(
-                        "checkpointing the hints log failed: {error}; stopping so that a restart replays the log from disk"
-                    );
-                    std::process::exit(EXIT_WAL_FAILED);
-                }
+        let Some(records) = snapshot else {
+            return;
+        };
+        let payloads: Vec<&[u8]> = records.iter().map(Vec::as_slice).collect();
+        let outcome = log.checkpoint(&payloads);
+        self.next_checkpoint_at = log.total_bytes().saturating_add(self.checkpoint_bytes);
+        match outcome {
+            Ok(()) => self.empty_after = 0,
+            // The log is unchanged; try again after it has grown (a full
+            // disk is not retried on every record).
+            Err(wal::WalError::DiskFull { .. }) => self.empty_after = self.next_checkpoint_at,
+            Err(error) => {
+                crate::error!(
+                    "checkpointing the hints log failed: {error}; stopping so that a restart replays the log from disk"
+                );
+                std::process::exit(EXIT_WAL_FAILED);
             }
         }
+    }
+
+    fn refused(&mut self, _log: &mut wal::Wal, batch: Vec<LogJob>, error: &wal::WalError) {
+        // Nothing of the batch was kept: those hints are not stored (their
+        // coordinators log it; anti-entropy covers them).
+        for job in batch {
+            if let Some(durable) = job.durable {
+                let _ = durable.try_send(Err(KvError::internal(error.to_string())));
+            }
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        "hints log"
     }
 }
 

@@ -37,6 +37,7 @@ use crate::ops::exit::EXIT_WAL_FAILED;
 use crate::ops::rt;
 use crate::protocol::error::KvError;
 use crate::protocol::proto::{log_record, LogRecord, ReplicaWrite, Versioned};
+use crate::storage::group_commit::{self, Committer};
 use crate::storage::store::Store;
 
 /// The most bytes of records one group commit writes before syncing.
@@ -158,23 +159,19 @@ impl LocalReplica {
         })?;
         let wal_bytes = Arc::new(AtomicU64::new(log.total_bytes()));
         let (to_wal_thread, requests) = rt::bounded(WAL_QUEUE);
-        let (thread_store, thread_bytes) = (store.clone(), wal_bytes.clone());
         let (room_again, disk_recoveries) = rt::bounded(1);
+        let committer = WalCommitter {
+            store: store.clone(),
+            wal_bytes: wal_bytes.clone(),
+            checkpoint_bytes,
+            next_checkpoint_at: checkpoint_bytes,
+            metrics,
+            disk_full: false,
+            room_again,
+        };
         std::thread::Builder::new()
             .name("wal".to_string())
-            .spawn(move || {
-                run_wal_thread(
-                    WalThread {
-                        log,
-                        requests,
-                        store: thread_store,
-                        wal_bytes: thread_bytes,
-                        checkpoint_bytes,
-                        room_again,
-                    },
-                    &metrics,
-                )
-            })
+            .spawn(move || group_commit::run(log, requests, committer, MAX_BATCH_BYTES))
             .map_err(|e| format!("cannot start the WAL thread: {e}"))?;
         let report = OpenReport {
             wal_dir,
@@ -301,118 +298,90 @@ pub fn decode_record(payload: &[u8]) -> Result<(u8, Versioned), String> {
     }
 }
 
-/// The WAL thread: waits for a write, gathers every write queued behind it,
-/// appends them all with one write and one fdatasync, merges them into the
-/// store, then tells each waiter. Exits when every `LocalReplica` handle is
-/// gone.
-///
-/// A failed append stops the process. After a failed fdatasync the kernel
-/// may have dropped the dirty pages and cleared the error, so neither a
-/// retry nor the page cache can be trusted; the log on disk can. Restarting
-/// replays it, and the writes in the failed batch were never acknowledged.
-fn run_wal_thread(thread: WalThread, metrics: &Metrics) {
-    let WalThread {
-        mut log,
-        requests,
-        store,
-        wal_bytes,
-        checkpoint_bytes,
-        room_again,
-    } = thread;
-    let mut disk_full = false;
-    let mut next_checkpoint_at = checkpoint_bytes;
-    // A plain blocking wait: `block_on` would also drive the async
-    // reactor from this thread, which then wakes executor tasks from here
-    // and leaves the reactor to another thread whenever it is in fdatasync.
-    while let Ok(first) = requests.recv_blocking() {
-        let mut batch_bytes = first.version.value.len();
-        let mut batch = vec![first];
-        while batch_bytes < MAX_BATCH_BYTES {
-            match requests.try_recv() {
-                Ok(next) => {
-                    batch_bytes += next.version.value.len();
-                    batch.push(next);
-                }
-                Err(_) => break,
-            }
+/// The WAL thread's side of each group commit: merge durable writes into
+/// memory, tell their writers, and checkpoint once the log has grown by
+/// the threshold.
+struct WalCommitter {
+    store: Arc<Store>,
+    wal_bytes: Arc<AtomicU64>,
+    checkpoint_bytes: u64,
+    next_checkpoint_at: u64,
+    metrics: Arc<Metrics>,
+    /// Whether the last batch was refused for a full disk.
+    disk_full: bool,
+    /// Told when the disk has room again after it was full.
+    room_again: rt::Sender<()>,
+}
+
+impl Committer for WalCommitter {
+    type Job = PendingWrite;
+
+    fn encode(&self, write: &PendingWrite) -> Vec<u8> {
+        encode_record(write.key, &write.version)
+    }
+
+    fn size(&self, write: &PendingWrite) -> usize {
+        write.version.value.len()
+    }
+
+    fn committed(&mut self, log: &mut wal::Wal, batch: Vec<PendingWrite>) {
+        if self.disk_full {
+            crate::info!("the disk has room again: writes are durable again; running an anti-entropy round for what was missed meanwhile");
+            self.disk_full = false;
+            let _ = self.room_again.try_send(());
         }
-        let encoded: Vec<Vec<u8>> = batch
-            .iter()
-            .map(|w| encode_record(w.key, &w.version))
-            .collect();
-        let payloads: Vec<&[u8]> = encoded.iter().map(Vec::as_slice).collect();
-        match log.append_batch(&payloads) {
-            Ok(()) => {
-                if disk_full {
-                    crate::info!("the disk has room again: writes are durable again; running an anti-entropy round for what was missed meanwhile");
-                    disk_full = false;
-                    let _ = room_again.try_send(());
-                }
-            }
-            Err(error @ wal::WalError::DiskFull { .. }) => {
-                // Nothing of the batch was kept: refuse each write, apply
-                // none, and go on; the next batch tries again.
-                if !disk_full {
-                    crate::error!(
-                        "{error}; puts through this replica fail until space is freed, gets go on"
-                    );
-                    disk_full = true;
-                    // The log may hold much that a checkpoint would drop.
-                    if checkpoint(&mut log, &store) {
-                        metrics.wal_checkpoint();
-                        wal_bytes.store(log.total_bytes(), Ordering::Relaxed);
-                        crate::info!(
-                            "a checkpoint while the disk was full left the log at {} bytes",
-                            log.total_bytes()
-                        );
-                    }
-                }
-                for write in batch {
-                    let _ = write.durable.try_send(Err(KvError::internal(format!(
-                        "disk full on replica: {error}"
-                    ))));
-                }
-                continue;
-            }
-            Err(error) => {
-                crate::error!(
-                    "write-ahead log append of {} records failed: {error}; stopping so that a restart replays the log from disk",
-                    batch.len()
-                );
-                std::process::exit(EXIT_WAL_FAILED);
-            }
-        }
-        wal_bytes.store(log.total_bytes(), Ordering::Relaxed);
-        metrics.wal_batch(batch.len());
+        self.wal_bytes.store(log.total_bytes(), Ordering::Relaxed);
+        self.metrics.wal_batch(batch.len());
         for write in batch {
-            store.merge(write.key, write.version);
+            self.store.merge(write.key, write.version);
             // The waiter may have given up (its request timed out); the write
             // is durable and applied all the same.
             let _ = write.durable.try_send(Ok(()));
         }
-        if log.total_bytes() > next_checkpoint_at {
-            if checkpoint(&mut log, &store) {
-                metrics.wal_checkpoint();
+        if log.total_bytes() > self.next_checkpoint_at {
+            if checkpoint(log, &self.store) {
+                self.metrics.wal_checkpoint();
             } else {
-                crate::warn!("the next checkpoint is tried once the log has grown by another {checkpoint_bytes} bytes");
+                crate::warn!(
+                    "the next checkpoint is tried once the log has grown by another {} bytes",
+                    self.checkpoint_bytes
+                );
             }
             // Done, or no room for it now: either way the next one comes
             // after the log has grown by another threshold.
-            next_checkpoint_at = log.total_bytes().saturating_add(checkpoint_bytes);
-            wal_bytes.store(log.total_bytes(), Ordering::Relaxed);
+            self.next_checkpoint_at = log.total_bytes().saturating_add(self.checkpoint_bytes);
+            self.wal_bytes.store(log.total_bytes(), Ordering::Relaxed);
         }
     }
-}
 
-/// What the WAL thread owns.
-struct WalThread {
-    log: wal::Wal,
-    requests: rt::Receiver<PendingWrite>,
-    store: Arc<Store>,
-    wal_bytes: Arc<AtomicU64>,
-    checkpoint_bytes: u64,
-    /// Told when the disk has room again after it was full.
-    room_again: rt::Sender<()>,
+    fn refused(&mut self, log: &mut wal::Wal, batch: Vec<PendingWrite>, error: &wal::WalError) {
+        // Nothing of the batch was kept: refuse each write, apply none, and
+        // go on; the next batch tries again.
+        if !self.disk_full {
+            crate::error!(
+                "{error}; puts through this replica fail until space is freed, gets go on"
+            );
+            self.disk_full = true;
+            // The log may hold much that a checkpoint would drop.
+            if checkpoint(log, &self.store) {
+                self.metrics.wal_checkpoint();
+                self.wal_bytes.store(log.total_bytes(), Ordering::Relaxed);
+                crate::info!(
+                    "a checkpoint while the disk was full left the log at {} bytes",
+                    log.total_bytes()
+                );
+            }
+        }
+        for write in batch {
+            let _ = write.durable.try_send(Err(KvError::internal(format!(
+                "disk full on replica: {error}"
+            ))));
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        "write-ahead log"
+    }
 }
 
 /// Writes the whole store as a checkpoint; the log then drops every

@@ -10,4 +10,5 @@ pub mod clock_fence;
 pub mod clock_lease;
 pub mod durable;
 pub mod durable_file;
+pub mod group_commit;
 pub mod store;
