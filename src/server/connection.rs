@@ -21,16 +21,13 @@ use crate::protocol::error::KvError;
 use crate::protocol::frame::BodyRoom;
 use crate::protocol::frame::{encode_frame, FrameError};
 use crate::protocol::framed::{start_writer, FrameReader, WriterEnd, WRITE_STALL_LIMIT};
-use crate::protocol::proto::{AuthRequest, Body, Envelope};
+use crate::protocol::proto::{AuthRequest, Body, Envelope, ReplicaId};
 use crate::server::access::{Access, Admission};
 use crate::server::slots::{Slot, PROBATION};
 use crate::server::Node;
 
 /// Replies that may wait for the writer before request tasks wait.
 const REPLY_QUEUE: usize = 256;
-
-/// How often a stopping connection looks whether its last request is done.
-const SHUTDOWN_POLL: Duration = Duration::from_millis(5);
 
 /// How long to keep reading (and discarding) after refusing a frame.
 const REFUSAL_LINGER: Duration = Duration::from_secs(2);
@@ -42,7 +39,7 @@ pub async fn serve_connection(
     node: Arc<Node>,
     stream: rt::TcpStream,
     remote: SocketAddr,
-    mut slot: Slot,
+    slot: Slot,
 ) {
     let _ = stream.set_nodelay(true);
     let held = Arc::new(Held::default());
@@ -69,10 +66,18 @@ pub async fn serve_connection(
     // A slot per request in progress: a request takes one before it starts
     // and gives it back when its reply is queued.
     let (slots, finished) = rt::bounded::<()>(node.max_requests_per_connection);
+    // Each request in progress holds a clone of `alive`; once the stop
+    // comes the connection drops its own, and `drained` ends when the last
+    // request does: no polling for the end.
+    let (alive, drained) = rt::bounded::<()>(1);
+    let mut alive = Some(alive);
     let mut reader = FrameReader::new(&stream, node.max_frame_bytes, Some(node.frame_read_timeout));
     let mut refused_claim = None;
-    let mut peer_id = None;
-    let mut access = Access::new(node.secret.is_some());
+    let mut gate = Gate {
+        access: Access::new(node.secret.is_some()),
+        peer_id: None,
+        slot,
+    };
     // A connection on probation has this long, all told, to show it is a
     // replica.
     let probation_ends = std::time::Instant::now() + PROBATION;
@@ -81,17 +86,17 @@ pub async fn serve_connection(
     let mut stopping = std::pin::pin!(node.shutdown.requested());
     loop {
         node.budget
-            .room_for(&held, peer_id.is_some(), &remote)
+            .room_for(&held, gate.peer_id.is_some(), &remote)
             .await;
         let room = ConnectionRoom {
             budget: &node.budget,
             reserved: &reserved,
-            from_peer: peer_id.is_some(),
+            from_peer: gate.peer_id.is_some(),
             remote: &remote,
         };
         let read = std::pin::pin!(reader.next_within(&room));
-        let next = next_frame(&node, &slots, read, stopping.as_mut());
-        let next = if slot.on_probation() {
+        let next = next_frame(&mut alive, &drained, read, stopping.as_mut());
+        let next = if gate.slot.on_probation() {
             let left = probation_ends.saturating_duration_since(std::time::Instant::now());
             rt::timeout(left, next).await.unwrap_or_else(|| {
                 crate::warn!(
@@ -147,114 +152,27 @@ pub async fn serve_connection(
                 continue;
             }
         };
-        let shows_a_replica = matches!(
-            &envelope.body,
-            Some(Body::Ping(_))
-                | Some(Body::Auth(AuthRequest {
-                    replica_id: Some(_),
-                    ..
-                }))
-        );
-        if slot.on_probation() && !shows_a_replica {
-            crate::warn!(
-                "refusing a client connection from {remote}: already serving {} client connections",
-                node.max_connections
-            );
-            let refusal = KvError::unavailable(format!(
-                "replica {} already serves {} client connections (--max-connections); try again later or another coordinator",
-                node.self_id, node.max_connections
-            ));
-            let _ = replies
-                .answer(envelope.request_id, Body::Error(refusal.into()))
-                .await;
-            break;
-        }
-        match access.admit(
-            &envelope.body,
-            node.secret.as_deref(),
-            &node.ring,
-            node.self_id,
-        ) {
-            Admission::Proceed => {}
-            Admission::Answer(body) => {
-                if replies.answer(envelope.request_id, body).await.is_err() {
+        match gate.admit(&node, &envelope, &remote) {
+            Verdict::Proceed => {}
+            Verdict::Reply { body, close } => {
+                let sent = replies.answer(envelope.request_id, body).await;
+                if sent.is_err() || close {
                     break;
                 }
                 continue;
             }
-            Admission::Refuse(error) => {
-                // On probation, a refused frame ends the connection: it
-                // cannot hold a peer slot by failing to authenticate.
-                let ends_probation = slot.on_probation();
-                crate::warn!(
-                    "refused a {} from {remote}: {}",
-                    kind_of(&envelope),
-                    error.message
-                );
-                let sent = replies
-                    .answer(envelope.request_id, Body::Error(error.into()))
-                    .await;
-                if sent.is_err() || ends_probation {
-                    break;
-                }
-                continue;
-            }
-        }
-        // A peer's first frame is its hello ping: once its identity is
-        // accepted, anything on this connection shows that peer is alive.
-        // Every ping carries the peer's hello, so each is checked again.
-        let heard = match (&envelope.body, peer_id) {
-            (Some(Body::Ping(ping)), known) => {
-                let checked = node.peers.ping_from(ping, known.is_none());
-                if checked.is_ok() && known.is_none() {
-                    peer_id = Some(ping.sender_id);
-                    slot.become_peer();
-                }
-                checked
-            }
-            (_, Some(id)) => {
-                node.peers.heard_from(id, false);
-                Ok(())
-            }
-            _ => Ok(()),
-        };
-        if let Err(reason) = heard {
-            let refusal = KvError::invalid(format!(
-                "replica {} refuses this hello: {reason}",
-                node.self_id
-            ));
-            if replies
-                .answer(envelope.request_id, Body::Error(refusal.into()))
-                .await
-                .is_err()
-            {
-                break;
-            }
-            continue;
-        }
-        if node.shutdown.is_requested() {
-            let refusal = KvError::unavailable(format!(
-                "replica {} is shutting down; nothing was done (another coordinator can take the request)",
-                node.self_id
-            ));
-            if replies
-                .answer(envelope.request_id, Body::Error(refusal.into()))
-                .await
-                .is_err()
-            {
-                break;
-            }
-            continue;
         }
         if slots.send(()).await.is_err() {
             break;
         }
         let (node, replies, finished) = (node.clone(), replies.clone(), finished.clone());
+        let in_progress = alive.clone();
         let request = Box::pin(async move {
             let body = node.answer(envelope.body).await;
             drop(charged);
             let _ = replies.answer(envelope.request_id, body).await;
             let _ = finished.recv().await;
+            drop(in_progress);
         });
         // Many requests need no waiting at all (a read of this replica's
         // own copy, a ping): they are answered here, without a task.
@@ -306,30 +224,140 @@ impl BodyRoom for ConnectionRoom<'_> {
 /// request of this connection is in progress: until then, requests that
 /// arrive are still read (and refused), so no client waits on a silent
 /// socket. The read future is polled across the stop, never dropped
-/// half-way through a frame while the connection goes on.
+/// half-way through a frame while the connection goes on. At the stop the
+/// connection's own `alive` is dropped, so `drained` ends with the last
+/// request in progress (each holds a clone).
 async fn next_frame<F: Future + Unpin>(
-    node: &Node,
-    in_progress: &rt::Sender<()>,
+    alive: &mut Option<rt::Sender<()>>,
+    drained: &rt::Receiver<()>,
     mut read: F,
     mut stopping: Pin<&mut impl Future<Output = ()>>,
 ) -> Option<F::Output> {
-    loop {
+    if alive.is_some() {
+        let outcome = rt::first_of(async { Some((&mut read).await) }, async {
+            stopping.as_mut().await;
+            None
+        })
+        .await;
+        if outcome.is_some() {
+            return outcome;
+        }
+        *alive = None;
+    }
+    rt::first_of(async { Some((&mut read).await) }, async {
+        let _ = drained.recv().await;
+        None
+    })
+    .await
+}
+
+/// What a connection has shown so far, and so what it may send: its
+/// authentication, whether its hello made it a peer's, and its slot.
+struct Gate {
+    access: Access,
+    /// The peer whose hello this connection carried, once accepted.
+    peer_id: Option<ReplicaId>,
+    slot: Slot,
+}
+
+/// Whether a request goes on to be carried out.
+enum Verdict {
+    /// Carry it out.
+    Proceed,
+    /// Answer with this instead (an authentication's reply, or a refusal),
+    /// and close the connection after it if `close`.
+    Reply { body: Body, close: bool },
+}
+
+impl Gate {
+    /// Decides on one request: a client on probation is refused (and
+    /// closed), an authentication is answered, a request the connection
+    /// may not send is refused, a peer's hello is checked, and nothing new
+    /// starts once the replica is stopping.
+    fn admit(&mut self, node: &Node, envelope: &Envelope, remote: &SocketAddr) -> Verdict {
+        let refuse = |error: KvError, close| Verdict::Reply {
+            body: Body::Error(error.into()),
+            close,
+        };
+        let shows_a_replica = matches!(
+            &envelope.body,
+            Some(Body::Ping(_))
+                | Some(Body::Auth(AuthRequest {
+                    replica_id: Some(_),
+                    ..
+                }))
+        );
+        if self.slot.on_probation() && !shows_a_replica {
+            crate::warn!(
+                "refusing a client connection from {remote}: already serving {} client connections",
+                node.max_connections
+            );
+            return refuse(
+                KvError::unavailable(format!(
+                    "replica {} already serves {} client connections (--max-connections); try again later or another coordinator",
+                    node.self_id, node.max_connections
+                )),
+                true,
+            );
+        }
+        match self.access.admit(
+            &envelope.body,
+            node.secret.as_deref(),
+            &node.ring,
+            node.self_id,
+        ) {
+            Admission::Proceed => {}
+            Admission::Answer(body) => return Verdict::Reply { body, close: false },
+            Admission::Refuse(error) => {
+                crate::warn!(
+                    "refused a {} from {remote}: {}",
+                    kind_of(envelope),
+                    error.message
+                );
+                // On probation, a refused frame ends the connection: it
+                // cannot hold a peer slot by failing to authenticate.
+                return refuse(error, self.slot.on_probation());
+            }
+        }
+        if let Err(reason) = self.heard(node, envelope) {
+            return refuse(
+                KvError::invalid(format!(
+                    "replica {} refuses this hello: {reason}",
+                    node.self_id
+                )),
+                false,
+            );
+        }
         if node.shutdown.is_requested() {
-            if in_progress.is_empty() {
-                return None;
+            return refuse(
+                KvError::unavailable(format!(
+                    "replica {} is shutting down; nothing was done (another coordinator can take the request)",
+                    node.self_id
+                )),
+                false,
+            );
+        }
+        Verdict::Proceed
+    }
+
+    /// A peer's first frame is its hello ping: once its identity is
+    /// accepted, anything on this connection shows that peer is alive.
+    /// Every ping carries the peer's hello, so each is checked again.
+    fn heard(&mut self, node: &Node, envelope: &Envelope) -> Result<(), String> {
+        match (&envelope.body, self.peer_id) {
+            (Some(Body::Ping(ping)), known) => {
+                node.peers.ping_from(ping, known.is_none())?;
+                if known.is_none() {
+                    self.peer_id = Some(ping.sender_id);
+                    self.slot.become_peer();
+                }
+                Ok(())
             }
-            if let Some(outcome) = rt::timeout(SHUTDOWN_POLL, &mut read).await {
-                return Some(outcome);
+            (_, Some(id)) => {
+                node.peers.heard_from(id, false);
+                Ok(())
             }
-        } else {
-            let outcome = rt::first_of(async { Some((&mut read).await) }, async {
-                stopping.as_mut().await;
-                None
-            })
-            .await;
-            if outcome.is_some() {
-                return outcome;
-            }
+            _ => Ok(()),
         }
     }
 }

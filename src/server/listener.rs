@@ -2,10 +2,11 @@
 //! client connections and `max_peer_connections` peer connections at once
 //! (`slots.rs`). Clients and peers share the port. On a stop (`shutdown.rs`) it
 //! stops accepting and waits, up to the grace period, for every connection
-//! to finish its requests and close.
+//! to finish its requests and close: the end of the last connection is a
+//! channel closing, not something polled for.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::ops::rt;
 use crate::ops::shutdown::GRACE;
@@ -19,6 +20,9 @@ use crate::server::Node;
 /// ones being served keep their share.
 pub async fn serve(node: Arc<Node>, listener: rt::TcpListener) {
     let slots = ConnectionSlots::new(node.max_connections, node.max_peer_connections);
+    // Every connection's task holds a clone of `open`; once the listener
+    // drops its own, `all_closed` ends with the last connection.
+    let (open, all_closed) = rt::bounded::<()>(1);
     loop {
         let accepted = rt::first_of(async { Some(listener.accept().await) }, async {
             node.shutdown.requested().await;
@@ -43,16 +47,16 @@ pub async fn serve(node: Arc<Node>, listener: rt::TcpListener) {
             );
             continue;
         };
-        let node = node.clone();
+        let (node, open) = (node.clone(), open.clone());
         rt::spawn(async move {
             serve_connection(node, stream, remote, slot).await;
+            drop(open);
         });
     }
     drop(listener);
     let stopping = Instant::now();
-    while slots.open() > 0 && stopping.elapsed() < GRACE {
-        rt::sleep(Duration::from_millis(5)).await;
-    }
+    drop(open);
+    let _ = rt::timeout(GRACE, all_closed.recv()).await;
     let left = slots.open();
     crate::info!(
         "stopped in {} ms: port closed, {}",
