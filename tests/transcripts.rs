@@ -45,6 +45,8 @@
 //!   every running replica sees every other up.
 //! - `! dump wal N`, `! dump hints N`, `! dump data N`: run `ringkv dump`
 //!   on replica N's `wal` or `hints` directory, or its whole data directory.
+//! - `! status`: run `ringkv status`; when it does not exit 0 (a replica
+//!   did not answer), its exit status is a last line (`exit status: 1`).
 //!
 //! Every console must exit successfully once its input ends (or on
 //! `quit`); a typed line after `quit` goes nowhere and prints nothing.
@@ -57,9 +59,10 @@
 //! two places reads the same; a UTC time (`2026-12-02T12:39:30.123456Z`)
 //! by `<utc>`; replica N's address by `<addrN>`; the cluster's temporary
 //! directory by `<dir>`; the 16 hexadecimal digits of an `incarnation=`,
-//! `members_digest=` or `replaces=` field by `<idN>`, numbered like
+//! `members_digest=` or `replaces=` field or after `incarnation ` by `<idN>`, numbered like
 //! timestamps; and the 8 after `ringkv-` (the default cluster name, from
-//! the members' ports) by `<digest>`. So a typed 16-digit number reads
+//! the members' ports) by `<digest>`; in `status`, the clock offsets a
+//! replica measured by `clock offsets <offsets>`. So a typed 16-digit number reads
 //! `<tsN>` too.
 //!
 //! # How typed lines are matched to answers
@@ -392,6 +395,19 @@ impl Run {
                 );
                 lines_of(&output.stdout)
             }
+            ["status"] => {
+                let config = self.cluster().config.clone();
+                let output = self.cluster().run_command(&[
+                    "status",
+                    "--config",
+                    config.to_str().expect("utf-8 path"),
+                ]);
+                let mut out = lines_of(&output.stdout);
+                if !output.status.success() {
+                    out.push(format!("{}", output.status));
+                }
+                out
+            }
             _ => panic!("unknown directive `! {directive}`"),
         }
     }
@@ -528,7 +544,16 @@ fn unescape(quoted: &str) -> Option<String> {
 
 /// The fields whose 16 hexadecimal digits are an id that depends on the
 /// run: the members digest hashes the replicas' ports.
-const ID_FIELDS: [&str; 3] = ["incarnation=", "members_digest=", "replaces="];
+const ID_FIELDS: [&str; 4] = [
+    "incarnation=",
+    "incarnation ",
+    "members_digest=",
+    "replaces=",
+];
+
+/// What `status` says before the clock offsets its replica measured, which
+/// change from ping to ping.
+const CLOCK_OFFSETS: &str = "clock offsets ";
 
 /// Replaces what changes from run to run with stable placeholders.
 #[derive(Default)]
@@ -540,6 +565,11 @@ struct Normaliser {
 impl Normaliser {
     fn normalise(&mut self, line: &str, dir: &Path, addrs: &[String]) -> String {
         let mut line = line.replace(&dir.display().to_string(), "<dir>");
+        if let Some(start) = line.find(CLOCK_OFFSETS) {
+            let from = start + CLOCK_OFFSETS.len();
+            let to = line[from..].find(", ").map_or(line.len(), |at| from + at);
+            line.replace_range(from..to, "<offsets>");
+        }
         for (id, addr) in addrs.iter().enumerate() {
             line = line.replace(addr.as_str(), &format!("<addr{id}>"));
         }
@@ -686,4 +716,75 @@ fn unified_diff(expected: &str, actual: &str) -> String {
         }
     }
     diff
+}
+
+/// The runner's own pieces, without a cluster.
+mod runner {
+    use super::*;
+
+    #[test]
+    fn a_file_renders_back_as_it_was_read() {
+        let text = "# comment\n\n> put 1 a\nOK\n> get 17\n\\\n> get 2\n\\# hash\n! kill 2\n";
+        let mut items = parse(text).expect("parses");
+        for item in &mut items {
+            if let Item::Step {
+                expected, actual, ..
+            } = item
+            {
+                *actual = expected.clone();
+            }
+        }
+        assert_eq!(render(&items), text);
+        assert!(parse("OK\n").is_err(), "output before any step");
+    }
+
+    #[test]
+    fn run_dependent_text_is_normalised_and_equal_values_read_the_same() {
+        let mut normaliser = Normaliser::default();
+        let dir = Path::new("/tmp/ringkv-test-1-2");
+        let addrs = ["127.0.0.1:10001".to_string(), "127.0.0.1:10002".to_string()];
+        assert_eq!(
+            normaliser.normalise(
+                "/tmp/ringkv-test-1-2/data-1 127.0.0.1:10002 ts=1764678000123456 \
+                 (2025-12-02T12:20:00.123456Z) ts=1764678000999999 ts=1764678000123456",
+                dir,
+                &addrs
+            ),
+            "<dir>/data-1 <addr1> ts=<ts1> (<utc>) ts=<ts2> ts=<ts1>"
+        );
+        assert_eq!(
+            normaliser.normalise(
+                "cluster=\"ringkv-0a1b2c3d\" members_digest=0123456789abcdef incarnation 1111111111111111, clock offsets 1:+3ms 2:-1ms, settled",
+                dir,
+                &addrs
+            ),
+            "cluster=\"ringkv-<digest>\" members_digest=<id1> incarnation <id2>, clock offsets <offsets>, settled"
+        );
+        // Not a timestamp: too short, too long, or part of a word.
+        assert_eq!(
+            normaliser.normalise(
+                "123456789012345 12345678901234567 x1234567890123456",
+                dir,
+                &addrs
+            ),
+            "123456789012345 12345678901234567 x1234567890123456"
+        );
+    }
+
+    #[test]
+    fn raw_input_takes_escapes_and_refuses_what_it_does_not_know() {
+        assert_eq!(
+            unescape(r#""a\n\t\"b\"\\""#).as_deref(),
+            Some("a\n\t\"b\"\\")
+        );
+        assert_eq!(unescape(r#""""#).as_deref(), Some(""));
+        assert_eq!(unescape(r#""\q""#), None);
+        assert_eq!(unescape("no quotes"), None);
+    }
+
+    #[test]
+    fn the_diff_shows_what_was_expected_and_what_came() {
+        let diff = unified_diff("a\nb\nc\n", "a\nB\nc\nd\n");
+        assert_eq!(diff, "@@ -1,3 +1,4 @@\n a\n-b\n+B\n c\n+d\n");
+    }
 }
