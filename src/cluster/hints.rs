@@ -63,15 +63,6 @@ pub struct HintOptions {
     pub max_per_replica: usize,
 }
 
-impl Default for HintOptions {
-    fn default() -> Self {
-        HintOptions {
-            window: Duration::from_secs(3 * 3600),
-            max_per_replica: 256,
-        }
-    }
-}
-
 /// One pending hint.
 #[derive(Clone, Debug, PartialEq)]
 struct PendingHint {
