@@ -36,9 +36,6 @@ pub struct ClientArgs {
     pub secret_file: Option<PathBuf>,
 }
 
-/// The longest answer timeout accepted: an hour.
-const MAX_TIMEOUT_MS: u64 = 3_600_000;
-
 fn parse_level(text: &str) -> Result<Consistency, String> {
     text.parse().map_err(|e: KvError| e.message)
 }
@@ -53,11 +50,7 @@ pub fn run(args: ClientArgs) -> Result<(), String> {
             args.config.display()
         )
     })?;
-    if !(1..=MAX_TIMEOUT_MS).contains(&args.timeout_ms) {
-        return Err(format!(
-            "--timeout-ms must be between 1 and {MAX_TIMEOUT_MS}"
-        ));
-    }
+    super::checked_timeout_ms("--timeout-ms", args.timeout_ms)?;
     let secret = crate::ops::secret::load_given(args.secret_file.as_deref())?;
     let client = Client::new(member.addr.clone())
         .with_timeout(Duration::from_millis(args.timeout_ms))

@@ -151,9 +151,6 @@ pub struct ReplicaArgs {
 /// The largest --max-clock-offset-ms: ten minutes.
 const MAX_CLOCK_OFFSET_LIMIT_MS: u64 = 600_000;
 
-/// The longest request timeout the flags accept: an hour.
-const MAX_TIMEOUT_MS: u64 = 3_600_000;
-
 /// The largest value the flag may allow: what fits in a frame under the limit.
 const MAX_VALUE_LIMIT: usize = 16 * 1024 * 1024;
 
@@ -259,9 +256,7 @@ impl Settings {
             ("--frame-read-timeout-ms", args.frame_read_timeout_ms),
             ("--speculative-read-ms", args.speculative_read_ms),
         ] {
-            if !(1..=MAX_TIMEOUT_MS).contains(&value) {
-                return Err(format!("{flag} must be between 1 and {MAX_TIMEOUT_MS}"));
-            }
+            super::checked_timeout_ms(flag, value)?;
         }
         Ok(Settings {
             read_policy: ReadPolicy::new(

@@ -1,8 +1,9 @@
-//! One framed connection, the type both sides of the protocol use: a
-//! replica serving a client or a peer (`node/connection.rs`), and the
-//! requesting side, a client or a peer link (`mux.rs`).
+//! The two halves of a framed connection, which both sides of the protocol
+//! wire to their socket: a replica serving a client or a peer
+//! (`server/connection.rs`), and the requesting side, a client or a peer
+//! link (`mux.rs`).
 //!
-//! A connection is two halves. The reading half is a buffered reader that
+//! The halves are these. The reading half is a buffered reader that
 //! yields one decoded envelope at a time: a frame that arrived whole is
 //! taken from the buffer, and one that started but stalls is given up after
 //! the partial-frame timeout. The writing half is a task that owns the
