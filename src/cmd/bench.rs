@@ -126,21 +126,39 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
     if args.seconds.is_some() && args.requests.is_some() {
         return Err("give --seconds or --requests, not both".into());
     }
-    let coordinators: Vec<String> = match &args.coordinators {
-        None => ring.members().iter().map(|m| m.addr.clone()).collect(),
-        Some(list) => list
-            .split(',')
-            .map(|id| {
-                let id: u32 = id
-                    .trim()
-                    .parse()
-                    .map_err(|_| format!("'{id}' is not a replica id"))?;
-                ring.member(id)
-                    .map(|m| m.addr.clone())
-                    .ok_or_else(|| format!("replica {id} is not in the cluster file"))
-            })
-            .collect::<Result<_, String>>()?,
+    let coordinators = coordinator_addrs(&ring, args.coordinators.as_deref())?;
+    let args = Arc::new(args);
+    let (report, elapsed, total) = rt::block_on(drive(args.clone(), coordinators, secret));
+    print_report(&args, &report, elapsed, total);
+    Ok(())
+}
+
+/// The addresses of `--coordinators` (every replica when not given).
+fn coordinator_addrs(ring: &Ring, list: Option<&str>) -> Result<Vec<String>, String> {
+    let Some(list) = list else {
+        return Ok(ring.members().iter().map(|m| m.addr.clone()).collect());
     };
+    list.split(',')
+        .map(|id| {
+            let id: u32 = id
+                .trim()
+                .parse()
+                .map_err(|_| format!("'{id}' is not a replica id"))?;
+            ring.member(id)
+                .map(|m| m.addr.clone())
+                .ok_or_else(|| format!("replica {id} is not in the cluster file"))
+        })
+        .collect()
+}
+
+/// Runs the workers through the warm-up and the measured run, printing a
+/// line a second; returns what they recorded, the measured time and the
+/// requests completed in it.
+async fn drive(
+    args: Arc<BenchArgs>,
+    coordinators: Vec<String>,
+    secret: Option<Vec<u8>>,
+) -> (WorkerReport, Duration, u64) {
     let shared = Arc::new(Shared {
         measuring: AtomicBool::new(false),
         stop: AtomicBool::new(false),
@@ -150,61 +168,63 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
         limit: args.requests,
     });
     let report = Arc::new(Mutex::new(WorkerReport::default()));
-    let args = Arc::new(args);
-    let (elapsed, total) = rt::block_on(async {
-        let mut workers = Vec::new();
-        for connection in 0..args.connections {
-            let client = Arc::new(
-                Client::new(coordinators[connection % coordinators.len()].clone())
-                    .with_secret(secret.clone()),
+    let mut workers = Vec::new();
+    for connection in 0..args.connections {
+        let client = Arc::new(
+            Client::new(coordinators[connection % coordinators.len()].clone())
+                .with_secret(secret.clone()),
+        );
+        for slot in 0..args.pipeline {
+            let (client, shared, report, args) =
+                (client.clone(), shared.clone(), report.clone(), args.clone());
+            let worker_id = (connection * args.pipeline + slot) as u64;
+            workers.push(rt::spawn(async move {
+                let mine = work(worker_id, &client, &shared, &args).await;
+                let mut all = lock(&report);
+                all.latency_us.merge(&mine.latency_us);
+                for (kind, count) in mine.errors {
+                    *all.errors.entry(kind).or_default() += count;
+                }
+            }));
+        }
+    }
+    rt::sleep(Duration::from_secs(args.warmup_seconds)).await;
+    shared.measuring.store(true, Ordering::SeqCst);
+    let began = Instant::now();
+    let duration = Duration::from_secs(args.seconds.unwrap_or(10));
+    let mut last = 0;
+    loop {
+        rt::sleep(Duration::from_secs(1).min(duration)).await;
+        let done = shared.completed.load(Ordering::Relaxed);
+        if !args.json {
+            eprintln!(
+                "{:>4.0} s: {:>9.0} ops/s, {} errors so far",
+                began.elapsed().as_secs_f64(),
+                (done - last) as f64,
+                shared.failed.load(Ordering::Relaxed)
             );
-            for slot in 0..args.pipeline {
-                let (client, shared, report, args) =
-                    (client.clone(), shared.clone(), report.clone(), args.clone());
-                let worker_id = (connection * args.pipeline + slot) as u64;
-                workers.push(rt::spawn(async move {
-                    let mine = work(worker_id, &client, &shared, &args).await;
-                    let mut all = lock(&report);
-                    all.latency_us.merge(&mine.latency_us);
-                    for (kind, count) in mine.errors {
-                        *all.errors.entry(kind).or_default() += count;
-                    }
-                }));
-            }
         }
-        rt::sleep(Duration::from_secs(args.warmup_seconds)).await;
-        shared.measuring.store(true, Ordering::SeqCst);
-        let began = Instant::now();
-        let duration = Duration::from_secs(args.seconds.unwrap_or(10));
-        let mut last = 0;
-        loop {
-            rt::sleep(Duration::from_secs(1).min(duration)).await;
-            let done = shared.completed.load(Ordering::Relaxed);
-            if !args.json {
-                eprintln!(
-                    "{:>4.0} s: {:>9.0} ops/s, {} errors so far",
-                    began.elapsed().as_secs_f64(),
-                    (done - last) as f64,
-                    shared.failed.load(Ordering::Relaxed)
-                );
-            }
-            last = done;
-            let finished = match args.requests {
-                Some(limit) => done >= limit,
-                None => began.elapsed() >= duration,
-            };
-            if finished {
-                break;
-            }
+        last = done;
+        let finished = match args.requests {
+            Some(limit) => done >= limit,
+            None => began.elapsed() >= duration,
+        };
+        if finished {
+            break;
         }
-        shared.stop.store(true, Ordering::SeqCst);
-        let elapsed = began.elapsed();
-        for worker in workers {
-            worker.await;
-        }
-        (elapsed, shared.completed.load(Ordering::Relaxed))
-    });
-    let report = lock(&report);
+    }
+    shared.stop.store(true, Ordering::SeqCst);
+    let elapsed = began.elapsed();
+    for worker in workers {
+        worker.await;
+    }
+    let total = shared.completed.load(Ordering::Relaxed);
+    let report = std::mem::take(&mut *lock(&report));
+    (report, elapsed, total)
+}
+
+/// Prints throughput, latency percentiles and errors, as text or JSON.
+fn print_report(args: &BenchArgs, report: &WorkerReport, elapsed: Duration, total: u64) {
     let ops_per_sec = total as f64 / elapsed.as_secs_f64();
     let h = &report.latency_us;
     let percentiles = [
@@ -229,37 +249,36 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
             errors.join(", "),
             latency.join(", ")
         );
-    } else {
-        println!(
-            "{} {} x{} conns x{} pipeline, reads {:.0}%, {} B values: {ops_per_sec:.0} ops/s over {:.1} s ({total} requests)",
-            args.consistency,
-            match args.keys {
-                KeyChoice::Uniform => "uniform",
-                KeyChoice::Hot => "hot",
-            },
-            args.connections,
-            args.pipeline,
-            args.reads * 100.0,
-            args.value_bytes,
-            elapsed.as_secs_f64()
-        );
-        let latency: Vec<String> = percentiles
-            .iter()
-            .map(|(name, us)| format!("{name} {}", format_micros(*us)))
-            .collect();
-        println!("latency: {}", latency.join(", "));
-        if report.errors.is_empty() {
-            println!("errors: none");
-        } else {
-            let errors: Vec<String> = report
-                .errors
-                .iter()
-                .map(|(kind, n)| format!("{kind} {n}"))
-                .collect();
-            println!("errors: {}", errors.join(", "));
-        }
+        return;
     }
-    Ok(())
+    println!(
+        "{} {} x{} conns x{} pipeline, reads {:.0}%, {} B values: {ops_per_sec:.0} ops/s over {:.1} s ({total} requests)",
+        args.consistency,
+        match args.keys {
+            KeyChoice::Uniform => "uniform",
+            KeyChoice::Hot => "hot",
+        },
+        args.connections,
+        args.pipeline,
+        args.reads * 100.0,
+        args.value_bytes,
+        elapsed.as_secs_f64()
+    );
+    let latency: Vec<String> = percentiles
+        .iter()
+        .map(|(name, us)| format!("{name} {}", format_micros(*us)))
+        .collect();
+    println!("latency: {}", latency.join(", "));
+    if report.errors.is_empty() {
+        println!("errors: none");
+    } else {
+        let errors: Vec<String> = report
+            .errors
+            .iter()
+            .map(|(kind, n)| format!("{kind} {n}"))
+            .collect();
+        println!("errors: {}", errors.join(", "));
+    }
 }
 
 fn format_micros(us: u64) -> String {
