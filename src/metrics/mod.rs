@@ -6,7 +6,7 @@
 //! - the coordinator: client gets, puts and deletes by operation and level,
 //!   the errors it answered them with, and their latency (`Request`), and
 //!   the writes it stamped again because a replica held a newer version;
-//! - the WAL thread (`replica.rs`): group commits, records, checkpoints;
+//! - the WAL thread (`storage/durable.rs`): group commits, records, checkpoints;
 //! - the hints (`hints.rs`): hints stored, delivered and dropped.
 //!
 //! Everything here is a relaxed atomic counter or an `AtomicHistogram`, so
