@@ -204,7 +204,13 @@ pub fn console_line(bytes: &[u8]) {
     let parsed = parse_line(&line);
     let encoded = encode_lines(&[line.to_string()], 1, Consistency::Quorum);
     match &parsed {
-        Ok(Command::Get(_) | Command::Put(..) | Command::Delete(_) | Command::Where(_)) => {
+        Ok(
+            Command::Get(_)
+            | Command::Put(..)
+            | Command::Delete(_)
+            | Command::Cas(..)
+            | Command::Where(_),
+        ) => {
             let frames = encoded.expect("a request line encodes");
             assert_eq!(frames.len(), 1, "one request line makes one frame");
             let pieces = split_captured(&frames[0], DEFAULT_MAX_FRAME_BYTES);

@@ -16,6 +16,9 @@ pub enum Command {
     Put(u32, String),
     /// `delete KEY`: writes a tombstone.
     Delete(u32),
+    /// `cas KEY OLD NEW`: write NEW only if the key holds OLD (None: only
+    /// if it holds no value).
+    Cas(u32, Option<String>, String),
     /// `consistency [LEVEL]`: show or set the level.
     Consistency(Option<Consistency>),
     /// `where KEY`: what each replica of the key holds.
@@ -34,7 +37,8 @@ commands:
   get KEY                 read KEY (0-255) at the current consistency level
   put KEY VALUE           write VALUE (the rest of the line, or a \"double-quoted\" string)
   delete KEY              delete KEY (a later get answers NOT FOUND)
-  consistency [LEVEL]     show, or set to ONE, QUORUM or ALL, the level of later requests
+  cas KEY OLD NEW         write NEW only if KEY holds OLD (OLD - : only if it holds no value)
+  consistency [LEVEL]     show, or set to ONE, QUORUM, ALL or SERIAL (gets only), the level of later requests
   where KEY               show what each of KEY's replicas holds, without repairing it
   help                    this text
   quit                    leave (end of input works too)";
@@ -61,6 +65,22 @@ pub fn parse_line(line: &str) -> Result<Command, KvError> {
             }
             let key = parse_key(key)?;
             Ok(Command::Put(key, parse_value(value)?))
+        }
+        "cas" => {
+            let usage = || KvError::invalid("usage: cas KEY OLD NEW (OLD - means no value)");
+            let (key, rest) = rest.split_once(char::is_whitespace).ok_or_else(usage)?;
+            let key = parse_key(key)?;
+            let (old, rest) = next_token(rest.trim_start()).map_err(|e| e.unwrap_or_else(usage))?;
+            let (new, rest) = next_token(rest.trim_start()).map_err(|e| e.unwrap_or_else(usage))?;
+            if !rest.trim().is_empty() {
+                return Err(usage());
+            }
+            let expected = match old {
+                Token::Bare(word) if word == "-" => None,
+                Token::Bare(word) | Token::Quoted(word) => Some(word),
+            };
+            let (Token::Bare(new) | Token::Quoted(new)) = new;
+            Ok(Command::Cas(key, expected, new))
         }
         "consistency" => match rest {
             "" => Ok(Command::Consistency(None)),
@@ -107,33 +127,79 @@ fn parse_value(text: &str) -> Result<String, KvError> {
         }
         return Ok(text.to_string());
     };
+    let (value, rest) = unquote(quoted)?;
+    if !rest.trim().is_empty() {
+        return Err(KvError::invalid(
+            "unexpected text after the closing '\"' of the value",
+        ));
+    }
+    Ok(value)
+}
+
+/// One token of a `cas` line.
+enum Token {
+    /// A word without spaces or quotes, as typed (`-` means "no value" for OLD).
+    Bare(String),
+    /// A double-quoted string, unescaped.
+    Quoted(String),
+}
+
+/// A token and the text after it; a missing token is `Err(None)`, a bad
+/// quoted string `Err(Some(error))`.
+fn next_token(text: &str) -> Result<(Token, &str), Option<KvError>> {
+    if text.is_empty() {
+        return Err(None);
+    }
+    if let Some(quoted) = text.strip_prefix('"') {
+        let (value, rest) = unquote(quoted).map_err(Some)?;
+        return Ok((Token::Quoted(value), rest));
+    }
+    let end = text.find(char::is_whitespace).unwrap_or(text.len());
+    let (word, rest) = text.split_at(end);
+    if word.contains('"') {
+        return Err(Some(KvError::invalid(format!(
+            "'{word}': a bare value cannot hold a '\"'; quote the whole value"
+        ))));
+    }
+    Ok((Token::Bare(word.to_string()), rest))
+}
+
+/// The string that starts just after an opening `"`, unescaped, and the
+/// text after its closing `"`.
+fn unquote(quoted: &str) -> Result<(String, &str), KvError> {
     let mut value = String::new();
-    let mut chars = quoted.chars();
+    let mut chars = quoted.char_indices();
     loop {
         match chars.next() {
             None => return Err(KvError::invalid("the quoted value has no closing '\"'")),
-            Some('"') => break,
-            Some('\\') => match chars.next() {
-                Some('"') => value.push('"'),
-                Some('\\') => value.push('\\'),
-                Some('n') => value.push('\n'),
-                Some('t') => value.push('\t'),
-                Some(other) => {
+            Some((at, '"')) => return Ok((value, &quoted[at + 1..])),
+            Some((_, '\\')) => match chars.next() {
+                Some((_, '"')) => value.push('"'),
+                Some((_, '\\')) => value.push('\\'),
+                Some((_, 'n')) => value.push('\n'),
+                Some((_, 't')) => value.push('\t'),
+                Some((_, other)) => {
                     return Err(KvError::invalid(format!(
                         "unknown escape '\\{other}' in the quoted value"
                     )))
                 }
                 None => return Err(KvError::invalid("the quoted value has no closing '\"'")),
             },
-            Some(c) => value.push(c),
+            Some((_, c)) => value.push(c),
         }
     }
-    if !chars.as_str().trim().is_empty() {
-        return Err(KvError::invalid(
-            "unexpected text after the closing '\"' of the value",
-        ));
+}
+
+/// The answer to a cas: `APPLIED`, or `NOT APPLIED: ` and the current value
+/// as `get` shows it (`NOT FOUND` when the key holds none).
+pub fn render_cas(applied: bool, current: Option<&Versioned>) -> String {
+    if applied {
+        return "APPLIED".to_string();
     }
-    Ok(value)
+    match current.filter(|version| !version.tombstone) {
+        Some(version) => format!("NOT APPLIED: {}", render_value(&version.value)),
+        None => "NOT APPLIED: NOT FOUND".to_string(),
+    }
 }
 
 /// How a value is shown: as it is, unless it could be mistaken for
@@ -188,6 +254,44 @@ fn render_version(version: &Versioned) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cas_takes_two_tokens_and_a_bare_dash_means_no_value() {
+        assert_eq!(
+            parse_line("cas 10 old new"),
+            Ok(Command::Cas(10, Some("old".into()), "new".into()))
+        );
+        assert_eq!(
+            parse_line("cas 10 - first"),
+            Ok(Command::Cas(10, None, "first".into()))
+        );
+        assert_eq!(
+            parse_line(r#"cas 10 "-" "two words""#),
+            Ok(Command::Cas(10, Some("-".into()), "two words".into()))
+        );
+        assert_eq!(
+            parse_line(r#"CAS 7 "a\"b" """#),
+            Ok(Command::Cas(7, Some("a\"b".into()), String::new()))
+        );
+        for bad in [
+            "cas",
+            "cas 10",
+            "cas 10 old",
+            "cas 10 a b c",
+            "cas x a b",
+            r#"cas 1 "a b"#,
+            "cas 1 a\"b c",
+        ] {
+            assert!(parse_line(bad).is_err(), "{bad}");
+        }
+        assert_eq!(render_cas(true, None), "APPLIED");
+        assert_eq!(render_cas(false, None), "NOT APPLIED: NOT FOUND");
+        let held = Versioned {
+            value: "OK".into(),
+            ..Versioned::default()
+        };
+        assert_eq!(render_cas(false, Some(&held)), "NOT APPLIED: \"OK\"");
+    }
 
     #[test]
     fn commands_parse() {

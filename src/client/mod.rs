@@ -15,9 +15,9 @@ use crate::protocol::error::KvError;
 use crate::protocol::frame::DEFAULT_MAX_FRAME_BYTES;
 use crate::protocol::mux::{CallError, FrameLimits, MuxConnection};
 use crate::protocol::proto::{
-    AuthRequest, Body, Consistency, DeleteRequest, GetRequest, InspectReply, InspectRequest,
-    MetricsReply, MetricsRequest, PutRequest, RepairReply, RepairRequest, StatusReply,
-    StatusRequest, Versioned,
+    AuthRequest, Body, CasReply, CasRequest, Consistency, DeleteRequest, GetRequest, InspectReply,
+    InspectRequest, MetricsReply, MetricsRequest, PutRequest, RepairReply, RepairRequest,
+    StatusReply, StatusRequest, Versioned,
 };
 
 /// A request fits any replica's frame limit; a reply may be larger: the
@@ -86,6 +86,25 @@ impl Client {
         });
         match self.call(request).await? {
             Body::PutReply(reply) => Ok(reply.timestamp_micros),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Writes `value` only if the key holds `expected` (None: only if it
+    /// holds no value). A TIMEOUT means the outcome is unknown.
+    pub async fn cas(
+        &self,
+        key: u32,
+        expected: Option<&str>,
+        value: &str,
+    ) -> Result<CasReply, KvError> {
+        let request = Body::Cas(CasRequest {
+            key: Some(key),
+            expected: expected.map(str::to_string),
+            value: value.to_string(),
+        });
+        match self.call(request).await? {
+            Body::CasReply(reply) => Ok(reply),
             other => Err(unexpected(other)),
         }
     }

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use argh::FromArgs;
 
-use crate::client::console::{parse_line, render_holdings, render_value, Command, HELP};
+use crate::client::console::{
+    parse_line, render_cas, render_holdings, render_value, Command, HELP,
+};
 use crate::client::Client;
 use crate::cluster::ring::Ring;
 use crate::ops::rt;
@@ -109,6 +111,10 @@ async fn execute(
             .put(key, &value, *level)
             .await
             .map(|_| "OK".to_string()),
+        Command::Cas(key, expected, value) => {
+            let reply = client.cas(key, expected.as_deref(), &value).await?;
+            Ok(render_cas(reply.applied, reply.current.as_ref()))
+        }
         Command::Where(key) => Ok(render_holdings(key, &client.inspect(key).await?)),
         Command::Consistency(None) => Ok(format!("Current consistency level is {level}.")),
         Command::Consistency(Some(new_level)) => {

@@ -13,7 +13,7 @@ use argh::FromArgs;
 use crate::client::console::{parse_line, Command};
 use crate::protocol::frame::encode_frame;
 use crate::protocol::proto::{
-    Body, Consistency, DeleteRequest, Envelope, GetRequest, InspectRequest, PutRequest,
+    Body, CasRequest, Consistency, DeleteRequest, Envelope, GetRequest, InspectRequest, PutRequest,
 };
 
 /// Turn console lines into request frames on standard output (for nc).
@@ -94,6 +94,11 @@ pub fn encode_lines(
                 Command::Delete(key) => Body::Delete(DeleteRequest {
                     key: Some(key),
                     consistency: level as i32,
+                }),
+                Command::Cas(key, expected, value) => Body::Cas(CasRequest {
+                    key: Some(key),
+                    expected,
+                    value,
                 }),
                 Command::Where(key) => Body::Inspect(InspectRequest { key: Some(key) }),
                 Command::Help | Command::Quit => {

@@ -141,6 +141,7 @@ fn render_metrics(metrics: &MetricsReply) -> String {
         ("put", &metrics.put_latency),
         ("get", &metrics.get_latency),
         ("delete", &metrics.delete_latency),
+        ("cas", &metrics.cas_latency),
     ] {
         let _ = writeln!(block, "  latency {op}: {}", render_latency(summary));
     }

@@ -24,15 +24,16 @@ use crate::protocol::error::{ErrorKind, KvError};
 use crate::protocol::proto::{Consistency, ErrorCount, LatencySummary, MetricsReply, RequestCount};
 
 /// Operations counted, in the order of `Metrics::requests`.
-const OPS: [Op; 3] = [Op::Get, Op::Put, Op::Delete];
+const OPS: [Op; 4] = [Op::Get, Op::Put, Op::Delete, Op::Cas];
 
 /// Levels counted, in the order of `Metrics::requests`' inner arrays;
 /// a missing or unknown level counts as `Unspecified`.
-const LEVELS: [Consistency; 4] = [
+const LEVELS: [Consistency; 5] = [
     Consistency::Unspecified,
     Consistency::One,
     Consistency::Quorum,
     Consistency::All,
+    Consistency::Serial,
 ];
 
 /// Error kinds counted, in the order of `Metrics::errors`.
@@ -53,6 +54,8 @@ pub enum Op {
     Put,
     /// A write of a tombstone.
     Delete,
+    /// A compare-and-set.
+    Cas,
 }
 
 impl Op {
@@ -62,10 +65,11 @@ impl Op {
             Op::Get => "get",
             Op::Put => "put",
             Op::Delete => "delete",
+            Op::Cas => "cas",
         }
     }
 
-    /// Whether it writes (a put or a delete).
+    /// Whether it writes (a put, a delete or a cas).
     pub fn writes(self) -> bool {
         self != Op::Get
     }
@@ -195,6 +199,7 @@ impl Metrics {
             put_latency: Some(latency(Op::Put)),
             get_latency: Some(latency(Op::Get)),
             delete_latency: Some(latency(Op::Delete)),
+            cas_latency: Some(latency(Op::Cas)),
             wal_batches: load(&self.wal_batches),
             wal_records: load(&self.wal_records),
             wal_checkpoints: load(&self.wal_checkpoints),
@@ -245,6 +250,7 @@ fn op_index(op: Op) -> usize {
         Op::Get => 0,
         Op::Put => 1,
         Op::Delete => 2,
+        Op::Cas => 3,
     }
 }
 
@@ -254,6 +260,7 @@ fn level_index(level: Consistency) -> usize {
         Consistency::One => 1,
         Consistency::Quorum => 2,
         Consistency::All => 3,
+        Consistency::Serial => 4,
     }
 }
 

@@ -101,6 +101,20 @@ impl Description {
         }
     }
 
+    fn with_ballot(
+        self,
+        name: &'static str,
+        ballot: Option<&crate::protocol::proto::Ballot>,
+    ) -> Self {
+        match ballot {
+            Some(ballot) => self.with(name, Field::Time(ballot.micros)).with(
+                "ballot_coordinator",
+                Field::Num(u64::from(ballot.coordinator_id)),
+            ),
+            None => self.with(name, Field::Word("none".into())),
+        }
+    }
+
     fn with_version(self, version: Option<&Versioned>) -> Self {
         let Some(version) = version else {
             return self.with("found", Field::Flag(false));
@@ -309,6 +323,41 @@ fn body_description(body: &Body) -> Description {
             };
             d.with_hello(pong.hello.as_ref())
         }
+        Body::Cas(cas) => {
+            let d = d.with_key(cas.key);
+            let d = match &cas.expected {
+                Some(expected) => d.with("expected", Field::Text(expected.clone())),
+                None => d.with("expected", Field::Word("none".into())),
+            };
+            d.with("value", Field::Text(cas.value.clone()))
+        }
+        Body::CasReply(reply) if reply.applied => d
+            .with("applied", Field::Flag(true))
+            .with("timestamp", Field::Time(reply.timestamp_micros)),
+        Body::CasReply(reply) => d
+            .with("applied", Field::Flag(false))
+            .with_version(reply.current.as_ref()),
+        Body::PaxosPrepare(prepare) => d
+            .with_key(prepare.key)
+            .with_ballot("ballot", prepare.ballot.as_ref()),
+        Body::PaxosPromise(promise) => {
+            let d = d
+                .with("promised", Field::Flag(promise.promised))
+                .with_ballot("promised_ballot", promise.promised_ballot.as_ref());
+            let d = match &promise.accepted {
+                Some(accepted) => d
+                    .with("accepted", Field::Time(accepted.timestamp_micros))
+                    .with("accepted_value", Field::Text(accepted.value.clone())),
+                None => d,
+            };
+            d.with_version(promise.current.as_ref())
+        }
+        Body::PaxosPropose(propose) => d
+            .with_key(propose.key)
+            .with_version(propose.proposal.as_ref()),
+        Body::PaxosAccepted(accepted) => d
+            .with("accepted", Field::Flag(accepted.accepted))
+            .with_ballot("promised_ballot", accepted.promised_ballot.as_ref()),
         Body::Digest(digest) => d
             .with("sender", Field::Num(u64::from(digest.sender_id)))
             .with("entries", Field::Num(digest.entries.len() as u64)),
@@ -334,6 +383,17 @@ pub fn log_record(record: &LogRecord) -> Description {
             Description::new(kind)
                 .with_key(write.key)
                 .with_version(write.version.as_ref())
+        }
+        Some(log_record::Entry::Paxos(state)) => {
+            let d = Description::new("paxos")
+                .with("key", Field::Num(u64::from(state.key)))
+                .with_ballot("promised", state.promised.as_ref());
+            match &state.accepted {
+                Some(accepted) => d
+                    .with("accepted", Field::Flag(true))
+                    .with_version(Some(accepted)),
+                None => d,
+            }
         }
         None => Description::new("unknown record"),
     }

@@ -24,7 +24,7 @@ impl Consistency {
     pub fn required_acks(self, replication_factor: usize) -> usize {
         match self {
             Consistency::One | Consistency::Unspecified => 1,
-            Consistency::Quorum => replication_factor / 2 + 1,
+            Consistency::Quorum | Consistency::Serial => replication_factor / 2 + 1,
             Consistency::All => replication_factor,
         }
     }
@@ -36,6 +36,7 @@ impl Consistency {
             Consistency::One => "ONE",
             Consistency::Quorum => "QUORUM",
             Consistency::All => "ALL",
+            Consistency::Serial => "SERIAL",
         }
     }
 }
@@ -119,6 +120,12 @@ impl Body {
             Body::Pong(_) => "pong",
             Body::Digest(_) => "digest",
             Body::DigestReply(_) => "digest reply",
+            Body::Cas(_) => "cas request",
+            Body::CasReply(_) => "cas reply",
+            Body::PaxosPrepare(_) => "paxos prepare",
+            Body::PaxosPromise(_) => "paxos promise",
+            Body::PaxosPropose(_) => "paxos propose",
+            Body::PaxosAccepted(_) => "paxos accepted",
             Body::Error(_) => "error",
         }
     }

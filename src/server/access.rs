@@ -61,7 +61,14 @@ impl Access {
         }
         let replica_only = matches!(
             body,
-            Some(Body::ReplicaWrite(_) | Body::ReplicaRead(_) | Body::Ping(_) | Body::Digest(_))
+            Some(
+                Body::ReplicaWrite(_)
+                    | Body::ReplicaRead(_)
+                    | Body::Ping(_)
+                    | Body::Digest(_)
+                    | Body::PaxosPrepare(_)
+                    | Body::PaxosPropose(_)
+            )
         );
         match (*self, body) {
             (Access::Open, _) => Admission::Proceed,

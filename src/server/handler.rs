@@ -7,14 +7,21 @@
 //! connection, let alone the process, down.
 
 use crate::cluster::replica_write::{checked_replica_write, held_key};
+use crate::cluster::ring::Ring;
 use crate::metrics::Gauges;
 use crate::protocol::error::KvError;
+use crate::protocol::proto::{
+    Ballot, Consistency, PaxosAccepted, PaxosPrepare, PaxosPromise, PaxosPropose, ReplicaId,
+    Versioned,
+};
 use crate::protocol::proto::{
     Body, DigestEntry, MetricsReply, PeerView, Pong, ReplicaRead, ReplicaReadReply, ReplicaWrite,
     ReplicaWriteAck, StatusReply,
 };
 use crate::server::Node;
 use crate::storage::clock::wall_micros;
+use crate::storage::clock_fence::check_stamp;
+use crate::storage::paxos::{ballot_of, stamp_of_ballot, BallotStamp};
 
 impl Node {
     /// Answers one request body with a reply body (possibly an `Error`).
@@ -29,12 +36,19 @@ impl Node {
     async fn dispatch(&self, body: Body) -> Result<Body, KvError> {
         match body {
             Body::Get(request) => self.coordinator.get(request).await.map(Body::GetReply),
-            Body::Put(request) => self.coordinator.put(request).await.map(Body::PutReply),
-            Body::Delete(request) => self
-                .coordinator
-                .delete(request)
-                .await
-                .map(Body::DeleteReply),
+            Body::Put(request) => {
+                refuse_serial(request.consistency, "put")?;
+                self.coordinator.put(request).await.map(Body::PutReply)
+            }
+            Body::Delete(request) => {
+                refuse_serial(request.consistency, "delete")?;
+                self.coordinator
+                    .delete(request)
+                    .await
+                    .map(Body::DeleteReply)
+            }
+            Body::PaxosPrepare(prepare) => self.prepare(prepare).await.map(Body::PaxosPromise),
+            Body::PaxosPropose(propose) => self.propose(propose).await.map(Body::PaxosAccepted),
             Body::Repair(_) => Ok(Body::RepairReply(self.anti_entropy.round().await)),
             Body::Digest(digest) => self.anti_entropy.answer(digest).map(Body::DigestReply),
             Body::Inspect(request) => self
@@ -56,6 +70,37 @@ impl Node {
                 reply.kind_name()
             ))),
         }
+    }
+
+    /// A Paxos prepare from a coordinator: promise (durably) or refuse,
+    /// and say what this replica accepted and holds for the key.
+    async fn prepare(&self, prepare: PaxosPrepare) -> Result<PaxosPromise, KvError> {
+        let key = held_key(&self.ring, self.self_id, prepare.key)?;
+        let ballot = checked_ballot(&self.ring, self.self_id, prepare.ballot.as_ref())?;
+        let promise = self.local.prepare(key, ballot).await?;
+        Ok(PaxosPromise {
+            promised: promise.promised,
+            promised_ballot: promise.promised_ballot.map(ballot_of),
+            accepted: promise.accepted,
+            current: promise.current,
+        })
+    }
+
+    /// A Paxos proposal from a coordinator: accept it (durably) unless a
+    /// higher ballot was promised.
+    async fn propose(&self, propose: PaxosPropose) -> Result<PaxosAccepted, KvError> {
+        let (key, proposal) = checked_replica_write(
+            &self.ring,
+            self.self_id,
+            self.limits.max_value_bytes,
+            propose.key,
+            propose.proposal,
+        )?;
+        let (accepted, promised) = self.local.propose(key, proposal).await?;
+        Ok(PaxosAccepted {
+            accepted,
+            promised_ballot: promised.map(ballot_of),
+        })
     }
 
     async fn apply_write(&self, write: ReplicaWrite) -> Result<ReplicaWriteAck, KvError> {
@@ -175,4 +220,41 @@ impl Node {
             peer_clock_offsets: self.peers.clock_offsets().for_status(),
         }
     }
+}
+
+/// Puts and deletes name a level; SERIAL is for gets, and a write that
+/// must see the current value is a compare-and-set.
+fn refuse_serial(level: i32, op: &str) -> Result<(), KvError> {
+    if level == Consistency::Serial as i32 {
+        return Err(KvError::invalid(format!(
+            "a {op} cannot be SERIAL: SERIAL is for gets; to write only if the key holds a given value, use cas"
+        )));
+    }
+    Ok(())
+}
+
+/// A ballot from a Paxos prepare: present, from a coordinator in the ring,
+/// and within the clock fence (a ballot is a timestamp like any other).
+fn checked_ballot(
+    ring: &Ring,
+    self_id: ReplicaId,
+    ballot: Option<&Ballot>,
+) -> Result<BallotStamp, KvError> {
+    let Some(ballot) = ballot else {
+        return Err(KvError::invalid("the prepare has no ballot"));
+    };
+    if ring.member(ballot.coordinator_id).is_none() {
+        return Err(KvError::invalid(format!(
+            "the ballot names coordinator {}, which is not in the ring",
+            ballot.coordinator_id
+        )));
+    }
+    let as_version = Versioned {
+        value: String::new(),
+        timestamp_micros: ballot.micros,
+        coordinator_id: ballot.coordinator_id,
+        tombstone: false,
+    };
+    check_stamp(&as_version, self_id)?;
+    Ok(stamp_of_ballot(ballot))
 }

@@ -38,6 +38,7 @@ use crate::ops::rt;
 use crate::protocol::error::KvError;
 use crate::protocol::proto::{log_record, LogRecord, ReplicaWrite, Versioned};
 use crate::storage::group_commit::{self, Committer};
+use crate::storage::paxos::{ballot_of_proposal, AcceptorState, BallotStamp, PaxosStore};
 use crate::storage::store::Store;
 
 /// The most bytes of records one group commit writes before syncing.
@@ -95,21 +96,53 @@ impl QueuedBytes {
     }
 }
 
-/// A write waiting for the WAL thread, and where to say it is durable. It
+/// A change waiting for the WAL thread, and where to say it is durable. It
 /// is encoded by the WAL thread, batch by batch, so that a queued write
 /// holds its value once, not twice.
 struct PendingWrite {
     key: u8,
-    version: Versioned,
+    change: Change,
     /// Its value's room in the queue, held until the write is finished.
     _room: QueueRoom,
-    /// Told once the write is durable and applied, or why it is not.
+    /// Told once the change is durable and applied, or why it is not.
     durable: rt::Sender<Result<(), KvError>>,
+}
+
+/// What a log record changes: a key's version, or its Paxos acceptor state.
+enum Change {
+    Version(Versioned),
+    Paxos(AcceptorState),
+}
+
+impl Change {
+    /// Value bytes it holds, for the queue's bound and the batch's.
+    fn value_bytes(&self) -> usize {
+        match self {
+            Change::Version(version) => version.value.len(),
+            Change::Paxos(state) => state.accepted.as_ref().map_or(0, |v| v.value.len()),
+        }
+    }
+}
+
+/// What a Paxos prepare found, and whether it promised.
+pub struct Promise {
+    /// Whether the ballot was promised.
+    pub promised: bool,
+    /// The highest ballot promised now (the asker's, if it was).
+    pub promised_ballot: Option<BallotStamp>,
+    /// The accepted proposal with the highest ballot, if any.
+    pub accepted: Option<Versioned>,
+    /// The key's current version.
+    pub current: Option<Versioned>,
 }
 
 /// The replica's durable store: WAL on disk, newest versions in memory.
 pub struct LocalReplica {
     store: Arc<Store>,
+    paxos: Arc<PaxosStore>,
+    /// One Paxos step per key at a time: a promise or an acceptance is
+    /// decided and made durable before the next step on the key looks.
+    paxos_steps: Vec<rt::AsyncMutex<()>>,
     to_wal_thread: rt::Sender<PendingWrite>,
     wal_bytes: Arc<AtomicU64>,
     queued: Arc<QueuedBytes>,
@@ -143,11 +176,16 @@ impl LocalReplica {
             .map_err(|e| format!("cannot create {}: {e}", data_dir.display()))?;
         let wal_dir = data_dir.join("wal");
         let store = Arc::new(Store::new());
+        let paxos = Arc::new(PaxosStore::default());
         let mut newest_timestamp = 0;
         let (log, replay) = wal::Wal::open(&wal_dir, options, |payload| {
-            let (key, version) = decode_record(payload)?;
-            newest_timestamp = newest_timestamp.max(version.timestamp_micros);
-            store.merge(key, version);
+            match decode_record(payload)? {
+                Record::Write(key, version) => {
+                    newest_timestamp = newest_timestamp.max(version.timestamp_micros);
+                    store.merge(key, version);
+                }
+                Record::Paxos(key, state) => paxos.merge(key, state),
+            }
             Ok(())
         })
         .map_err(|e| match e {
@@ -160,8 +198,10 @@ impl LocalReplica {
         let wal_bytes = Arc::new(AtomicU64::new(log.total_bytes()));
         let (to_wal_thread, requests) = rt::bounded(WAL_QUEUE);
         let (room_again, disk_recoveries) = rt::bounded(1);
+        let newest_timestamp = newest_timestamp.max(paxos.newest_micros());
         let committer = WalCommitter {
             store: store.clone(),
+            paxos: paxos.clone(),
             wal_bytes: wal_bytes.clone(),
             checkpoint_bytes,
             next_checkpoint_at: checkpoint_bytes,
@@ -182,6 +222,8 @@ impl LocalReplica {
         Ok((
             LocalReplica {
                 store,
+                paxos,
+                paxos_steps: (0..=u8::MAX).map(|_| rt::AsyncMutex::new(())).collect(),
                 to_wal_thread,
                 queued: Arc::new(QueuedBytes::default()),
                 wal_bytes,
@@ -200,11 +242,17 @@ impl LocalReplica {
         if self.store.supersedes(key, &version) {
             return Ok(());
         }
-        let room = self.queued.room_for(version.value.len()).await;
+        self.log_change(key, Change::Version(version)).await
+    }
+
+    /// Hands a change to the WAL thread and waits until it is durable and
+    /// applied.
+    async fn log_change(&self, key: u8, change: Change) -> Result<(), KvError> {
+        let room = self.queued.room_for(change.value_bytes()).await;
         let (durable, is_durable) = rt::bounded(1);
         let pending = PendingWrite {
             key,
-            version,
+            change,
             _room: room,
             durable,
         };
@@ -214,6 +262,60 @@ impl LocalReplica {
             .await
             .map_err(|_| stopped())?;
         is_durable.recv().await.map_err(|_| stopped())?
+    }
+
+    /// A Paxos prepare: promises `ballot` for `key` if it is higher than
+    /// every ballot promised before, durably before it answers, and says
+    /// what it has accepted and what it holds.
+    pub async fn prepare(&self, key: u8, ballot: BallotStamp) -> Result<Promise, KvError> {
+        let _step = self.paxos_steps[usize::from(key)].lock().await;
+        let state = self.paxos.get(key);
+        let promised = state.promised.is_none_or(|held| ballot > held);
+        if promised {
+            let change = AcceptorState {
+                promised: Some(ballot),
+                accepted: None,
+            };
+            self.log_change(key, Change::Paxos(change)).await?;
+        }
+        Ok(Promise {
+            promised,
+            promised_ballot: if promised {
+                Some(ballot)
+            } else {
+                state.promised
+            },
+            accepted: state.accepted,
+            current: self.read(key),
+        })
+    }
+
+    /// A Paxos proposal: accepts `proposal` (its version stamped with its
+    /// ballot) for `key` unless a higher ballot was promised, durably
+    /// before it answers. Returns whether it accepted, and the highest
+    /// ballot promised now.
+    pub async fn propose(
+        &self,
+        key: u8,
+        proposal: Versioned,
+    ) -> Result<(bool, Option<BallotStamp>), KvError> {
+        let _step = self.paxos_steps[usize::from(key)].lock().await;
+        let ballot = ballot_of_proposal(&proposal);
+        let state = self.paxos.get(key);
+        if state.promised.is_some_and(|held| held > ballot) {
+            return Ok((false, state.promised));
+        }
+        let change = AcceptorState {
+            promised: Some(ballot),
+            accepted: Some(proposal),
+        };
+        self.log_change(key, Change::Paxos(change)).await?;
+        Ok((true, Some(ballot)))
+    }
+
+    /// The Paxos acceptor state of `key`, for `dump`-like inspection and tests.
+    pub fn acceptor_state(&self, key: u8) -> AcceptorState {
+        self.paxos.get(key)
     }
 
     /// Told each time the disk has room again after it was full: writes
@@ -281,8 +383,24 @@ pub fn encode_record(key: u8, version: &Versioned) -> Vec<u8> {
     .encode_to_vec()
 }
 
-/// Decodes a WAL record payload back into a write.
-pub fn decode_record(payload: &[u8]) -> Result<(u8, Versioned), String> {
+/// Encodes a key's Paxos acceptor state as the payload of one WAL record.
+fn encode_paxos_record(key: u8, state: &AcceptorState) -> Vec<u8> {
+    LogRecord {
+        entry: Some(log_record::Entry::Paxos(state.to_record(key))),
+    }
+    .encode_to_vec()
+}
+
+/// What one WAL record says.
+pub enum Record {
+    /// A key's version, merged by last-write-wins.
+    Write(u8, Versioned),
+    /// A key's Paxos promise or acceptance, merged by ballot.
+    Paxos(u8, AcceptorState),
+}
+
+/// Decodes a WAL record payload.
+pub fn decode_record(payload: &[u8]) -> Result<Record, String> {
     let record = LogRecord::decode(payload).map_err(|e| format!("undecodable record: {e}"))?;
     match record.entry {
         Some(log_record::Entry::Write(ReplicaWrite {
@@ -291,9 +409,13 @@ pub fn decode_record(payload: &[u8]) -> Result<(u8, Versioned), String> {
             ..
         })) => {
             let key = u8::try_from(key).map_err(|_| format!("record for key {key}, beyond 255"))?;
-            Ok((key, version))
+            Ok(Record::Write(key, version))
         }
         Some(log_record::Entry::Write(_)) => Err("write record without key or version".into()),
+        Some(log_record::Entry::Paxos(state)) => {
+            let (key, state) = AcceptorState::from_record(state)?;
+            Ok(Record::Paxos(key, state))
+        }
         None => Err("record of an unknown kind (written by a newer ringkv?)".into()),
     }
 }
@@ -303,6 +425,7 @@ pub fn decode_record(payload: &[u8]) -> Result<(u8, Versioned), String> {
 /// the threshold.
 struct WalCommitter {
     store: Arc<Store>,
+    paxos: Arc<PaxosStore>,
     wal_bytes: Arc<AtomicU64>,
     checkpoint_bytes: u64,
     next_checkpoint_at: u64,
@@ -317,11 +440,14 @@ impl Committer for WalCommitter {
     type Job = PendingWrite;
 
     fn encode(&self, write: &PendingWrite) -> Vec<u8> {
-        encode_record(write.key, &write.version)
+        match &write.change {
+            Change::Version(version) => encode_record(write.key, version),
+            Change::Paxos(state) => encode_paxos_record(write.key, state),
+        }
     }
 
     fn size(&self, write: &PendingWrite) -> usize {
-        write.version.value.len()
+        write.change.value_bytes()
     }
 
     fn committed(&mut self, log: &mut wal::Wal, batch: Vec<PendingWrite>) {
@@ -333,13 +459,18 @@ impl Committer for WalCommitter {
         self.wal_bytes.store(log.total_bytes(), Ordering::Relaxed);
         self.metrics.wal_batch(batch.len());
         for write in batch {
-            self.store.merge(write.key, write.version);
+            match write.change {
+                Change::Version(version) => {
+                    self.store.merge(write.key, version);
+                }
+                Change::Paxos(state) => self.paxos.merge(write.key, state),
+            }
             // The waiter may have given up (its request timed out); the write
             // is durable and applied all the same.
             let _ = write.durable.try_send(Ok(()));
         }
         if log.total_bytes() > self.next_checkpoint_at {
-            if checkpoint(log, &self.store) {
+            if checkpoint(log, &self.store, &self.paxos) {
                 self.metrics.wal_checkpoint();
             } else {
                 crate::warn!(
@@ -363,7 +494,7 @@ impl Committer for WalCommitter {
             );
             self.disk_full = true;
             // The log may hold much that a checkpoint would drop.
-            if checkpoint(log, &self.store) {
+            if checkpoint(log, &self.store, &self.paxos) {
                 self.metrics.wal_checkpoint();
                 self.wal_bytes.store(log.total_bytes(), Ordering::Relaxed);
                 crate::info!(
@@ -387,11 +518,17 @@ impl Committer for WalCommitter {
 /// Writes the whole store as a checkpoint; the log then drops every
 /// segment behind it. Returns false if the disk had no room (the log is
 /// unchanged); any other failure stops the process, as a failed append does.
-fn checkpoint(log: &mut wal::Wal, store: &Store) -> bool {
+fn checkpoint(log: &mut wal::Wal, store: &Store, paxos: &PaxosStore) -> bool {
     let encoded: Vec<Vec<u8>> = store
         .all()
         .iter()
         .map(|(key, version)| encode_record(*key, version))
+        .chain(
+            paxos
+                .all()
+                .iter()
+                .map(|(key, state)| encode_paxos_record(*key, state)),
+        )
         .collect();
     let payloads: Vec<&[u8]> = encoded.iter().map(Vec::as_slice).collect();
     match log.checkpoint(&payloads) {

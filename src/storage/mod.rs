@@ -11,4 +11,5 @@ pub mod clock_lease;
 pub mod durable;
 pub mod durable_file;
 pub mod group_commit;
+pub mod paxos;
 pub mod store;
