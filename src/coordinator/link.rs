@@ -222,7 +222,7 @@ impl ReplicaLink for PeerLink {
 
 /// What a replica is sent for an ask, and the name of the request, which
 /// says which reply it expects.
-fn request_of(ask: ReplicaAsk) -> (Body, Expects) {
+pub(super) fn request_of(ask: ReplicaAsk) -> (Body, Expects) {
     match ask {
         ReplicaAsk::Write(key, version, of) => (
             Body::ReplicaWrite(ReplicaWrite {
@@ -251,7 +251,7 @@ fn request_of(ask: ReplicaAsk) -> (Body, Expects) {
 
 /// Which reply a replica request expects.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Expects {
+pub(super) enum Expects {
     WriteAck,
     Value,
     Digest,
@@ -269,7 +269,7 @@ impl Expects {
 
 /// The outcome of a peer call: a reply of the type the request expects is
 /// an answer; any other reply is a failure, never an acknowledgement.
-fn outcome_of_reply(
+pub(super) fn outcome_of_reply(
     expects: Expects,
     reply: Result<Body, CallError>,
     timeout: Duration,

@@ -60,6 +60,8 @@ pub mod link;
 mod read;
 pub mod read_plan;
 mod read_repair;
+#[cfg(test)]
+mod tests;
 mod write;
 
 use std::sync::atomic::AtomicU64;

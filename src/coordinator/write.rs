@@ -254,7 +254,7 @@ impl<L: ReplicaLink> Coordinator<L> {
 
 /// The kind of a shortfall's error: INVALID if a replica refused the
 /// request as invalid, TIMEOUT if any gave no answer, INTERNAL otherwise.
-fn shortfall_kind(misses: &[(ReplicaId, Outcome)]) -> ErrorKind {
+pub(super) fn shortfall_kind(misses: &[(ReplicaId, Outcome)]) -> ErrorKind {
     if misses
         .iter()
         .any(|(_, o)| matches!(o, Outcome::Failed(ErrorKind::Invalid, _)))
