@@ -169,6 +169,7 @@ fn spares_wait_for_the_speculation_delay() {
     });
     link.script(1, |r| r.delay = Duration::from_millis(40));
     get(&c, KEY, Quorum).expect("get");
+    settle(5);
     assert!(
         !link.asked().iter().any(|a| a.target == 2),
         "no spare needed"
@@ -226,6 +227,7 @@ fn rebuilding_replicas_are_never_read_from() {
     for _ in 0..4 {
         assert_eq!(get(&c, KEY, Quorum).expect("get"), None);
     }
+    settle(5);
     assert!(
         !link.asked().iter().any(|a| a.target == 1),
         "{:?}",
@@ -250,6 +252,7 @@ fn a_get_with_too_few_replicas_up_is_unavailable_and_asks_nothing() {
     link.script(2, |r| r.up = false);
     let error = failed(get(&c, KEY, Quorum));
     assert_eq!(error.kind, ErrorKind::Unavailable);
+    settle(5);
     assert!(link.asked().is_empty());
     get(&c, KEY, One).expect("one replica is enough for ONE");
     assert_eq!(link.asked_of(Kind::Read), vec![1], "the one that is up");

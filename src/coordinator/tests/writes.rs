@@ -172,6 +172,7 @@ fn unavailable_is_decided_before_anything_is_sent() {
         "{}",
         error.message
     );
+    settle(5);
     assert!(
         link.asked().is_empty(),
         "nothing may be sent: {:?}",
@@ -200,6 +201,7 @@ fn a_fenced_clock_takes_no_writes() {
     let error = failed(put(&c, KEY, "v", One));
     assert_eq!(error.kind, ErrorKind::Internal);
     assert!(error.message.starts_with("clock fence: replica 3"));
+    settle(5);
     assert!(link.asked().is_empty());
 }
 
@@ -216,6 +218,7 @@ fn bad_keys_and_values_are_invalid_and_send_nothing() {
     assert_eq!(error.kind, ErrorKind::Invalid);
     let error = failed(put(&c, KEY, &"x".repeat(2048), One));
     assert_eq!(error.kind, ErrorKind::Invalid);
+    settle(5);
     assert!(link.asked().is_empty());
 }
 
@@ -362,6 +365,7 @@ fn a_stamp_beyond_twice_the_offset_is_not_chased() {
     });
     let stamp = put(&c, KEY, "v", Quorum).expect("quorum of 1 and 2");
     assert!(stamp < far.timestamp_micros);
+    settle(5);
     assert_eq!(link.asked_of(Kind::ClientWrite).len(), 3, "sent once");
     // At ALL, the stale replica is a miss: a failure, not silence.
     let error = failed(put(&c, KEY, "v", All));
