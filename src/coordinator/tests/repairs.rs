@@ -30,6 +30,8 @@ fn a_quorum_read_that_disagrees_repairs_before_answering() {
     let (c, link) = coordinator(from_replica_0());
     link.script(0, |r| {
         r.held.insert(KEY, recent("old", 50));
+        // Slow enough that an answer not waiting for the repair shows.
+        r.delay = Duration::from_millis(30);
     });
     link.script(1, |r| {
         r.held.insert(KEY, recent("new", 10));
