@@ -13,6 +13,7 @@
 mod fan_out;
 mod reads;
 mod repairs;
+mod stamps;
 mod writes;
 
 use std::collections::{HashMap, VecDeque};
