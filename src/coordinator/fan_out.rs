@@ -92,7 +92,10 @@ impl<L: ReplicaLink> Coordinator<L> {
                 ReplicaAsk::Write(_, version, _) => {
                     Some(self.budget.charge_background(2 * version.value.len()))
                 }
-                ReplicaAsk::Read(_) | ReplicaAsk::Digest(_) => None,
+                ReplicaAsk::Propose(_, _, proposal) => {
+                    Some(self.budget.charge_background(2 * proposal.value.len()))
+                }
+                ReplicaAsk::Read(_) | ReplicaAsk::Digest(_) | ReplicaAsk::Prepare(..) => None,
             };
             let (link, report) = (self.link.clone(), report.clone());
             let superseded = superseded.clone();
@@ -178,6 +181,16 @@ impl<L: ReplicaLink> FanOut<L> {
     pub(super) async fn gather(&mut self, need: Option<usize>) {
         while !self.waiting.is_empty() {
             if need.is_some_and(|need| self.answered() >= need) || !self.receive_one().await {
+                return;
+            }
+        }
+    }
+
+    /// Collects outcomes while `go_on` says so of those in so far, until
+    /// every replica answered or failed, or the deadline passed.
+    pub(super) async fn gather_while(&mut self, go_on: impl Fn(&[(ReplicaId, Outcome)]) -> bool) {
+        while !self.waiting.is_empty() && go_on(&self.outcomes) {
+            if !self.receive_one().await {
                 return;
             }
         }

@@ -19,9 +19,12 @@ use crate::cluster::peers::Peers;
 use crate::ops::rt;
 use crate::protocol::error::{ErrorKind, KvError};
 use crate::protocol::mux::CallError;
-use crate::protocol::proto::{Body, ReplicaId, ReplicaRead, ReplicaWrite, Versioned};
+use crate::protocol::proto::{
+    Body, PaxosPrepare, PaxosPropose, ReplicaId, ReplicaRead, ReplicaWrite, Versioned,
+};
 use crate::storage::clock_fence::check_stamp;
 use crate::storage::durable::LocalReplica;
+use crate::storage::paxos::{ballot_of, stamp_of_ballot};
 
 /// What orders versions, without their values: (timestamp, coordinator).
 pub type Stamp = (u64, ReplicaId);
@@ -53,6 +56,23 @@ pub enum ReplicaAsk {
     Read(u8),
     /// A digest read: the stamp of what the replica holds, not the value.
     Digest(u8),
+    /// A Paxos prepare of the key with this ballot (its read included).
+    Prepare(u8, Stamp),
+    /// A Paxos proposal of this version under this ballot.
+    Propose(u8, Stamp, Arc<Versioned>),
+}
+
+/// What a replica answered a Paxos prepare.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Promise {
+    /// Whether it promised the ballot.
+    pub promised: bool,
+    /// The highest ballot it has promised.
+    pub promised_ballot: Option<Stamp>,
+    /// The proposal it accepted with the highest ballot, and that ballot.
+    pub accepted: Option<(Stamp, Versioned)>,
+    /// Its current version of the key.
+    pub current: Option<Versioned>,
 }
 
 /// What one replica did with one ask.
@@ -65,6 +85,11 @@ pub enum Outcome {
     /// It holds a version newer than the client write it was sent (this
     /// stamp), so it did not acknowledge it.
     Stale(Stamp),
+    /// It answered a Paxos prepare.
+    Promised(Box<Promise>),
+    /// It answered a Paxos proposal: whether it accepted, and the highest
+    /// ballot it has promised.
+    Accepted(bool, Option<Stamp>),
     /// It refused or failed with a typed error: a write did not land there.
     Failed(ErrorKind, String),
     /// No answer (down, disconnected, timed out): a write may or may not
@@ -76,7 +101,13 @@ impl Outcome {
     /// Whether the replica answered the ask as asked (a read or digest
     /// answer, or a write's acknowledgement).
     pub fn answered(&self) -> bool {
-        matches!(self, Outcome::Answered(_) | Outcome::Digest(_))
+        matches!(
+            self,
+            Outcome::Answered(_)
+                | Outcome::Digest(_)
+                | Outcome::Promised(_)
+                | Outcome::Accepted(..)
+        )
     }
 }
 
@@ -171,6 +202,29 @@ impl PeerLink {
             }
             ReplicaAsk::Read(key) => Outcome::Answered(self.local.read(key)),
             ReplicaAsk::Digest(key) => Outcome::Digest(self.local.read(key).as_ref().map(stamp_of)),
+            ReplicaAsk::Prepare(key, ballot) => {
+                match rt::timeout(timeout, self.local.prepare(key, ballot)).await {
+                    Some(Ok(promise)) => Outcome::Promised(Box::new(Promise {
+                        promised: promise.promised,
+                        promised_ballot: promise.promised_ballot,
+                        accepted: promise.accepted,
+                        current: promise.current,
+                    })),
+                    Some(Err(error)) => Outcome::Failed(error.kind, error.message),
+                    None => Outcome::NoAnswer(no_answer_within(timeout)),
+                }
+            }
+            ReplicaAsk::Propose(key, ballot, proposal) => {
+                let proposal = Arc::unwrap_or_clone(proposal);
+                if let Err(error) = check_stamp(&proposal, self.self_id) {
+                    return Outcome::Failed(error.kind, error.message);
+                }
+                match rt::timeout(timeout, self.local.propose(key, ballot, proposal)).await {
+                    Some(Ok((accepted, promised))) => Outcome::Accepted(accepted, promised),
+                    Some(Err(error)) => Outcome::Failed(error.kind, error.message),
+                    None => Outcome::NoAnswer(no_answer_within(timeout)),
+                }
+            }
         }
     }
 }
@@ -246,6 +300,21 @@ pub(super) fn request_of(ask: ReplicaAsk) -> (Body, Expects) {
             }),
             Expects::Digest,
         ),
+        ReplicaAsk::Prepare(key, ballot) => (
+            Body::PaxosPrepare(PaxosPrepare {
+                key: Some(u32::from(key)),
+                ballot: Some(ballot_of(ballot)),
+            }),
+            Expects::Promise,
+        ),
+        ReplicaAsk::Propose(key, ballot, proposal) => (
+            Body::PaxosPropose(PaxosPropose {
+                key: Some(u32::from(key)),
+                proposal: Some(Arc::unwrap_or_clone(proposal)),
+                ballot: Some(ballot_of(ballot)),
+            }),
+            Expects::Acceptance,
+        ),
     }
 }
 
@@ -255,6 +324,8 @@ pub(super) enum Expects {
     WriteAck,
     Value,
     Digest,
+    Promise,
+    Acceptance,
 }
 
 impl Expects {
@@ -263,6 +334,8 @@ impl Expects {
             Expects::WriteAck => "replica write",
             Expects::Value => "replica read",
             Expects::Digest => "replica digest read",
+            Expects::Promise => "paxos prepare",
+            Expects::Acceptance => "paxos proposal",
         }
     }
 }
@@ -289,6 +362,22 @@ pub(super) fn outcome_of_reply(
                     .map(|digest| (digest.timestamp_micros, digest.coordinator_id)),
             ),
         },
+        (Expects::Promise, Ok(Body::PaxosPromise(promise))) => {
+            Outcome::Promised(Box::new(Promise {
+                promised: promise.promised,
+                promised_ballot: promise.promised_ballot.as_ref().map(stamp_of_ballot),
+                accepted: promise
+                    .accepted_ballot
+                    .as_ref()
+                    .map(stamp_of_ballot)
+                    .zip(promise.accepted),
+                current: promise.current,
+            }))
+        }
+        (Expects::Acceptance, Ok(Body::PaxosAccepted(reply))) => Outcome::Accepted(
+            reply.accepted,
+            reply.promised_ballot.as_ref().map(stamp_of_ballot),
+        ),
         (_, Ok(other)) => Outcome::Failed(
             ErrorKind::Internal,
             format!("answered a {} with a {}", expects.name(), other.kind_name()),

@@ -55,6 +55,7 @@
 //! (which replicas a get asks). This file keeps the `Coordinator`, its
 //! parts, and the availability check both reads and writes make first.
 
+mod cas;
 mod fan_out;
 pub mod link;
 mod read;

@@ -68,6 +68,10 @@ impl<L: ReplicaLink> Coordinator<L> {
     async fn get_counted(self: &Arc<Self>, request: GetRequest) -> Result<GetReply, KvError> {
         let key = checked_key(request.key)?;
         let level = Consistency::from_wire(request.consistency)?;
+        if level == Consistency::Serial {
+            let found = self.serial_get(key).await?;
+            return Ok(GetReply { found });
+        }
         let need = self.check_available(key, level, Op::Get).await?;
         let (plan, mut fan) = self.start_read(key, need);
         let (newest, deciding) = self.decide(key, level, need, &mut fan).await?;
@@ -232,8 +236,10 @@ impl<L: ReplicaLink> Coordinator<L> {
             Some((_, Outcome::Digest(_))) => {
                 replica_holding::Outcome::Unreachable("answered with a digest".to_string())
             }
-            Some((_, Outcome::Stale(_))) => {
-                replica_holding::Outcome::Unreachable("answered a read as a write".to_string())
+            Some((_, Outcome::Stale(_) | Outcome::Promised(_) | Outcome::Accepted(..))) => {
+                replica_holding::Outcome::Unreachable(
+                    "answered a read with another reply".to_string(),
+                )
             }
             None => replica_holding::Outcome::Unreachable(no_answer_within(timeout)),
         };

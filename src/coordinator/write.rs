@@ -134,7 +134,12 @@ impl<L: ReplicaLink> Coordinator<L> {
     /// stops it at the maximum offset past the wall clock: if `held` is
     /// beyond that (stamped by a clock ahead of this one), this waits for
     /// the wall clock, until the request's deadline.
-    async fn restamp_above(&self, key: u8, held: Stamp, deadline: Instant) -> Result<u64, KvError> {
+    pub(super) async fn restamp_above(
+        &self,
+        key: u8,
+        held: Stamp,
+        deadline: Instant,
+    ) -> Result<u64, KvError> {
         loop {
             self.clock.observe(held.0);
             let stamp = self.stamp_by(deadline).await?;
@@ -280,7 +285,14 @@ pub(super) fn describe(misses: &[(ReplicaId, Outcome)]) -> String {
             Outcome::Stale((timestamp, coordinator)) => {
                 format!("replica {id}: stale: it holds ({timestamp}, coordinator {coordinator})")
             }
-            Outcome::Answered(_) | Outcome::Digest(_) => format!("replica {id}: answered"),
+            Outcome::Promised(promise) if !promise.promised => {
+                format!("replica {id}: promised a higher ballot")
+            }
+            Outcome::Accepted(false, _) => format!("replica {id}: promised a higher ballot"),
+            Outcome::Answered(_)
+            | Outcome::Digest(_)
+            | Outcome::Promised(_)
+            | Outcome::Accepted(..) => format!("replica {id}: answered"),
         })
         .collect::<Vec<_>>()
         .join("; ")

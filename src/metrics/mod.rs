@@ -335,7 +335,11 @@ mod tests {
         metrics.wal_batch(1);
         let reply = metrics.reply(gauges());
         assert_eq!(reply.replica_id, 2);
-        assert_eq!(reply.requests.len(), 4 * 5, "every operation at every level");
+        assert_eq!(
+            reply.requests.len(),
+            4 * 5,
+            "every operation at every level"
+        );
         assert_eq!(count(&reply, "put", Consistency::Quorum), 2);
         assert_eq!(count(&reply, "get", Consistency::One), 1);
         assert_eq!(count(&reply, "get", Consistency::Unspecified), 1);

@@ -354,6 +354,7 @@ fn body_description(body: &Body) -> Description {
         }
         Body::PaxosPropose(propose) => d
             .with_key(propose.key)
+            .with_ballot("ballot", propose.ballot.as_ref())
             .with_version(propose.proposal.as_ref()),
         Body::PaxosAccepted(accepted) => d
             .with("accepted", Field::Flag(accepted.accepted))

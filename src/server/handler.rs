@@ -47,6 +47,7 @@ impl Node {
                     .await
                     .map(Body::DeleteReply)
             }
+            Body::Cas(request) => self.coordinator.cas(request).await.map(Body::CasReply),
             Body::PaxosPrepare(prepare) => self.prepare(prepare).await.map(Body::PaxosPromise),
             Body::PaxosPropose(propose) => self.propose(propose).await.map(Body::PaxosAccepted),
             Body::Repair(_) => Ok(Body::RepairReply(self.anti_entropy.round().await)),
@@ -78,10 +79,15 @@ impl Node {
         let key = held_key(&self.ring, self.self_id, prepare.key)?;
         let ballot = checked_ballot(&self.ring, self.self_id, prepare.ballot.as_ref())?;
         let promise = self.local.prepare(key, ballot).await?;
+        let (accepted_ballot, accepted) = match promise.accepted {
+            Some((ballot, version)) => (Some(ballot_of(ballot)), Some(version)),
+            None => (None, None),
+        };
         Ok(PaxosPromise {
             promised: promise.promised,
             promised_ballot: promise.promised_ballot.map(ballot_of),
-            accepted: promise.accepted,
+            accepted,
+            accepted_ballot,
             current: promise.current,
         })
     }
@@ -96,7 +102,8 @@ impl Node {
             propose.key,
             propose.proposal,
         )?;
-        let (accepted, promised) = self.local.propose(key, proposal).await?;
+        let ballot = checked_ballot(&self.ring, self.self_id, propose.ballot.as_ref())?;
+        let (accepted, promised) = self.local.propose(key, ballot, proposal).await?;
         Ok(PaxosAccepted {
             accepted,
             promised_ballot: promised.map(ballot_of),

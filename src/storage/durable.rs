@@ -38,7 +38,7 @@ use crate::ops::rt;
 use crate::protocol::error::KvError;
 use crate::protocol::proto::{log_record, LogRecord, ReplicaWrite, Versioned};
 use crate::storage::group_commit::{self, Committer};
-use crate::storage::paxos::{ballot_of_proposal, AcceptorState, BallotStamp, PaxosStore};
+use crate::storage::paxos::{AcceptorState, BallotStamp, PaxosStore};
 use crate::storage::store::Store;
 
 /// The most bytes of records one group commit writes before syncing.
@@ -119,7 +119,7 @@ impl Change {
     fn value_bytes(&self) -> usize {
         match self {
             Change::Version(version) => version.value.len(),
-            Change::Paxos(state) => state.accepted.as_ref().map_or(0, |v| v.value.len()),
+            Change::Paxos(state) => state.accepted.as_ref().map_or(0, |(_, v)| v.value.len()),
         }
     }
 }
@@ -130,8 +130,8 @@ pub struct Promise {
     pub promised: bool,
     /// The highest ballot promised now (the asker's, if it was).
     pub promised_ballot: Option<BallotStamp>,
-    /// The accepted proposal with the highest ballot, if any.
-    pub accepted: Option<Versioned>,
+    /// The accepted proposal with the highest ballot, and that ballot.
+    pub accepted: Option<(BallotStamp, Versioned)>,
     /// The key's current version.
     pub current: Option<Versioned>,
 }
@@ -290,24 +290,23 @@ impl LocalReplica {
         })
     }
 
-    /// A Paxos proposal: accepts `proposal` (its version stamped with its
-    /// ballot) for `key` unless a higher ballot was promised, durably
-    /// before it answers. Returns whether it accepted, and the highest
-    /// ballot promised now.
+    /// A Paxos proposal: accepts `proposal` under `ballot` for `key` unless
+    /// a higher ballot was promised, durably before it answers. Returns
+    /// whether it accepted, and the highest ballot promised now.
     pub async fn propose(
         &self,
         key: u8,
+        ballot: BallotStamp,
         proposal: Versioned,
     ) -> Result<(bool, Option<BallotStamp>), KvError> {
         let _step = self.paxos_steps[usize::from(key)].lock().await;
-        let ballot = ballot_of_proposal(&proposal);
         let state = self.paxos.get(key);
         if state.promised.is_some_and(|held| held > ballot) {
             return Ok((false, state.promised));
         }
         let change = AcceptorState {
             promised: Some(ballot),
-            accepted: Some(proposal),
+            accepted: Some((ballot, proposal)),
         };
         self.log_change(key, Change::Paxos(change)).await?;
         Ok((true, Some(ballot)))

@@ -32,19 +32,13 @@ pub fn ballot_of(stamp: BallotStamp) -> Ballot {
     }
 }
 
-/// The ballot of a proposal: the stamp of its version.
-pub fn ballot_of_proposal(proposal: &Versioned) -> BallotStamp {
-    (proposal.timestamp_micros, proposal.coordinator_id)
-}
-
 /// What one key's acceptor holds.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct AcceptorState {
     /// The highest ballot promised.
     pub promised: Option<BallotStamp>,
-    /// The accepted proposal with the highest ballot, its version stamped
-    /// with that ballot.
-    pub accepted: Option<Versioned>,
+    /// The accepted proposal with the highest ballot, and that ballot.
+    pub accepted: Option<(BallotStamp, Versioned)>,
 }
 
 impl AcceptorState {
@@ -56,7 +50,7 @@ impl AcceptorState {
         let newer = match (&self.accepted, &other.accepted) {
             (_, None) => false,
             (None, Some(_)) => true,
-            (Some(held), Some(offered)) => ballot_of_proposal(offered) > ballot_of_proposal(held),
+            (Some((held, _)), Some((offered, _))) => offered > held,
         };
         if newer {
             self.accepted = other.accepted;
@@ -73,7 +67,8 @@ impl AcceptorState {
         PaxosState {
             key: u32::from(key),
             promised: self.promised.map(ballot_of),
-            accepted: self.accepted.clone(),
+            accepted: self.accepted.as_ref().map(|(_, version)| version.clone()),
+            accepted_ballot: self.accepted.as_ref().map(|(ballot, _)| ballot_of(*ballot)),
         }
     }
 
@@ -85,7 +80,10 @@ impl AcceptorState {
             key,
             AcceptorState {
                 promised: record.promised.as_ref().map(stamp_of_ballot),
-                accepted: record.accepted,
+                accepted: record
+                    .accepted
+                    .zip(record.accepted_ballot.as_ref().map(stamp_of_ballot))
+                    .map(|(version, ballot)| (ballot, version)),
             },
         ))
     }
@@ -134,7 +132,7 @@ impl PaxosStore {
             .flat_map(|state| {
                 [
                     state.promised.map(|b| b.0),
-                    state.accepted.as_ref().map(|v| v.timestamp_micros),
+                    state.accepted.as_ref().map(|(ballot, _)| ballot.0),
                 ]
             })
             .flatten()
@@ -160,26 +158,22 @@ mod tests {
     fn merging_keeps_the_highest_promise_and_the_newest_acceptance() {
         let mut state = AcceptorState {
             promised: Some((10, 1)),
-            accepted: Some(proposal(8, "old")),
+            accepted: Some(((8, 1), proposal(8, "old"))),
         };
         state.merge(AcceptorState {
             promised: Some((5, 2)),
-            accepted: Some(proposal(4, "older")),
+            accepted: Some(((4, 2), proposal(4, "older"))),
         });
         assert_eq!(state.promised, Some((10, 1)));
-        assert_eq!(
-            state.accepted.as_ref().map(|v| v.value.as_str()),
-            Some("old")
-        );
+        let value = |state: &AcceptorState| state.accepted.as_ref().map(|(_, v)| v.value.clone());
+        assert_eq!(value(&state), Some("old".to_string()));
+        // A proposal finished under a higher ballot keeps its version.
         state.merge(AcceptorState {
             promised: Some((12, 0)),
-            accepted: Some(proposal(12, "new")),
+            accepted: Some(((12, 0), proposal(8, "old"))),
         });
         assert_eq!(state.promised, Some((12, 0)));
-        assert_eq!(
-            state.accepted.as_ref().map(|v| v.value.as_str()),
-            Some("new")
-        );
+        assert_eq!(state.accepted.as_ref().map(|(b, _)| *b), Some((12, 0)));
         let (key, back) = AcceptorState::from_record(state.to_record(7)).expect("record");
         assert_eq!((key, back), (7, state));
     }

@@ -10,6 +10,7 @@
 //! first) and key 200 on 3, 0, 1. The coordinator is replica 3 unless a
 //! test says otherwise, so for key 10 every replica is a remote one.
 
+mod cas;
 mod fan_out;
 mod reads;
 mod repairs;
@@ -23,7 +24,9 @@ use std::time::{Duration, Instant};
 
 use crate::cluster::repair_mode::RepairMode;
 use crate::cluster::ring::Ring;
-use crate::coordinator::link::{no_answer_within, stamp_of, Outcome, ReplicaAsk, ReplicaLink};
+use crate::coordinator::link::{
+    no_answer_within, stamp_of, Outcome, Promise, ReplicaAsk, ReplicaLink, Stamp,
+};
 use crate::coordinator::read_plan::ReadPolicy;
 use crate::coordinator::{no_reads_yet, Coordinator, CoordinatorStats, Limits};
 use crate::metrics::Metrics;
@@ -56,6 +59,13 @@ pub(super) enum Act {
 pub(super) struct Scripted {
     /// What it holds, by key.
     pub held: HashMap<u8, Versioned>,
+    /// Its Paxos acceptor state, by key: the highest ballot promised, and
+    /// the accepted proposal with its ballot.
+    pub promised: HashMap<u8, Stamp>,
+    pub accepted: HashMap<u8, (Stamp, Versioned)>,
+    /// What it does with prepares, and with proposals.
+    pub prepares: Act,
+    pub proposals: Act,
     /// How long it takes to answer anything.
     pub delay: Duration,
     pub writes: Act,
@@ -73,6 +83,10 @@ impl Default for Scripted {
     fn default() -> Self {
         Scripted {
             held: HashMap::new(),
+            promised: HashMap::new(),
+            accepted: HashMap::new(),
+            prepares: Act::Serve,
+            proposals: Act::Serve,
             delay: Duration::ZERO,
             writes: Act::Serve,
             next_writes: VecDeque::new(),
@@ -91,6 +105,8 @@ pub(super) enum Kind {
     Repair,
     Read,
     Digest,
+    Prepare,
+    Propose,
 }
 
 /// One ask a replica was sent.
@@ -196,6 +212,30 @@ impl ScriptedLink {
             }
             ReplicaAsk::Read(key) => Outcome::Answered(held.get(key).cloned()),
             ReplicaAsk::Digest(key) => Outcome::Digest(held.get(key).map(stamp_of)),
+            ReplicaAsk::Prepare(key, ballot) => {
+                let replica = &mut replicas[target as usize];
+                let promised = replica.promised.get(key).is_none_or(|held| ballot > held);
+                if promised {
+                    replica.promised.insert(*key, *ballot);
+                }
+                Outcome::Promised(Box::new(Promise {
+                    promised,
+                    promised_ballot: replica.promised.get(key).copied(),
+                    accepted: replica.accepted.get(key).cloned(),
+                    current: replica.held.get(key).cloned(),
+                }))
+            }
+            ReplicaAsk::Propose(key, ballot, proposal) => {
+                let replica = &mut replicas[target as usize];
+                if replica.promised.get(key).is_some_and(|held| held > ballot) {
+                    return Outcome::Accepted(false, replica.promised.get(key).copied());
+                }
+                replica.promised.insert(*key, *ballot);
+                replica
+                    .accepted
+                    .insert(*key, (*ballot, (**proposal).clone()));
+                Outcome::Accepted(true, Some(*ballot))
+            }
         }
     }
 }
@@ -212,6 +252,8 @@ impl ReplicaLink for ScriptedLink {
             ),
             ReplicaAsk::Read(_) => (Kind::Read, None),
             ReplicaAsk::Digest(_) => (Kind::Digest, None),
+            ReplicaAsk::Prepare(_, ballot) => (Kind::Prepare, Some(ballot.0)),
+            ReplicaAsk::Propose(_, _, proposal) => (Kind::Propose, Some(proposal.timestamp_micros)),
         };
         lock(&self.asked).push(Asked {
             target,
@@ -229,6 +271,8 @@ impl ReplicaLink for ScriptedLink {
                     .unwrap_or_else(|| replica.writes.clone()),
                 Kind::Read => replica.reads.clone(),
                 Kind::Digest => replica.digests.clone(),
+                Kind::Prepare => replica.prepares.clone(),
+                Kind::Propose => replica.proposals.clone(),
             };
             (replica.delay, act)
         };
