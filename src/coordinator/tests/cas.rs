@@ -88,19 +88,22 @@ fn a_deleted_key_holds_no_value() {
 #[test]
 fn a_proposal_left_in_progress_is_finished_before_the_new_one() {
     let (c, link) = coordinator(Setup::default());
-    // Replica 0 accepted a proposal that was never committed.
+    // Replicas 0 and 1 accepted a proposal that was never committed: it
+    // was chosen, and every majority sees it.
     let stamp = wall_micros() - 5_000;
     let unfinished = version("unfinished", stamp, 1);
-    link.script(0, |r| {
-        r.promised.insert(KEY, (stamp, 1));
-        r.accepted.insert(KEY, ((stamp, 1), unfinished.clone()));
-    });
+    for id in [0, 1] {
+        link.script(id, |r| {
+            r.promised.insert(KEY, (stamp, 1));
+            r.accepted.insert(KEY, ((stamp, 1), unfinished.clone()));
+        });
+    }
     // The cas expects the unfinished value: it is the current one once
     // finished.
     let reply = cas(&c, Some("unfinished"), "next").expect("cas");
     assert!(reply.applied, "{reply:?}");
     settle(5);
-    assert_eq!(link.held(1, KEY).map(|v| v.value), Some("next".into()));
+    assert_eq!(link.held(2, KEY).map(|v| v.value), Some("next".into()));
 }
 
 #[test]
@@ -155,6 +158,7 @@ fn a_higher_ballot_makes_the_round_start_again_above_it() {
         reply.timestamp_micros > ahead.0,
         "the ballot went above the one it met"
     );
+    settle(5);
     assert!(link.asked_of(Kind::Prepare).len() >= 6, "a second round");
 }
 
