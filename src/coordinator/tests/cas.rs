@@ -201,7 +201,10 @@ fn our_proposal_finished_by_another_round_is_applied_not_refused() {
     let higher = (wall_micros() + 20_000, 1);
     let refusal = Outcome::Accepted(false, Some(higher));
     for id in [1u32, 2] {
-        link.script(id, |r| r.proposals = Act::Answer(refusal.clone()));
+        link.script(id, |r| {
+            r.proposals = Act::Answer(refusal.clone());
+            r.delay = Duration::from_millis(20);
+        });
     }
     let scripted = link.clone();
     // Replicas 1 and 2 refuse the first proposal, then serve (having
@@ -240,7 +243,9 @@ fn a_cas_refused_while_its_own_proposal_may_linger_settles_it_first() {
     let scripted = link.clone();
     for id in [1u32, 2] {
         link.script(id, |r| {
-            r.proposals = Act::Answer(Outcome::Accepted(false, Some(higher)))
+            r.proposals = Act::Answer(Outcome::Accepted(false, Some(higher)));
+            // Their refusals arrive after the key has changed on them.
+            r.delay = Duration::from_millis(20);
         });
     }
     std::thread::spawn(move || {
