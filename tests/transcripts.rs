@@ -121,6 +121,7 @@ macro_rules! transcripts {
 }
 
 transcripts!(
+    compare_and_set,
     console_commands,
     console_errors,
     consistency_levels,

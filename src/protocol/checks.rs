@@ -34,11 +34,11 @@ impl Consistency {
     pub fn from_wire(value: i32) -> Result<Self, KvError> {
         match Consistency::try_from(value) {
             Ok(Consistency::Unspecified) => Err(KvError::invalid(
-                "the request names no consistency level (ONE, QUORUM or ALL)",
+                "the request names no consistency level (ONE, QUORUM, ALL, or SERIAL for gets)",
             )),
             Ok(level) => Ok(level),
             Err(_) => Err(KvError::invalid(format!(
-                "unknown consistency level {value}: expected ONE, QUORUM or ALL"
+                "unknown consistency level {value}: expected ONE, QUORUM, ALL or SERIAL"
             ))),
         }
     }
@@ -47,14 +47,15 @@ impl Consistency {
 impl FromStr for Consistency {
     type Err = KvError;
 
-    /// Parses ONE, QUORUM or ALL, in any case.
+    /// Parses ONE, QUORUM, ALL or SERIAL, in any case.
     fn from_str(text: &str) -> Result<Self, KvError> {
         match text.to_ascii_uppercase().as_str() {
             "ONE" => Ok(Consistency::One),
             "QUORUM" => Ok(Consistency::Quorum),
             "ALL" => Ok(Consistency::All),
+            "SERIAL" => Ok(Consistency::Serial),
             _ => Err(KvError::invalid(format!(
-                "unknown consistency level '{text}': expected ONE, QUORUM or ALL"
+                "unknown consistency level '{text}': expected ONE, QUORUM, ALL or SERIAL"
             ))),
         }
     }

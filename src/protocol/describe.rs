@@ -391,7 +391,7 @@ pub fn log_record(record: &LogRecord) -> Description {
                 .with_ballot("promised", state.promised.as_ref());
             match &state.accepted {
                 Some(accepted) => d
-                    .with("accepted", Field::Flag(true))
+                    .with_ballot("accepted_ballot", state.accepted_ballot.as_ref())
                     .with_version(Some(accepted)),
                 None => d,
             }
