@@ -262,6 +262,8 @@ fn simulated_history(seed: u64, clients: usize, per_client: usize) -> Vec<Op> {
             OpKind::Put(v) => register = Some(v.clone()),
             OpKind::Delete => register = None,
             OpKind::Get(seen) => *seen = register.clone(),
+            // The generator makes no cas.
+            OpKind::Cas(..) => unreachable!("simulated histories hold no cas"),
         }
     }
     let mut ops: Vec<Op> = planned.into_iter().map(|(_, op)| op).collect();
@@ -317,4 +319,41 @@ fn one_bad_read_among_thousands_is_found_quickly() {
     let took = started.elapsed();
     println!("rejected in {took:?}:\n{error}");
     assert!(took < Duration::from_secs(10), "checker too slow: {took:?}");
+}
+
+fn cas(client: usize, call: u64, ret: Option<u64>, old: Option<&str>, new: &str) -> Op {
+    Op {
+        client,
+        call,
+        ret,
+        kind: OpKind::Cas(old.map(str::to_string), new.to_string()),
+    }
+}
+
+#[test]
+fn a_cas_applies_only_where_the_register_held_its_old_value() {
+    // Two clients race to claim an empty key: only one can have applied.
+    let both = [
+        cas(0, 0, Some(10), None, "a"),
+        cas(1, 0, Some(10), None, "b"),
+    ];
+    assert!(check_register(&both).is_err(), "two claims of an empty key");
+    // One claims, the other reads the winner (a cas that did not apply).
+    let one = [
+        cas(0, 0, Some(10), None, "a"),
+        get(1, 0, 10, Some("a")),
+        cas(1, 20, Some(30), Some("a"), "b"),
+        get(0, 40, 50, Some("b")),
+    ];
+    assert_eq!(check_register(&one), Ok(()));
+    // A cas from a value the register never held is refused.
+    let wrong = [put(0, 0, 10, "a"), cas(1, 20, Some(30), Some("z"), "b")];
+    assert!(check_register(&wrong).is_err());
+    // An unanswered cas may have applied, once its value is seen.
+    let lost = [
+        put(0, 0, 10, "a"),
+        cas(1, 20, None, Some("a"), "b"),
+        get(0, 40, 50, Some("b")),
+    ];
+    assert_eq!(check_register(&lost), Ok(()));
 }

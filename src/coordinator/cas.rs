@@ -18,15 +18,18 @@
 //! three round trips (prepare, propose, commit) and a SERIAL get one.
 //!
 //! A round that meets a higher ballot waits a random moment and starts
-//! again above it, within the request's timeout. A proposal of this cas
-//! that was not accepted by a majority may still be finished by a later
-//! round (ours or another coordinator's): the version keeps its stamp, so
-//! the next round recognises it as chosen (it is current, or in progress)
-//! and answers APPLIED; a round that finds the condition false while such
-//! a proposal may linger first has a majority accept the current version
-//! under its own, higher ballot, after which the lingering one can never be
-//! chosen, and only then answers NOT APPLIED. When the time runs out with
-//! such a proposal unsettled, the answer is a TIMEOUT that says the
+//! again above it, within the request's timeout. Every proposal of this
+//! cas that was not accepted by a majority may still be finished by a
+//! later round (ours or another coordinator's): a finished proposal keeps
+//! its version's stamp, so a later round recognises any of them as chosen
+//! (it is current, or in progress) and answers APPLIED. If instead a newer
+//! version is current, ours may have been finished and written over, or
+//! never chosen: the answer is a TIMEOUT that says the outcome is unknown.
+//! A round that finds the condition false while such proposals may linger
+//! (and nothing newer is current) first has a majority accept the current
+//! version under its own, higher ballot, after which none of them can ever
+//! be chosen, and only then answers NOT APPLIED. When the time runs out
+//! with such a proposal unsettled, the answer is a TIMEOUT that says the
 //! outcome is unknown.
 
 use std::sync::Arc;
@@ -72,8 +75,9 @@ enum Prepared {
 enum Proposed {
     /// A majority accepted it and a majority holds it committed.
     Committed,
-    /// A replica had promised this higher ballot; some may have accepted.
-    Preempted(Stamp),
+    /// A replica had promised this higher ballot. Whether some replica
+    /// may have accepted it all the same (one did, or one did not answer).
+    Preempted(Stamp, bool),
     /// Too few answers in time: it may or may not be chosen.
     Unknown(String),
 }
@@ -96,18 +100,42 @@ impl<L: ReplicaLink> Coordinator<L> {
             )));
         }
         let targets = self.paxos_targets(key, Op::Cas).await?;
+        // The stamps of this cas's proposals whose fate is not known yet:
+        // any of them may still be chosen, by a later round of anyone's.
+        let mut mine: Vec<Stamp> = Vec::new();
+        match self.cas_rounds(key, &request, &targets, &mut mine).await {
+            // Once a proposal may linger, no failure says "nothing written".
+            Err(error) if !mine.is_empty() && !error.message.contains("outcome is unknown") => {
+                Err(KvError::timeout(format!(
+                    "{}; a proposal of this cas was sent, so it may or may not have been applied (the outcome is unknown)",
+                    error.message
+                )))
+            }
+            outcome => outcome,
+        }
+    }
+
+    /// The rounds of one cas, until it is applied, refused, or the time is
+    /// up; `mine` collects its proposals whose fate is unknown.
+    async fn cas_rounds(
+        &self,
+        key: u8,
+        request: &CasRequest,
+        targets: &[ReplicaId],
+        mine: &mut Vec<Stamp>,
+    ) -> Result<CasReply, KvError> {
+        let targets = targets.to_vec();
         let deadline = Instant::now() + self.limits.write_timeout;
-        // A proposal of this cas whose fate is not known yet.
-        let mut mine: Option<Stamp> = None;
         let mut seen: Stamp = (0, 0);
         let mut attempt = 0u32;
-        let unsettled = |mine: Option<Stamp>, why: &str| {
-            match mine {
-            Some(_) => KvError::timeout(format!(
-                "cas of key {key}: {why}; its proposal may or may not have been applied (the outcome is unknown)"
-            )),
-            None => KvError::timeout(format!("cas of key {key}: {why}; nothing was written")),
-        }
+        let unsettled = |mine: &[Stamp], why: &str| {
+            if mine.is_empty() {
+                KvError::timeout(format!("cas of key {key}: {why}; nothing was written"))
+            } else {
+                KvError::timeout(format!(
+                    "cas of key {key}: {why}; its proposal may or may not have been applied (the outcome is unknown)"
+                ))
+            }
         };
         loop {
             attempt += 1;
@@ -121,14 +149,15 @@ impl<L: ReplicaLink> Coordinator<L> {
                 Prepared::Short(why) => return Err(unsettled(mine, &why)),
             };
             if let Some(unfinished) = round.in_progress.clone() {
-                let ours = Some(stamp_of(&unfinished)) == mine;
+                let stamp = stamp_of(&unfinished);
+                let ours = mine.contains(&stamp);
                 match self
                     .propose(key, &targets, round.ballot, unfinished, deadline)
                     .await
                 {
-                    Proposed::Committed if ours => return Ok(applied(mine)),
+                    Proposed::Committed if ours => return Ok(applied(stamp)),
                     Proposed::Committed => continue,
-                    Proposed::Preempted(higher) => {
+                    Proposed::Preempted(higher, _) => {
                         seen = seen.max(higher);
                         self.back_off(attempt, deadline).await;
                         continue;
@@ -138,11 +167,22 @@ impl<L: ReplicaLink> Coordinator<L> {
             }
             self.repair_promisers(key, &round, deadline).await?;
             let current_stamp = round.current.as_ref().map(stamp_of);
-            if mine.is_some() && current_stamp == mine {
-                return Ok(applied(mine));
+            if let Some(stamp) = current_stamp.filter(|stamp| mine.contains(stamp)) {
+                return Ok(applied(stamp));
+            }
+            // A version newer than a proposal of ours is current: ours may
+            // have been finished by another round and written over since,
+            // or never chosen. No replica can tell which any more.
+            if let (Some(current), Some(&earliest)) = (current_stamp, mine.iter().min()) {
+                if current > earliest {
+                    return Err(unsettled(
+                        mine,
+                        "a proposal of this cas was accepted by too few replicas before another coordinator's ballot, and the key has a newer value since",
+                    ));
+                }
             }
             if !holds(request.expected.as_deref(), round.current.as_ref()) {
-                if mine.is_some() {
+                if !mine.is_empty() {
                     // Settle the lingering proposal before saying no.
                     let seal = round.current.clone().unwrap_or(Versioned {
                         value: String::new(),
@@ -155,7 +195,7 @@ impl<L: ReplicaLink> Coordinator<L> {
                         .await
                     {
                         Proposed::Committed => {}
-                        Proposed::Preempted(higher) => {
+                        Proposed::Preempted(higher, _) => {
                             seen = seen.max(higher);
                             self.back_off(attempt, deadline).await;
                             continue;
@@ -180,17 +220,21 @@ impl<L: ReplicaLink> Coordinator<L> {
                 coordinator_id: round.ballot.1,
                 tombstone: false,
             };
+            mine.push(round.ballot);
             match self
                 .propose(key, &targets, round.ballot, proposal, deadline)
                 .await
             {
-                Proposed::Committed => return Ok(applied(Some(round.ballot))),
-                Proposed::Preempted(higher) => {
-                    mine = Some(round.ballot);
+                Proposed::Committed => return Ok(applied(round.ballot)),
+                Proposed::Preempted(higher, maybe_accepted) => {
+                    if !maybe_accepted {
+                        // Every replica refused it: it cannot linger.
+                        mine.pop();
+                    }
                     seen = seen.max(higher);
                     self.back_off(attempt, deadline).await;
                 }
-                Proposed::Unknown(why) => return Err(unsettled(Some(round.ballot), &why)),
+                Proposed::Unknown(why) => return Err(unsettled(mine, &why)),
             }
         }
     }
@@ -222,7 +266,7 @@ impl<L: ReplicaLink> Coordinator<L> {
                     .await
                 {
                     Proposed::Committed => continue,
-                    Proposed::Preempted(higher) => {
+                    Proposed::Preempted(higher, _) => {
                         seen = seen.max(higher);
                         self.back_off(attempt, deadline).await;
                         continue;
@@ -362,8 +406,14 @@ impl<L: ReplicaLink> Coordinator<L> {
                     _ => None,
                 })
                 .max();
+            let maybe_accepted = accepted(&fan.outcomes) > 0
+                || fan.outcomes.len() < targets.len()
+                || fan
+                    .outcomes
+                    .iter()
+                    .any(|(_, outcome)| !matches!(outcome, Outcome::Accepted(..)));
             return match higher {
-                Some(higher) => Proposed::Preempted(higher),
+                Some(higher) => Proposed::Preempted(higher, maybe_accepted),
                 None => Proposed::Unknown(format!(
                     "{} of {need} replicas accepted the proposal ({})",
                     accepted(&fan.outcomes),
@@ -474,11 +524,11 @@ fn holds(expected: Option<&str>, current: Option<&Versioned>) -> bool {
 }
 
 /// The answer of a cas whose proposal, stamped `stamp`, was chosen.
-fn applied(stamp: Option<Stamp>) -> CasReply {
+fn applied(stamp: Stamp) -> CasReply {
     CasReply {
         applied: true,
         current: None,
-        timestamp_micros: stamp.map_or(0, |stamp| stamp.0),
+        timestamp_micros: stamp.0,
     }
 }
 

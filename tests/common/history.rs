@@ -50,6 +50,11 @@ pub struct Workload {
     pub delete_percent: u32,
     /// The level of every put and get.
     pub level: Consistency,
+    /// The level of gets, when it is not `level` (SERIAL, say).
+    pub get_level: Option<Consistency>,
+    /// Percentage of writes that are compare-and-sets from the value the
+    /// client last saw for the key, rather than puts or deletes.
+    pub cas_percent: u32,
     /// How long a client waits for an answer before the op counts as
     /// indeterminate; longer than the replicas' own request timeouts.
     pub client_timeout: Duration,
@@ -69,6 +74,8 @@ impl Workload {
             put_percent: 50,
             delete_percent: 20,
             level: Consistency::Quorum,
+            get_level: None,
+            cas_percent: 0,
             client_timeout: Duration::from_secs(4),
             seed: 1,
         }
@@ -192,9 +199,53 @@ async fn run_client(workload: Workload, id: usize, origin: Instant) -> ClientOut
     };
     let micros = || origin.elapsed().as_micros() as u64;
     let mut puts = 0u64;
+    // The value this client last saw for each key: what its cas expects.
+    let mut last_seen: std::collections::HashMap<u32, Option<String>> =
+        std::collections::HashMap::new();
     while origin.elapsed() < workload.duration {
         let key = workload.keys[random.below(workload.keys.len() as u64) as usize];
-        let failed = if random.below(100) < u64::from(workload.put_percent) {
+        let writing = random.below(100) < u64::from(workload.put_percent);
+        if writing && random.below(100) < u64::from(workload.cas_percent) {
+            puts += 1;
+            let value = format!("c{id}-{puts}");
+            let expected = last_seen.get(&key).cloned().flatten();
+            let call = micros();
+            let result = client.cas(key, expected.as_deref(), &value).await;
+            let ret = micros();
+            let (ret, kind) = match result {
+                Ok(reply) if reply.applied => {
+                    last_seen.insert(key, Some(value.clone()));
+                    (Some(ret), OpKind::Cas(expected, value))
+                }
+                Ok(reply) => {
+                    let current = reply.current.map(|v| v.value);
+                    last_seen.insert(key, current.clone());
+                    (Some(ret), OpKind::Get(current))
+                }
+                Err(e) if e.kind == ErrorKind::Unavailable => {
+                    outcome.refused_puts += 1;
+                    rt::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+                // The outcome is unknown (or nothing was written): either way
+                // the checker may place it anywhere after its call, or never.
+                Err(_) => (None, OpKind::Cas(expected, value)),
+            };
+            outcome.ops.push((
+                key,
+                Op {
+                    client: id,
+                    call,
+                    ret,
+                    kind,
+                },
+            ));
+            if ret.is_none() {
+                rt::sleep(Duration::from_millis(20)).await;
+            }
+            continue;
+        }
+        let failed = if writing {
             puts += 1;
             let value = format!("c{id}-{puts}");
             let deleting = random.below(100) < u64::from(workload.delete_percent);
@@ -234,11 +285,15 @@ async fn run_client(workload: Workload, id: usize, origin: Instant) -> ClientOut
             ret.is_none()
         } else {
             let call = micros();
-            let result = client.get(key, workload.level).await;
+            let result = client
+                .get(key, workload.get_level.unwrap_or(workload.level))
+                .await;
             let ret = micros();
             match result {
                 Ok(found) => {
-                    let kind = OpKind::Get(found.map(|v| v.value));
+                    let found = found.map(|v| v.value);
+                    last_seen.insert(key, found.clone());
+                    let kind = OpKind::Get(found);
                     let op = Op {
                         client: id,
                         call,

@@ -25,6 +25,10 @@ pub enum OpKind {
     Delete,
     /// Read; `None` means the key was absent.
     Get(Option<String>),
+    /// A compare-and-set that applied (or may have, if it never answered):
+    /// the register held the first (None: nothing), and now holds the
+    /// second. A cas that did not apply read the current value: a `Get`.
+    Cas(Option<String>, String),
 }
 
 /// One operation of a history: who ran it, when, and with what outcome.
@@ -84,7 +88,7 @@ pub fn check_register(ops: &[Op]) -> Result<(), String> {
             (_, Some(_)) => true,
             // A get that never answered tells nothing.
             (OpKind::Get(_), None) => false,
-            (OpKind::Put(v), None) => read.contains(&Some(v.as_str())),
+            (OpKind::Put(v) | OpKind::Cas(_, v), None) => read.contains(&Some(v.as_str())),
             (OpKind::Delete, None) => read.contains(&None),
         })
         .collect();
@@ -103,6 +107,10 @@ pub fn check_register(ops: &[Op]) -> Result<(), String> {
             OpKind::Get(v) => (
                 Some(v.as_deref().map_or(0, |v| encode(v, &mut values))),
                 None,
+            ),
+            OpKind::Cas(old, new) => (
+                Some(old.as_deref().map_or(0, |v| encode(v, &mut values))),
+                Some(encode(new, &mut values)),
             ),
         })
         .collect();
@@ -317,6 +325,7 @@ fn describe(op: &Op) -> String {
         OpKind::Delete => "delete".to_string(),
         OpKind::Get(Some(v)) => format!("get -> {v:?}"),
         OpKind::Get(None) => "get -> nothing".to_string(),
+        OpKind::Cas(old, new) => format!("cas {old:?} -> {new:?} applied"),
     };
     format!("c{} [{} .. {} ms] {what}", op.client, ms(op.call), ret)
 }
