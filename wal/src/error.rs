@@ -25,8 +25,11 @@ pub enum WalError {
         /// The lock file.
         path: PathBuf,
     },
-    /// A record that is not a torn tail failed its checks: acknowledged data
-    /// may be damaged, so open refuses to continue (see `Options::skip_corrupt`).
+    /// A record that is not a torn tail failed its checks, or a segment's
+    /// seal or chain says records are gone (a sealed segment cut short, the
+    /// segment a seal names missing, a segment that does not continue the
+    /// one before it): acknowledged data may be damaged or lost, so open
+    /// refuses to continue (see `Options::skip_corrupt`).
     Corrupt {
         /// The segment file.
         file: PathBuf,
@@ -203,6 +206,10 @@ pub struct ReplayReport {
     /// A checkpoint whose writing a crash interrupted, deleted at open;
     /// replay used the segments before it instead.
     pub incomplete_checkpoint: Option<IncompleteCheckpoint>,
+    /// A rotation a crash interrupted between creating the new segment and
+    /// sealing the one before it: that segment was cut where its records
+    /// end (dropping a partial seal, if any) and sealed at open.
+    pub rotation_finished: Option<TornTail>,
 }
 
 /// The checkpoint segment replay started from: everything before it was

@@ -8,7 +8,11 @@
 use byteorder::{BigEndian, ByteOrder};
 
 use crate::record::{self, Chain, MAX_RECORD_BYTES, RECORD_HEADER_LEN};
-use crate::segment::{self, Kind, FORMAT_VERSION_1, SEGMENT_HEADER_LEN, V1_HEADER_LEN};
+use crate::seal::{self, SEAL_LEN};
+use crate::segment::{
+    self, Kind, FORMAT_VERSION_1, FORMAT_VERSION_2, SEGMENT_HEADER_LEN, V1_HEADER_LEN,
+    V2_HEADER_LEN,
+};
 
 /// Upper bound on checksum work spent searching for the next record after
 /// damage, for one whole segment. Past it, the rest of the segment is
@@ -29,13 +33,19 @@ pub struct SegmentInspection {
 /// The fields of a segment header a person cares about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SegmentHeader {
-    /// On-disk format version (1: unchained records, 2: chained).
+    /// On-disk format version (1: unchained records, 2: chained, 3: chained
+    /// and sealed).
     pub version: u32,
     /// Segment number the header claims (should match the file name).
     pub number: u32,
     /// `Some(N)` for a checkpoint segment: its first N records restate the
     /// whole log before it.
     pub checkpoint_records: Option<u32>,
+    /// Version 3: the chain value the segment continues from (the CRC of
+    /// the previous segment's seal; 0 for the first segment of a log).
+    pub continues: Option<u32>,
+    /// The seed of the first record's CRC (the header CRC; 0 in version 1).
+    pub first_seed: u32,
 }
 
 /// One finding in a segment, in file order.
@@ -51,6 +61,22 @@ pub enum InspectedEntry {
         crc_ok: bool,
         /// The payload bytes.
         payload: Vec<u8>,
+    },
+    /// A seal: the segment's end, once the log moved past it.
+    Seal {
+        /// Byte offset of the seal within the file.
+        offset: u64,
+        /// Records it says the segment holds.
+        records: u64,
+        /// The chain value it says the records end with.
+        chain: u32,
+        /// The segment it names as the next.
+        next: u32,
+        /// Its CRC field: the chain value the next segment continues from.
+        crc: u32,
+        /// Whether its CRC verified and its chain value is the one the
+        /// records before it end with.
+        crc_ok: bool,
     },
     /// Bytes that hold no record that could be found: from offset, this many bytes, and why.
     Damage {
@@ -96,16 +122,25 @@ pub fn segment_number_from_name(name: &str) -> Option<u32> {
 pub fn inspect_segment(data: &[u8]) -> SegmentInspection {
     let parsed = segment::parse_header(data);
     let version_field = data.get(8..12).map(BigEndian::read_u32);
-    let (chain, header_len, first_seed) = match &parsed {
-        Ok(header) => (header.chain(), header.len, header.first_seed),
-        Err(_) if version_field == Some(FORMAT_VERSION_1) => {
-            (Chain::Unchained, V1_HEADER_LEN as usize, 0)
-        }
-        Err(_) => (
-            Chain::Chained,
-            SEGMENT_HEADER_LEN as usize,
-            data.get(24..28).map_or(0, BigEndian::read_u32),
+    let (chain, header_len, first_seed, sealable) = match &parsed {
+        Ok(header) => (
+            header.chain(),
+            header.len,
+            header.first_seed,
+            header.sealable(),
         ),
+        Err(_) if version_field == Some(FORMAT_VERSION_1) => {
+            (Chain::Unchained, V1_HEADER_LEN as usize, 0, false)
+        }
+        Err(_) => {
+            let (len, sealable) = if version_field == Some(FORMAT_VERSION_2) {
+                (V2_HEADER_LEN as usize, false)
+            } else {
+                (SEGMENT_HEADER_LEN as usize, true)
+            };
+            let seed = data.get(len - 4..len).map_or(0, BigEndian::read_u32);
+            (Chain::Chained, len, seed, sealable)
+        }
     };
     let header = parsed.map(|h| SegmentHeader {
         version: h.version,
@@ -114,8 +149,16 @@ pub fn inspect_segment(data: &[u8]) -> SegmentInspection {
             Kind::Checkpoint { records } => Some(records),
             Kind::Log => None,
         },
+        continues: h.continues,
+        first_seed: h.first_seed,
     });
-    let entries = inspect_records(data, header_len.min(data.len()), chain, first_seed);
+    let entries = inspect_records(
+        data,
+        header_len.min(data.len()),
+        chain,
+        first_seed,
+        sealable,
+    );
     SegmentInspection { header, entries }
 }
 
@@ -124,6 +167,7 @@ fn inspect_records(
     start: usize,
     chain: Chain,
     first_seed: u32,
+    sealable: bool,
 ) -> Vec<InspectedEntry> {
     let mut entries = Vec::new();
     let mut budget = SEARCH_BUDGET;
@@ -132,6 +176,15 @@ fn inspect_records(
     let mut off = start;
     while off < data.len() {
         let rest = &data[off..];
+        if sealable && seal::starts_seal(rest) && rest.len() >= SEAL_LEN {
+            let found = inspect_seal(&rest[..SEAL_LEN], off, &seeds);
+            if let InspectedEntry::Seal { crc, .. } = found {
+                seeds = vec![crc];
+            }
+            entries.push(found);
+            off += SEAL_LEN;
+            continue;
+        }
         if rest.iter().all(|&b| b == 0) {
             entries.push(damage(off, rest.len(), "zero-filled tail".to_string()));
             break;
@@ -226,6 +279,21 @@ fn inspect_records(
     entries
 }
 
+/// The 24 bytes of a seal at `offset`, checked against `seeds` (the chain
+/// values the records before it may end with).
+fn inspect_seal(bytes: &[u8], offset: usize, seeds: &[u32]) -> InspectedEntry {
+    let chain = BigEndian::read_u32(&bytes[16..20]);
+    let crc_ok = seal::decode(bytes).is_ok() && seeds.contains(&chain);
+    InspectedEntry::Seal {
+        offset: offset as u64,
+        records: BigEndian::read_u64(&bytes[8..16]),
+        chain,
+        next: BigEndian::read_u32(&bytes[20..24]),
+        crc: BigEndian::read_u32(&bytes[4..8]),
+        crc_ok,
+    }
+}
+
 /// The payload length if `buf` starts with a record header whose length is
 /// plausible (1 ..= [`MAX_RECORD_BYTES`]) and whose payload fits in `buf`.
 fn plausible_fit(buf: &[u8]) -> Option<usize> {
@@ -299,8 +367,8 @@ mod tests {
     use crate::segment::header_bytes;
 
     fn segment_with(kind: Kind, payloads: &[&[u8]]) -> Vec<u8> {
-        let header = header_bytes(9, kind);
-        let mut seed = crc32fast::hash(&header[..24]);
+        let header = header_bytes(9, kind, 0);
+        let mut seed = crc32fast::hash(&header[..28]);
         let mut data = header.to_vec();
         for p in payloads {
             seed = record::encode_into(seed, p, &mut data);
@@ -314,6 +382,7 @@ mod tests {
             .map(|e| match e {
                 InspectedEntry::Record { offset, crc_ok, .. } => (*offset, *crc_ok),
                 InspectedEntry::Damage { offset, .. } => (*offset, false),
+                InspectedEntry::Seal { offset, crc_ok, .. } => (*offset, *crc_ok),
             })
             .collect()
     }
@@ -325,22 +394,24 @@ mod tests {
         assert_eq!(
             found.header,
             Ok(SegmentHeader {
-                version: 2,
+                version: 3,
                 number: 9,
-                checkpoint_records: Some(2)
+                checkpoint_records: Some(2),
+                continues: Some(0),
+                first_seed: crc32fast::hash(&data[..28]),
             })
         );
         assert_eq!(
             found.entries,
             [
                 InspectedEntry::Record {
-                    offset: 28,
+                    offset: 32,
                     len: 3,
                     crc_ok: true,
                     payload: b"one".to_vec()
                 },
                 InspectedEntry::Record {
-                    offset: 39,
+                    offset: 43,
                     len: 3,
                     crc_ok: true,
                     payload: b"two".to_vec()
@@ -354,31 +425,31 @@ mod tests {
         let clean = segment_with(Kind::Log, &[b"aaaa", b"bbbb", b"cccc", b"dddd"]);
         // Payload bit: bad CRC, next record still verifies.
         let mut data = clean.clone();
-        data[28 + 12 + 9] ^= 1;
+        data[32 + 12 + 9] ^= 1;
         assert_eq!(
             offsets(&inspect_segment(&data).entries),
-            [(28, true), (40, false), (52, true), (64, true)]
+            [(32, true), (44, false), (56, true), (68, true)]
         );
         // CRC field bit: that record fails, the next one still verifies.
         let mut data = clean.clone();
-        data[28 + 12 + 5] ^= 1;
+        data[32 + 12 + 5] ^= 1;
         assert_eq!(
             offsets(&inspect_segment(&data).entries),
-            [(28, true), (40, false), (52, true), (64, true)]
+            [(32, true), (44, false), (56, true), (68, true)]
         );
         // Implausible length: damage up to the next record that verifies.
         let mut data = clean.clone();
-        data[28 + 12] = 0xff;
+        data[32 + 12] = 0xff;
         let entries = inspect_segment(&data).entries;
         assert_eq!(
             offsets(&entries),
-            [(28, true), (40, false), (52, true), (64, true)]
+            [(32, true), (44, false), (56, true), (68, true)]
         );
         assert!(matches!(entries[1], InspectedEntry::Damage { len: 12, .. }));
         // A length that still fits but is wrong: a bad-CRC record, then
         // damage, then the genuine next record.
         let mut data = clean.clone();
-        data[28 + 12 + 3] = 2;
+        data[32 + 12 + 3] = 2;
         let entries = inspect_segment(&data).entries;
         assert_eq!(
             entries
@@ -389,7 +460,7 @@ mod tests {
         assert!(entries.iter().any(|e| matches!(
             e,
             InspectedEntry::Record {
-                offset: 52,
+                offset: 56,
                 crc_ok: true,
                 ..
             }
@@ -401,12 +472,12 @@ mod tests {
         let entries = inspect_segment(&data).entries;
         assert_eq!(
             offsets(&entries),
-            [(28, true), (40, true), (52, true), (64, false), (76, false)]
+            [(32, true), (44, true), (56, true), (68, false), (80, false)]
         );
         assert!(matches!(
             &entries[4],
             InspectedEntry::Damage {
-                offset: 76,
+                offset: 80,
                 len: 38,
                 ..
             }
@@ -417,7 +488,7 @@ mod tests {
         assert!(matches!(
             &entries[3],
             InspectedEntry::Damage {
-                offset: 64,
+                offset: 68,
                 len: 10,
                 ..
             }
@@ -426,7 +497,7 @@ mod tests {
         data.extend_from_slice(&[0; 100]);
         match inspect_segment(&data).entries.last() {
             Some(InspectedEntry::Damage {
-                offset: 76,
+                offset: 80,
                 len: 100,
                 reason,
             }) => {
@@ -442,7 +513,7 @@ mod tests {
         data[0] = b'X';
         let found = inspect_segment(&data);
         assert!(found.header.is_err());
-        assert_eq!(offsets(&found.entries), [(28, true), (39, true)]);
+        assert_eq!(offsets(&found.entries), [(32, true), (43, true)]);
         // Version 1: unchained, 16-byte header.
         let mut v1 = b"RKVWAL\r\n\x00\x00\x00\x01\x00\x00\x00\x01".to_vec();
         record::encode_into(0, b"old", &mut v1);

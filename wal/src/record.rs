@@ -99,6 +99,12 @@ pub(crate) enum Damage {
         stored: u32,
         computed: u32,
     },
+    /// A seal (see `seal`) that is partial, fails its checksum or names the
+    /// wrong next segment. `extent` is its 24 bytes when they are present.
+    Seal {
+        reason: String,
+        extent: Option<usize>,
+    },
 }
 
 impl Damage {
@@ -108,6 +114,7 @@ impl Damage {
     pub(crate) fn in_file_extent(&self) -> Option<usize> {
         match *self {
             Damage::BadChecksum { len, .. } => Some(RECORD_HEADER_LEN + len as usize),
+            Damage::Seal { extent, .. } => extent,
             _ => None,
         }
     }
@@ -115,7 +122,7 @@ impl Damage {
     /// The damaged record's CRC field, when its 8 header bytes are present.
     pub(crate) fn stored_crc(&self) -> Option<u32> {
         match *self {
-            Damage::PartialHeader { .. } => None,
+            Damage::PartialHeader { .. } | Damage::Seal { .. } => None,
             Damage::BadLength { stored, .. }
             | Damage::PartialPayload { stored, .. }
             | Damage::BadChecksum { stored, .. } => Some(stored),
@@ -125,6 +132,7 @@ impl Damage {
     /// Human-readable reason used in errors and reports.
     pub(crate) fn describe(&self) -> String {
         match *self {
+            Damage::Seal { ref reason, .. } => reason.clone(),
             Damage::PartialHeader { available } => format!(
                 "partial record header: {available} of {RECORD_HEADER_LEN} bytes before end of file"
             ),
