@@ -331,6 +331,78 @@ mod tests {
     }
 
     #[test]
+    fn length_limits_are_exact() {
+        // Exactly a header: the payload is what is missing.
+        let mut header = [0u8; 8];
+        header[3] = 1;
+        assert!(matches!(
+            decode(&header, 0),
+            Err(Damage::PartialPayload { available: 0, .. })
+        ));
+        // The largest length is plausible (only the payload is missing);
+        // one more is garbage.
+        BigEndian::write_u32(&mut header[0..4], MAX_RECORD_BYTES as u32);
+        assert!(matches!(
+            decode(&header, 0),
+            Err(Damage::PartialPayload { .. })
+        ));
+        BigEndian::write_u32(&mut header[0..4], MAX_RECORD_BYTES as u32 + 1);
+        assert!(matches!(decode(&header, 0), Err(Damage::BadLength { .. })));
+        // A record that ends exactly at the end of the buffer is whole; one
+        // byte short is not.
+        let mut rec = Vec::new();
+        encode_into(3, b"abc", &mut rec);
+        assert_eq!(decode(&rec, 3).map(|d| d.size), Ok(11));
+        assert!(matches!(
+            decode(&rec[..10], 3),
+            Err(Damage::PartialPayload { available: 2, .. })
+        ));
+        assert_eq!(
+            Damage::PartialHeader { available: 1 }.in_file_extent(),
+            None
+        );
+        assert_eq!(
+            decode(&rec[..7], 3),
+            Err(Damage::PartialHeader { available: 7 })
+        );
+        assert_eq!(encoded_len(3), 11);
+    }
+
+    #[test]
+    fn find_record_stays_in_bounds_and_counts_its_work() {
+        // Buffers too short for any record: nothing, and no panic.
+        for len in 0..9 {
+            let mut budget = 100;
+            assert_eq!(find_record(&vec![1u8; len], 0, &[0], &mut budget), Ok(None));
+        }
+        let mut data = Vec::new();
+        let crc = encode_into(9, b"abc", &mut data);
+        // A record that ends exactly at the end of the data is found, with
+        // exactly its payload's worth of budget, which it then uses up.
+        let mut budget = 3;
+        assert_eq!(find_record(&data, 0, &[9], &mut budget), Ok(Some(0)));
+        assert_eq!(budget, 0);
+        let mut budget = 2;
+        assert_eq!(find_record(&data, 0, &[9], &mut budget), Err(()));
+        // Two seeds tried on one candidate cost twice.
+        let mut budget = 5;
+        assert_eq!(find_record(&data, 0, &[1, 2], &mut budget), Err(()));
+        let mut budget = 6;
+        assert_eq!(find_record(&data, 0, &[1, 9], &mut budget), Ok(Some(0)));
+        assert_eq!(budget, 0);
+        // Starting past the record, or one byte short of it, finds nothing.
+        let mut budget = 100;
+        assert_eq!(find_record(&data, 1, &[9], &mut budget), Ok(None));
+        assert_eq!(find_record(&data[..10], 0, &[9], &mut budget), Ok(None));
+        // A later record is found at its offset.
+        let mut more = vec![0xEE; 5];
+        more.extend_from_slice(&data);
+        let _ = encode_into(crc, b"d", &mut more);
+        let mut budget = 100;
+        assert_eq!(find_record(&more, 0, &[crc], &mut budget), Ok(Some(16)));
+    }
+
+    #[test]
     fn find_record_needs_the_right_seed_and_respects_the_budget() {
         let mut data = vec![0xAA; 3];
         let first = encode_into(5, b"one", &mut data);
