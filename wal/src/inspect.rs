@@ -507,6 +507,96 @@ mod tests {
         }
     }
 
+    fn reason_of(entry: &InspectedEntry) -> &str {
+        match entry {
+            InspectedEntry::Damage { reason, .. } => reason,
+            other => panic!("expected damage, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn each_kind_of_bad_length_is_named() {
+        let clean = segment_with(Kind::Log, &[b"aaaa"]);
+        let mut lengths = [
+            (
+                vec![0, 0, 0, 5, 1, 2, 3, 4],
+                "claims 5 payload bytes but only 0",
+            ),
+            (vec![0, 0, 0, 0, 1, 2, 3, 4, 9], "record length is 0"),
+            (
+                vec![0x04, 0, 0, 0, 1, 2, 3, 4, 9],
+                "claims 67108864 payload bytes",
+            ),
+            (vec![0x04, 0, 0, 1, 1, 2, 3, 4, 9], "exceeds the maximum"),
+            (vec![0, 0, 5], "partial record header: 3 of 8"),
+        ];
+        for (tail, expected) in &mut lengths {
+            let mut data = clean.clone();
+            data.append(tail);
+            let entries = inspect_segment(&data).entries;
+            assert_eq!(entries.len(), 2, "{expected}");
+            assert!(reason_of(&entries[1]).contains(*expected), "{entries:?}");
+        }
+    }
+
+    #[test]
+    fn a_seal_is_listed_and_what_follows_it_too() {
+        let mut data = segment_with(Kind::Log, &[b"aaaa"]);
+        let chain = u32::from_be_bytes(data[36..40].try_into().expect("4 bytes"));
+        let (seal, crc) = crate::seal::Seal {
+            records: 1,
+            chain,
+            next: 10,
+        }
+        .encode();
+        data.extend_from_slice(&seal);
+        // Bytes after a seal are not the log's, but they are shown.
+        record::encode_into(crc, b"after", &mut data);
+        let entries = inspect_segment(&data).entries;
+        assert_eq!(
+            entries[1],
+            InspectedEntry::Seal {
+                offset: 44,
+                records: 1,
+                chain,
+                next: 10,
+                crc,
+                crc_ok: true
+            }
+        );
+        assert_eq!(offsets(&entries), [(32, true), (44, true), (68, true)]);
+        // A seal whose chain value is not the records' is not ok.
+        let mut data2 = segment_with(Kind::Log, &[b"aaaa"]);
+        let (other, _) = crate::seal::Seal {
+            records: 1,
+            chain: chain ^ 1,
+            next: 10,
+        }
+        .encode();
+        data2.extend_from_slice(&other);
+        assert_eq!(
+            offsets(&inspect_segment(&data2).entries),
+            [(32, true), (44, false)]
+        );
+    }
+
+    #[test]
+    fn the_search_after_damage_may_checksum_megabytes() {
+        // Garbage, then 2000 bytes where every fourth offset claims a
+        // 4096-byte record that fits (about 2 MiB of checksumming to rule
+        // them out), then a record of the chain: it is found.
+        let mut data = segment_with(Kind::Log, &[]);
+        let seed = crc32fast::hash(&data[..28]);
+        data.extend_from_slice(&[0x7F, 0xFF, 0xFF, 0xFF, 1, 2, 3, 4]);
+        for _ in 0..500 {
+            data.extend_from_slice(&[0, 0, 0x10, 0]);
+        }
+        let at = data.len() as u64;
+        record::encode_into(seed, &[7; 5000], &mut data);
+        let entries = inspect_segment(&data).entries;
+        assert_eq!(offsets(&entries), [(32, false), (at, true)], "{entries:?}");
+    }
+
     #[test]
     fn a_damaged_header_is_reported_and_records_are_still_read() {
         let mut data = segment_with(Kind::Log, &[b"one", b"two"]);
