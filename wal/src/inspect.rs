@@ -581,6 +581,21 @@ mod tests {
     }
 
     #[test]
+    fn bytes_inserted_between_records_cost_no_record() {
+        // The record after the garbage continues from the record before it
+        // (the seed in effect before the damage), not from the garbage's
+        // CRC field.
+        let clean = segment_with(Kind::Log, &[b"aaaa", b"bbbb", b"cccc"]);
+        let mut data = clean[..44].to_vec();
+        data.extend_from_slice(&[0x7F, 0, 0, 0, 9, 9, 9, 9]);
+        data.extend_from_slice(&clean[44..]);
+        assert_eq!(
+            offsets(&inspect_segment(&data).entries),
+            [(32, true), (44, false), (52, true), (64, true)]
+        );
+    }
+
+    #[test]
     fn the_search_after_damage_may_checksum_megabytes() {
         // Garbage, then 2000 bytes where every fourth offset claims a
         // 4096-byte record that fits (about 2 MiB of checksumming to rule
