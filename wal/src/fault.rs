@@ -1,12 +1,23 @@
-//! The one place the crate's appending writes go through, so that unit
-//! tests can make them fail the way a full disk does (ENOSPC after part of
-//! the bytes landed). Outside `cfg(test)` it is `write_all`, nothing more.
+//! The one place the crate's appending writes and new segment files go
+//! through, so that unit tests can make them fail the way a full disk does
+//! (ENOSPC before the file exists, or after part of the bytes landed).
+//! Outside `cfg(test)` these are `write_all` and `create_new`, nothing more.
 //!
 //! Nothing here decides what a failure means: `log` takes a failed write
 //! back or poisons the log.
 
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
+use std::path::Path;
+
+/// Creates the file at `path`, which must not exist, for appending.
+pub(crate) fn create_new(path: &Path) -> io::Result<File> {
+    #[cfg(test)]
+    if no_space::spend(1) == Some(0) {
+        return Err(io::Error::from_raw_os_error(28)); // ENOSPC
+    }
+    OpenOptions::new().append(true).create_new(true).open(path)
+}
 
 /// Writes all of `bytes` to `file`.
 pub(crate) fn write_all(file: &mut File, bytes: &[u8]) -> io::Result<()> {
@@ -20,7 +31,8 @@ pub(crate) fn write_all(file: &mut File, bytes: &[u8]) -> io::Result<()> {
 
 /// The test seam: after `no_space::after(n)`, writes on this thread behave
 /// as on a disk with `n` bytes left: the write that does not fit lands what
-/// fits, fails with ENOSPC, and disarms the seam.
+/// fits, fails with ENOSPC, and disarms the seam. With no room at all, even
+/// a new file cannot be created; creating one otherwise costs a byte.
 #[cfg(test)]
 pub(crate) mod no_space {
     use std::cell::Cell;

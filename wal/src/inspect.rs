@@ -596,6 +596,49 @@ mod tests {
     }
 
     #[test]
+    fn a_lost_seed_is_found_again_after_a_pair_of_records() {
+        // Record 2's length and CRC field are both garbage: record 3 was
+        // seeded with a CRC nobody knows any more, so only the pair
+        // (3, 4) re-finds the chain, at record 4.
+        let clean = segment_with(Kind::Log, &[b"aaaa", b"bbbb", b"cccc", b"dddd", b"eeee"]);
+        let mut data = clean.clone();
+        data[44..52].copy_from_slice(&[0x7F, 0, 0, 0, 1, 2, 3, 4]);
+        assert_eq!(
+            offsets(&inspect_segment(&data).entries),
+            [(32, true), (44, false), (68, true), (80, true)]
+        );
+        // In version 1 there is no chain to re-find: any record that
+        // verifies unseeded is the next one.
+        let mut v1 = b"RKVWAL\r\n\x00\x00\x00\x01\x00\x00\x00\x01".to_vec();
+        for p in [b"aaaa", b"bbbb", b"cccc"] {
+            record::encode_into(0, p, &mut v1);
+        }
+        v1[28..36].copy_from_slice(&[0x7F, 0, 0, 0, 1, 2, 3, 4]);
+        assert_eq!(
+            offsets(&inspect_segment(&v1).entries),
+            [(16, true), (28, false), (40, true)]
+        );
+    }
+
+    #[test]
+    fn the_search_after_damage_stops_at_its_budget() {
+        // Every fourth offset claims a 4096-byte record that fits: ruling
+        // them all out would cost more than 256 MiB of checksumming.
+        let mut data = segment_with(Kind::Log, &[]);
+        data.extend_from_slice(&[0x7F, 0xFF, 0xFF, 0xFF, 1, 2, 3, 4]);
+        for _ in 0..40_000 {
+            data.extend_from_slice(&[0, 0, 0x10, 0]);
+        }
+        data.extend_from_slice(&[1; 5000]);
+        let entries = inspect_segment(&data).entries;
+        assert_eq!(entries.len(), 1);
+        assert!(
+            reason_of(&entries[0]).contains("stopped after 256 MiB"),
+            "{entries:?}"
+        );
+    }
+
+    #[test]
     fn the_search_after_damage_may_checksum_megabytes() {
         // Garbage, then 2000 bytes where every fourth offset claims a
         // 4096-byte record that fits (about 2 MiB of checksumming to rule

@@ -369,6 +369,9 @@ impl Wal {
                 let path = segment::path(&self.dir, number);
                 match std::fs::remove_file(&path) {
                     Ok(()) => crate::dir::sync(&self.dir)?,
+                    // Never created. (Any other failure to remove it is an
+                    // I/O error the tests cannot provoke: making this guard
+                    // `true` is a mutant no test here catches.)
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                     Err(e) => return Err(WalError::io(&path, e)),
                 }
@@ -467,6 +470,50 @@ mod tests {
     }
 
     #[test]
+    fn a_segment_in_the_way_is_not_a_full_disk() {
+        // The next segment's name is taken: creating it fails, and that is
+        // an I/O error that poisons the log, with the file left alone.
+        let dir = temp_dir("in-the-way");
+        let options = Options {
+            segment_max_bytes: 80,
+            ..Options::default()
+        };
+        let (mut wal, _) = Wal::open(&dir, options, |_| Ok(())).expect("open");
+        wal.append_batch(&[b"first record"]).expect("append");
+        let squatter = segment::path(&dir, 2);
+        fs::write(&squatter, b"not ours").expect("write");
+        match wal.append_batch(&[b"a record that does not fit"]) {
+            Err(WalError::Io { path, .. }) => assert_eq!(path, squatter),
+            other => panic!("expected Io, got {other:?}"),
+        }
+        assert_eq!(fs::read(&squatter).expect("read"), b"not ours");
+        assert!(matches!(
+            wal.append_batch(&[b"x"]),
+            Err(WalError::Poisoned { .. })
+        ));
+        drop(wal);
+        fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    #[test]
+    fn the_largest_payload_is_accepted_and_one_byte_more_refused() {
+        let largest = vec![1u8; MAX_RECORD_BYTES];
+        assert_eq!(
+            validate(&[b"a", &largest]).expect("valid"),
+            9 + 8 + MAX_RECORD_BYTES as u64
+        );
+        let larger = vec![1u8; MAX_RECORD_BYTES + 1];
+        assert!(matches!(
+            validate(&[b"a", &larger]),
+            Err(WalError::PayloadTooLarge { index: 1, .. })
+        ));
+        assert!(matches!(
+            validate(&[b"a", b""]),
+            Err(WalError::EmptyPayload { index: 1 })
+        ));
+    }
+
+    #[test]
     fn a_full_disk_takes_the_append_back_and_appends_go_on() {
         let dir = temp_dir("full-append");
         let (mut wal, _) = Wal::open(&dir, Options::default(), |_| Ok(())).expect("open");
@@ -492,11 +539,16 @@ mod tests {
         let (mut wal, _) = Wal::open(&dir, options, |_| Ok(())).expect("open");
         wal.append_batch(&[b"first record"]).expect("append");
         let before = files(&dir);
-        // No room for the new segment's header, then none for the seal.
-        for room in [0, SEGMENT_HEADER_LEN as usize + 3] {
+        // No room for the new segment at all, none for its whole header,
+        // then none for the seal.
+        for room in [0, 9, SEGMENT_HEADER_LEN as usize + 4] {
             no_space::after(room);
             let full = wal.append_batch(&[b"a record that does not fit"]);
-            let path = if room == 0 { 2 } else { 1 };
+            let path = if room < SEGMENT_HEADER_LEN as usize {
+                2
+            } else {
+                1
+            };
             expect_disk_full(full, segment::path(&dir, path));
             assert_eq!(files(&dir), before, "room {room}");
             assert_eq!(wal.total_bytes(), before[0].1, "room {room}");
@@ -521,8 +573,8 @@ mod tests {
         let (mut wal, _) = Wal::open(&dir, Options::default(), |_| Ok(())).expect("open");
         wal.append_batch(&[b"one", b"two"]).expect("append");
         let before = files(&dir);
-        // No room for its header, then none for its records.
-        for room in [0, SEGMENT_HEADER_LEN as usize + 3] {
+        // No room for its segment, for its header, then for its records.
+        for room in [0, 9, SEGMENT_HEADER_LEN as usize + 4] {
             no_space::after(room);
             let full = wal.checkpoint(&[b"restated one", b"restated two"]);
             expect_disk_full(full, segment::path(&dir, 2));

@@ -294,11 +294,7 @@ pub(crate) fn create(
     continues: u32,
 ) -> Result<(File, Header), WalError> {
     let path = dir.join(file_name(number));
-    let mut file = OpenOptions::new()
-        .append(true)
-        .create_new(true)
-        .open(&path)
-        .map_err(|e| WalError::io(&path, e))?;
+    let mut file = crate::fault::create_new(&path).map_err(|e| WalError::io(&path, e))?;
     let bytes = header_bytes(number, kind, continues);
     crate::fault::write_all(&mut file, &bytes)
         .and_then(|()| file.sync_all())
