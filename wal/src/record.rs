@@ -100,11 +100,9 @@ pub(crate) enum Damage {
         computed: u32,
     },
     /// A seal (see `seal`) that is partial, fails its checksum or names the
-    /// wrong next segment. `extent` is its 24 bytes when they are present.
-    Seal {
-        reason: String,
-        extent: Option<usize>,
-    },
+    /// wrong next segment. Its extent is unknown: four `FF` bytes may as
+    /// well be a damaged record length, so no later boundary is trusted.
+    Seal { reason: String },
 }
 
 impl Damage {
@@ -114,7 +112,6 @@ impl Damage {
     pub(crate) fn in_file_extent(&self) -> Option<usize> {
         match *self {
             Damage::BadChecksum { len, .. } => Some(RECORD_HEADER_LEN + len as usize),
-            Damage::Seal { extent, .. } => extent,
             _ => None,
         }
     }
@@ -132,7 +129,7 @@ impl Damage {
     /// Human-readable reason used in errors and reports.
     pub(crate) fn describe(&self) -> String {
         match *self {
-            Damage::Seal { ref reason, .. } => reason.clone(),
+            Damage::Seal { ref reason } => reason.clone(),
             Damage::PartialHeader { available } => format!(
                 "partial record header: {available} of {RECORD_HEADER_LEN} bytes before end of file"
             ),
@@ -205,9 +202,7 @@ pub(crate) fn decode_any<'a>(buf: &'a [u8], seeds: &[u32]) -> Result<Decoded<'a>
             Err(damage) => return Err(damage),
         }
     }
-    Err(first_damage.unwrap_or(Damage::PartialHeader {
-        available: buf.len().min(RECORD_HEADER_LEN - 1),
-    }))
+    Err(first_damage.expect("decode_any is always given at least one seed"))
 }
 
 /// Finds the first offset at or after `from` where a record verifies
@@ -223,10 +218,17 @@ pub(crate) fn find_record(
 ) -> Result<Option<usize>, ()> {
     let last_start = data.len().saturating_sub(RECORD_HEADER_LEN);
     for start in from..=last_start {
+        // Only when `data` is shorter than a record header (then
+        // `last_start` is 0). `>=` here would change nothing: a record
+        // header that ends the data holds no payload, so is no record.
         if start + RECORD_HEADER_LEN > data.len() {
             break;
         }
         let len = BigEndian::read_u32(&data[start..start + 4]) as usize;
+        // The limit check matters only for a segment of more than 64 MiB
+        // (below that, a length above it never fits): changing its `>`
+        // to `>=` or `==` is a mutant only a 64 MiB test record would
+        // catch, and decode's own limit is tested exactly.
         if len == 0 || len > MAX_RECORD_BYTES || len > data.len() - start - RECORD_HEADER_LEN {
             continue;
         }
@@ -394,6 +396,12 @@ mod tests {
         let mut budget = 100;
         assert_eq!(find_record(&data, 1, &[9], &mut budget), Ok(None));
         assert_eq!(find_record(&data[..10], 0, &[9], &mut budget), Ok(None));
+        // A zero length is never a record, even with a CRC that verifies.
+        let mut empty = 0u32.to_be_bytes().to_vec();
+        empty.extend_from_slice(&checksum(9, &[0; 4], &[]).to_be_bytes());
+        empty.push(1);
+        let mut budget = 100;
+        assert_eq!(find_record(&empty, 0, &[9], &mut budget), Ok(None));
         // A later record is found at its offset.
         let mut more = vec![0xEE; 5];
         more.extend_from_slice(&data);

@@ -125,17 +125,12 @@ pub(crate) fn recover(
             Some(data) => data,
             None => segment::read(&path)?,
         };
-        if index > 0 {
-            check_continues(&header, &path, previous.as_ref(), options, &mut report)?;
-        }
-        let protected_records = match (index, &plan.base_checkpoint) {
-            (0, Some(start)) => u64::from(start.records),
-            (0, None) => match header.kind {
-                // An incomplete checkpoint that could not be dropped: its
-                // damage is corruption, never a torn tail.
-                Kind::Checkpoint { records } => u64::from(records),
-                Kind::Log => 0,
-            },
+        check_continues(&header, &path, previous.as_ref(), options, &mut report)?;
+        // A checkpoint is only ever the base (the first live segment). Its
+        // records are never a torn tail: complete, they are all intact;
+        // incomplete and not droppable, their damage is corruption.
+        let protected_records = match (index, header.kind) {
+            (0, Kind::Checkpoint { records }) => u64::from(records),
             _ => 0,
         };
         let rotating = rotation.filter(|r| r.sealing == number);
@@ -741,14 +736,9 @@ pub(crate) fn scan(
 }
 
 /// The seal at `off`, if it is intact and names the next segment; what is
-/// wrong with it otherwise. A seal that fails its checksum may be a damaged
-/// record length, so no later boundary is trusted (no extent); an intact
-/// one naming the wrong segment spans its 24 bytes.
+/// wrong with it otherwise.
 fn check_seal(data: &[u8], off: usize, header: &Header) -> Result<FoundSeal, Damage> {
-    let (found, crc) = seal::decode(&data[off..]).map_err(|reason| Damage::Seal {
-        reason,
-        extent: None,
-    })?;
+    let (found, crc) = seal::decode(&data[off..]).map_err(|reason| Damage::Seal { reason })?;
     let next = header.number.wrapping_add(1);
     if found.next != next {
         return Err(Damage::Seal {
@@ -756,7 +746,6 @@ fn check_seal(data: &[u8], off: usize, header: &Header) -> Result<FoundSeal, Dam
                 "the seal names segment {} as the next, but segment {next} follows segment {}",
                 found.next, header.number
             ),
-            extent: Some(SEAL_LEN),
         });
     }
     Ok(FoundSeal {

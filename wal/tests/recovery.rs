@@ -363,6 +363,10 @@ fn unparseable_newest_segment_moves_appends_to_a_fresh_segment() {
         data.len() as u64,
         "damaged bytes are kept"
     );
+    assert_eq!(
+        wal.total_bytes(),
+        file_len(&tmp.seg(1)) + file_len(&tmp.seg(2))
+    );
     wal.append_batch(&[b"fresh"]).expect("append");
     drop(wal);
     let (_, _, seen) = open(tmp.path(), skipping()).expect("reopen");

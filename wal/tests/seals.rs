@@ -34,6 +34,14 @@ fn sealed_log(tmp: &TempDir, seed: u64) -> (Vec<Vec<u8>>, Vec<Vec<Vec<u8>>>) {
     (written, per_segment)
 }
 
+/// Bytes in every segment file of the log.
+fn bytes_on_disk(tmp: &TempDir) -> u64 {
+    segment_numbers(tmp.path())
+        .iter()
+        .map(|&n| common::file_len(&tmp.seg(n)))
+        .sum()
+}
+
 fn records_of(data: &[u8]) -> Vec<Vec<u8>> {
     inspect_segment(data)
         .entries
@@ -141,6 +149,7 @@ fn a_sealed_segment_cut_at_any_record_boundary_is_refused_naming_it() {
         );
         assert_eq!(report.skipped[0].file, tmp.seg(2));
         assert_eq!(report.skipped[0].offset, cut);
+        assert_eq!(report.skipped[0].bytes, 0, "nothing left to skip there");
     }
 }
 
@@ -171,6 +180,7 @@ fn a_deleted_newest_segment_is_refused_naming_it() {
     assert_eq!(seen, expected);
     assert_eq!(report.skipped.len(), 1);
     assert!(report.skipped[0].to_string().contains(&missing));
+    assert_eq!(wal.total_bytes(), bytes_on_disk(&tmp));
     wal.append_batch(&[b"after"]).expect("append");
     drop(wal);
     assert_eq!(segment_numbers(tmp.path()).last(), Some(&newest));
