@@ -341,9 +341,9 @@ struct Rotation {
     continues: Option<u32>,
 }
 
-/// The rotation a crash may have interrupted: the newest live segment is a
-/// log segment holding nothing but a header (or a torn header) and the one
-/// before it is version 3. Whether it really was a crash (the seal the
+/// The rotation a crash may have interrupted: the newest live segment (not
+/// the first, so a log segment) holds nothing but a header (or a torn
+/// header) and the one before it is version 3. Whether it really was a crash (the seal the
 /// segment would get matches what the newest header continues from) is
 /// decided once that segment has been replayed.
 fn unfinished_rotation(dir: &Path, live: &[Live]) -> Result<Option<Rotation>, WalError> {
@@ -360,7 +360,8 @@ fn unfinished_rotation(dir: &Path, live: &[Live]) -> Result<Option<Rotation>, Wa
     }
     let continues = match last {
         Live::TornHeader { .. } => None,
-        Live::Valid { number, header, .. } if header.kind == Kind::Log => {
+        // Not the first live segment, so not a checkpoint: a log segment.
+        Live::Valid { number, header, .. } => {
             let path = segment::path(dir, *number);
             let len = std::fs::metadata(&path)
                 .map_err(|e| WalError::io(&path, e))?
@@ -370,7 +371,6 @@ fn unfinished_rotation(dir: &Path, live: &[Live]) -> Result<Option<Rotation>, Wa
                 _ => return Ok(None),
             }
         }
-        Live::Valid { .. } => return Ok(None),
     };
     Ok(Some(Rotation {
         sealing: *sealing,

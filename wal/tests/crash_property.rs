@@ -216,9 +216,28 @@ fn a_crash_in_the_middle_of_a_rotation_replays_the_same_records() {
             f.write_all(&tail).expect("partial seal");
         }
         let what = format!("seed {seed} point {point} zeros {zeros}");
-        let (mut wal, _, seen) =
+        let (mut wal, report, seen) =
             open(tmp.path(), options.clone()).unwrap_or_else(|e| panic!("{what}: {e}"));
         assert_eq!(seen, durable, "{what}");
+        // What of the seal had landed (zeros included) is what was cut,
+        // unless all of it had: then the rotation was complete.
+        if point < HDR + SEAL {
+            let landed = match point.checked_sub(HDR) {
+                None => 0,
+                Some(_) if zeros => SEAL as u64,
+                Some(part) => part as u64,
+            };
+            let finished = report
+                .rotation_finished
+                .unwrap_or_else(|| panic!("{what}: the rotation is not finished"));
+            assert_eq!(
+                (finished.file, finished.offset, finished.bytes_dropped),
+                (tmp.seg(newest), before.len() as u64, landed),
+                "{what}"
+            );
+        } else {
+            assert_eq!(report.rotation_finished, None, "{what}");
+        }
         let mut sealed = before.clone();
         sealed.extend_from_slice(&seal_bytes);
         assert_eq!(
