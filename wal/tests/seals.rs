@@ -154,6 +154,21 @@ fn a_sealed_segment_cut_at_any_record_boundary_is_refused_naming_it() {
 }
 
 #[test]
+fn a_seal_cut_off_before_a_newest_segment_with_records_is_refused() {
+    // Only an empty newest segment can be a rotation a crash interrupted:
+    // once records went to it, the segment before it had been sealed.
+    let tmp = TempDir::new("cut-seal-before-newest");
+    sealed_log(&tmp, 10);
+    let numbers = segment_numbers(tmp.path());
+    let below = numbers[numbers.len() - 2];
+    let data = fs::read(tmp.seg(below)).expect("read");
+    let at = data.len() - SEAL;
+    fs::write(tmp.seg(below), &data[..at]).expect("cut");
+    let (file, offset, _) = expect_corrupt(open(tmp.path(), Options::default()));
+    assert_eq!((file, offset), (tmp.seg(below), at as u64));
+}
+
+#[test]
 fn a_deleted_newest_segment_is_refused_naming_it() {
     let tmp = TempDir::new("deleted-newest");
     let (written, per_segment) = sealed_log(&tmp, 3);
