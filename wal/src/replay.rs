@@ -452,9 +452,7 @@ fn live_segments(dir: &Path, numbers: &[u32]) -> Result<Plan, WalError> {
     let Some(&newest) = numbers.last() else {
         return Ok(plan);
     };
-    let mut index = numbers.len();
-    while index > 0 {
-        index -= 1;
+    for index in (0..numbers.len()).rev() {
         let number = numbers[index];
         let path = segment::path(dir, number);
         let below = index.checked_sub(1).map(|i| numbers[i]);
@@ -503,9 +501,7 @@ fn live_segments(dir: &Path, numbers: &[u32]) -> Result<Plan, WalError> {
                 plan.stale = numbers[..index].to_vec();
                 break;
             }
-            Some(reason)
-                if number == newest && below.is_some() && below == number.checked_sub(1) =>
-            {
+            Some(reason) if number == newest && below == number.checked_sub(1) => {
                 plan.incomplete = Some((
                     number,
                     IncompleteCheckpoint {

@@ -241,6 +241,19 @@ fn a_damaged_checkpoint_with_nothing_before_it_is_corruption() {
     );
     assert_eq!(seen, records[..1]);
     assert_eq!(file_len(&tmp.seg(5)), full.len() as u64, "nothing modified");
+    // An incomplete checkpoint with a gap below it is no crash either: the
+    // segment it followed is gone.
+    let tmp = TempDir::new("gap-below");
+    fs::write(tmp.seg(2), common::segment_bytes(2, &records)).expect("write");
+    let four = checkpoint_segment(4, &records);
+    fs::write(tmp.seg(4), &four[..four.len() - 1]).expect("write");
+    let (result, _) = open_partial(tmp.path(), Options::default());
+    assert!(
+        matches!(result, Err(WalError::Corrupt { .. })),
+        "{:?}",
+        result.map(|_| ())
+    );
+    assert_eq!(segment_numbers(tmp.path()), [2, 4], "nothing removed");
     // A lone log segment other than 1 is still a missing segment: the one
     // it follows (a deleted checkpoint, typically), not segment 1.
     let tmp = TempDir::new("alone-log");
