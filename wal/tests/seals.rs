@@ -245,6 +245,19 @@ fn records_missing_before_a_seal_are_refused() {
         reason.contains("records before the seal are missing"),
         "{reason}"
     );
+    // A seal that miscounts, or states another chain value, is refused
+    // at the seal even though its own CRC verifies.
+    let chain = next_seed(&data[..seal_at]);
+    for (records, chain) in [
+        (starts.len() as u64 + 1, chain),
+        (starts.len() as u64, chain ^ 1),
+    ] {
+        let mut forged = data.clone();
+        forged[seal_at..].copy_from_slice(&seal(records, chain, 3).0);
+        fs::write(tmp.seg(2), &forged).expect("write");
+        let (file, offset, reason) = expect_corrupt(open(tmp.path(), Options::default()));
+        assert_eq!((file, offset), (tmp.seg(2), seal_at as u64), "{reason}");
+    }
     // Bytes after a seal are damage too.
     let mut longer = data.clone();
     longer.extend_from_slice(b"junk");
