@@ -483,6 +483,39 @@ mod tests {
     }
 
     #[test]
+    fn headers_are_parsed_only_when_whole() {
+        let h = header_bytes(3, Kind::Log, 7);
+        let reason = |bytes: &[u8]| parse_header(bytes).expect_err("too short");
+        assert!(reason(&h[..11]).contains("11 bytes, too short"));
+        assert!(reason(&h[..12]).contains("12 bytes, shorter than the 32-byte version 3"));
+        assert!(reason(&h[..31]).contains("31 bytes, shorter than the 32-byte"));
+        assert_eq!(parse_header(&h).map(|p| p.len), Ok(32));
+        // Version 2: 28 bytes, the CRC over the 24 before it, no chain value.
+        let mut v2 = h[..24].to_vec();
+        v2[11] = 2;
+        let crc = crc32fast::hash(&v2);
+        v2.extend_from_slice(&crc.to_be_bytes());
+        assert!(reason(&v2[..27]).contains("shorter than the 28-byte version 2"));
+        let parsed = parse_header(&v2).expect("version 2");
+        assert_eq!(
+            (parsed.len, parsed.first_seed, parsed.continues),
+            (28, crc, None)
+        );
+        assert!(!parsed.sealable());
+        assert!(parse_header(&h).expect("version 3").sealable());
+        // A CRC cut short is a torn header only in a whole-length file.
+        let mut cut = h;
+        cut[30..].fill(0);
+        assert!(crc_partly_landed(&cut));
+        assert!(!crc_partly_landed(&h));
+        assert!(!crc_partly_landed(&[0; 16]), "version 1 has no CRC");
+        let mut wrong = h;
+        wrong[28] ^= 1;
+        wrong[30..].fill(0);
+        assert!(!crc_partly_landed(&wrong));
+    }
+
+    #[test]
     fn names_are_parsed_strictly() {
         assert_eq!(parse_file_name("00000000000000000007.wal"), Some(7));
         assert_eq!(parse_file_name("99999999999999999999.wal"), Some(u64::MAX));
