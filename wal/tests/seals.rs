@@ -169,6 +169,36 @@ fn a_seal_cut_off_before_a_newest_segment_with_records_is_refused() {
 }
 
 #[test]
+fn only_a_partial_seal_is_taken_for_an_interrupted_rotation() {
+    // The newest segment holds only its header: the log was moving on
+    // from the segment before it, which is unsealed.
+    let tmp = TempDir::new("rotation-garbage");
+    sealed_log(&tmp, 11);
+    let newest = *segment_numbers(tmp.path()).last().expect("segments");
+    let data = fs::read(tmp.seg(newest)).expect("read");
+    let (starts, _) = boundaries(&data);
+    let (_, crc) = seal(starts.len() as u64, next_seed(&data), newest + 1);
+    fs::write(tmp.seg(newest + 1), header_v3(newest + 1, 0, 0, crc)).expect("write");
+    // Garbage where the seal should start is damage, not a torn seal.
+    let mut garbage = data.clone();
+    garbage.extend_from_slice(&[0xFF, 0xFF, 0xFF, 0xFF, 9]);
+    fs::write(tmp.seg(newest), &garbage).expect("write");
+    let (file, offset, _) = expect_corrupt(open(tmp.path(), Options::default()));
+    assert_eq!((file, offset), (tmp.seg(newest), data.len() as u64));
+    // A damaged record is named as such.
+    let mut flipped = data.clone();
+    flipped[starts[0] as usize + 9] ^= 1;
+    fs::write(tmp.seg(newest), &flipped).expect("write");
+    let (file, offset, reason) = expect_corrupt(open(tmp.path(), Options::default()));
+    assert_eq!((file, offset), (tmp.seg(newest), starts[0]));
+    assert!(reason.contains("checksum mismatch"), "{reason}");
+    // Whole, it is sealed at open.
+    fs::write(tmp.seg(newest), &data).expect("write");
+    let (_, report, _) = open(tmp.path(), Options::default()).expect("open");
+    assert!(report.rotation_finished.is_some());
+}
+
+#[test]
 fn a_deleted_newest_segment_is_refused_naming_it() {
     let tmp = TempDir::new("deleted-newest");
     let (written, per_segment) = sealed_log(&tmp, 3);
@@ -265,6 +295,9 @@ fn records_missing_before_a_seal_are_refused() {
     let (file, offset, reason) = expect_corrupt(open(tmp.path(), Options::default()));
     assert_eq!((file, offset), (tmp.seg(2), data.len() as u64));
     assert!(reason.contains("4 bytes after the seal"), "{reason}");
+    let (_, report, _) = open(tmp.path(), skipping()).expect("skip_corrupt");
+    let skipped: Vec<_> = report.skipped.iter().map(|s| (s.offset, s.bytes)).collect();
+    assert_eq!(skipped, [(data.len() as u64, 4)]);
     // A seal naming another segment.
     let mut wrong = data.clone();
     let (bad, _) = seal((starts.len()) as u64, next_seed(&data[..seal_at]), 9);
