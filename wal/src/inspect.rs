@@ -252,6 +252,11 @@ fn inspect_records(
         let damaged_seed = chain.seed_after(stored);
         let mut candidates = vec![damaged_seed];
         candidates.extend(seeds.iter().copied().filter(|&s| s != damaged_seed));
+        // From the next byte: the bytes at `off` were just found to be no
+        // record (nor the first of a pair), so starting at `off` finds the
+        // same; starting a byte earlier differs only for a record forged
+        // to verify across the previous one's last byte. The mutants of
+        // this `+ 1` are left standing for that reason.
         match resync(data, off + 1, &candidates, chain, &mut budget) {
             Ok(Some((next, seed))) => {
                 entries.push(damage(off, next - off, reason));
