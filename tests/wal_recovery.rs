@@ -2,7 +2,9 @@
 //! (a crash mid-append) is cut off with a warning and the replica serves
 //! every write it acknowledged; damage before the tail is corruption, and the
 //! replica refuses to start, naming the file and offset, unless the operator
-//! passes --skip-corrupt-wal.
+//! passes --skip-corrupt-wal. Lost ends of segments count as damage too: an
+//! older (sealed) segment cut at a record boundary, or the newest segment
+//! deleted, would otherwise replay as an older state that looks whole.
 
 mod common;
 
@@ -13,15 +15,136 @@ use std::path::PathBuf;
 use common::Cluster;
 use ringkv::protocol::proto::Consistency;
 
-/// The newest segment file in replica `id`'s WAL.
-fn newest_segment(cluster: &Cluster, id: usize) -> PathBuf {
+/// The segment files in replica `id`'s WAL, oldest first.
+fn segments(cluster: &Cluster, id: usize) -> Vec<PathBuf> {
     let mut segments: Vec<PathBuf> = fs::read_dir(cluster.data_dir(id).join("wal"))
         .expect("wal dir")
         .map(|entry| entry.expect("entry").path())
         .filter(|path| path.extension().is_some_and(|ext| ext == "wal"))
         .collect();
     segments.sort();
-    segments.pop().expect("a segment")
+    segments
+}
+
+/// The newest segment file in replica `id`'s WAL.
+fn newest_segment(cluster: &Cluster, id: usize) -> PathBuf {
+    segments(cluster, id).pop().expect("a segment")
+}
+
+/// A cluster whose replicas move to a new WAL segment every 512 bytes and
+/// never checkpoint, after two rounds of puts to keys 0..40 (held by
+/// replicas 0, 1 and 2), so that replica 1's WAL has several sealed
+/// segments and older segments hold older values. Replica 1 is then
+/// SIGKILLed.
+fn many_segments_then_kill_replica_1() -> Cluster {
+    let mut cluster = Cluster::start_with(
+        4,
+        &[
+            "--wal-segment-bytes",
+            "512",
+            "--checkpoint-bytes",
+            "1000000000",
+        ],
+    );
+    for round in 0..2 {
+        for key in 0..40u32 {
+            cluster
+                .put(
+                    0,
+                    key,
+                    &format!("round {round} of key {key}"),
+                    Consistency::All,
+                )
+                .expect("put");
+        }
+    }
+    cluster.kill(1);
+    assert!(segments(&cluster, 1).len() >= 4, "test setup");
+    cluster
+}
+
+/// Starts replica 1 on its damaged log: it must refuse, with one error
+/// line holding every one of `expected`; then with --skip-corrupt-wal it
+/// must start and say loudly what it skipped.
+fn refused_then_skipped_loudly(cluster: &mut Cluster, expected: &[&str]) {
+    cluster.spawn_with(1, &[]);
+    // A replica that starts anyway would never exit: give it a deadline.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while cluster.is_running(1) {
+        if std::time::Instant::now() > deadline {
+            cluster.kill(1);
+            panic!(
+                "the replica started on a log that lost records:\n{}",
+                cluster.log(1)
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(
+        !cluster.wait_for_exit(1),
+        "a log that lost records must stop the replica"
+    );
+    let log = cluster.log(1);
+    assert!(
+        log.lines().any(|line| line.starts_with("ringkv: ")
+            && expected.iter().all(|part| line.contains(part))
+            && line.contains("--skip-corrupt-wal")),
+        "one error line names {expected:?} and the way out:\n{log}"
+    );
+    cluster.spawn_with(1, &["--skip-corrupt-wal"]);
+    cluster.wait_until_all_see_each_other();
+    let log = cluster.log(1);
+    assert!(
+        log.lines().any(|line| line.contains(" ERROR ")
+            && line.contains("skipped a corrupt write-ahead log record")
+            && expected.iter().all(|part| line.contains(part))),
+        "skipping is loud and says what was skipped:\n{log}"
+    );
+}
+
+#[test]
+fn an_older_segment_cut_at_a_record_boundary_stops_the_replica() {
+    let mut cluster = many_segments_then_kill_replica_1();
+    // Cut segment 2 (sealed) right after its first record: a whole number
+    // of records is left, so only the missing seal shows the loss.
+    let segment = segments(&cluster, 1)[1].clone();
+    let bytes = fs::read(&segment).expect("read segment");
+    let starts: Vec<u64> = wal::inspect_segment(&bytes)
+        .entries
+        .iter()
+        .filter_map(|entry| match entry {
+            wal::InspectedEntry::Record { offset, .. } => Some(*offset),
+            _ => None,
+        })
+        .collect();
+    assert!(starts.len() >= 2, "test setup: {starts:?}");
+    let cut = starts[1];
+    fs::write(&segment, &bytes[..cut as usize]).expect("cut segment");
+    refused_then_skipped_loudly(
+        &mut cluster,
+        &[
+            &segment.display().to_string(),
+            &format!("offset {cut}"),
+            "without its seal",
+        ],
+    );
+}
+
+#[test]
+fn a_deleted_newest_segment_stops_the_replica_naming_it() {
+    let mut cluster = many_segments_then_kill_replica_1();
+    let newest = newest_segment(&cluster, 1);
+    let name = newest
+        .file_name()
+        .expect("a file name")
+        .to_string_lossy()
+        .to_string();
+    let number: u32 = name.trim_end_matches(".wal").parse().expect("a number");
+    fs::remove_file(&newest).expect("delete the newest segment");
+    refused_then_skipped_loudly(
+        &mut cluster,
+        &[&format!("segment {number} ({name}) is missing")],
+    );
 }
 
 #[test]

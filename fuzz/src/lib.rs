@@ -319,8 +319,11 @@ fn open_and_reopen(dir: &Path, skip_corrupt: bool) {
 /// record's payload is the input's bytes at that place.
 pub fn check_inspection(bytes: &[u8]) {
     let inspection = inspect_segment(bytes);
-    let version_is_1 = bytes.get(8..12) == Some(&[0, 0, 0, 1][..]);
-    let header_len = if version_is_1 { 16 } else { 28 };
+    let header_len = match bytes.get(8..12) {
+        Some([0, 0, 0, 1]) => 16,
+        Some([0, 0, 0, 2]) => 28,
+        _ => 32,
+    };
     let mut cursor = header_len.min(bytes.len());
     for entry in &inspection.entries {
         match entry {
@@ -342,6 +345,17 @@ pub fn check_inspection(bytes: &[u8]) {
                     "a record's payload is not the input's bytes"
                 );
                 cursor = start + payload.len();
+            }
+            InspectedEntry::Seal { offset, .. } => {
+                assert_eq!(
+                    *offset, cursor as u64,
+                    "a seal is not where the last entry ended"
+                );
+                cursor += 24;
+                assert!(
+                    cursor <= bytes.len(),
+                    "a seal runs past the end of the input"
+                );
             }
             InspectedEntry::Damage { offset, len, .. } => {
                 assert_eq!(

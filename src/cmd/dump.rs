@@ -265,6 +265,10 @@ fn dump_segment(
                 .checkpoint_records
                 .map(|n| format!(", checkpoint of {n} records"))
                 .unwrap_or_default();
+            let continues = header
+                .continues
+                .map(|chain| format!(", continues chain {chain:#010x}"))
+                .unwrap_or_default();
             if json {
                 let mut fields = vec![
                     ("file", Field::Text(file.clone())),
@@ -274,13 +278,19 @@ fn dump_segment(
                 if let Some(n) = header.checkpoint_records {
                     fields.push(("checkpoint_records", Field::Num(u64::from(n))));
                 }
+                if let Some(chain) = header.continues {
+                    fields.push(("continues", Field::Num(u64::from(chain))));
+                }
+                fields.push(("first_seed", Field::Num(u64::from(header.first_seed))));
                 json_line("segment", &fields)
             } else {
                 format!(
-                    "{file}: segment {} (format {}){checkpoint}, {} bytes",
+                    "{file}: segment {} (format {}){checkpoint}{continues}, {} bytes, \
+                     header chain {:#010x}",
                     header.number,
                     header.version,
-                    data.len()
+                    data.len(),
+                    header.first_seed
                 )
             }
         }
@@ -331,6 +341,35 @@ fn dump_segment(
                     ])
                 } else {
                     format!("{file} @{offset} len={len} crc={crc} {}", described.text())
+                }
+            }
+            wal::InspectedEntry::Seal {
+                offset,
+                records,
+                chain,
+                next,
+                crc,
+                crc_ok,
+            } => {
+                if json {
+                    json_line(
+                        "seal",
+                        &[
+                            ("file", Field::Text(file.clone())),
+                            ("offset", Field::Num(*offset)),
+                            ("records", Field::Num(*records)),
+                            ("chain", Field::Num(u64::from(*chain))),
+                            ("next", Field::Num(u64::from(*next))),
+                            ("crc", Field::Num(u64::from(*crc))),
+                            ("crc_ok", Field::Flag(*crc_ok)),
+                        ],
+                    )
+                } else {
+                    let verdict = if *crc_ok { "ok" } else { "BAD" };
+                    format!(
+                        "{file} @{offset} SEAL records={records} chain={chain:#010x} next={next} \
+                         crc={crc:#010x} {verdict}"
+                    )
                 }
             }
             wal::InspectedEntry::Damage {

@@ -27,6 +27,10 @@ pub(crate) fn create(dir: &Path) -> Result<(), WalError> {
         return Ok(());
     }
     fs::create_dir_all(dir).map_err(|e| WalError::io(dir, e))?;
+    // Which directory gets fsynced is visible only across a power loss: a
+    // test can check that a relative path's empty parent is not opened
+    // (the guard made `true`), not that the real parent is synced rather
+    // than "." (the guard made `false`, a mutant no test here can catch).
     match dir.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => sync(parent),
         _ => sync(Path::new(".")),
@@ -75,4 +79,78 @@ pub(crate) fn segment_numbers(dir: &Path) -> Result<Vec<u32>, WalError> {
     }
     numbers.sort_unstable();
     Ok(numbers)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp(name: &str) -> std::path::PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("ringkv-wal-dir-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        dir
+    }
+
+    #[test]
+    fn sync_reports_a_directory_it_cannot_open() {
+        let missing = temp("missing");
+        match sync(&missing) {
+            Err(WalError::Io { path, .. }) => assert_eq!(path, missing),
+            other => panic!("expected Io, got {other:?}"),
+        }
+        let dir = temp("sync");
+        create(&dir.join("a/b")).expect("create nested");
+        assert!(dir.join("a/b").is_dir());
+        sync(&dir).expect("sync");
+        create(&dir.join("a/b")).expect("an existing directory is fine");
+        // A file where the directory should be cannot be created over.
+        fs::write(dir.join("file"), b"x").expect("write");
+        assert!(create(&dir.join("file")).is_err());
+        fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    #[test]
+    fn a_relative_directory_is_synced_in_the_current_one() {
+        // Its parent is "", which cannot be opened: "." is synced instead.
+        let name = format!("ringkv-wal-relative-{}", std::process::id());
+        let relative = Path::new(&name);
+        let _ = fs::remove_dir_all(relative);
+        create(relative).expect("create a relative directory");
+        assert!(relative.is_dir());
+        fs::remove_dir_all(relative).expect("cleanup");
+    }
+
+    #[test]
+    fn segments_are_listed_in_order_and_bad_numbers_refused() {
+        let dir = temp("list");
+        create(&dir).expect("create");
+        for name in [
+            "00000000000000000010.wal",
+            "00000000000000000002.wal",
+            "LOCK",
+            "x.wal",
+        ] {
+            fs::write(dir.join(name), b"").expect("write");
+        }
+        assert_eq!(segment_numbers(&dir).expect("list"), [2, 10]);
+        fs::write(dir.join("00000000000000000000.wal"), b"").expect("write");
+        assert!(matches!(
+            segment_numbers(&dir),
+            Err(WalError::BadHeader { .. })
+        ));
+        fs::remove_file(dir.join("00000000000000000000.wal")).expect("rm");
+        fs::write(dir.join("00000000004294967296.wal"), b"").expect("write");
+        assert!(matches!(
+            segment_numbers(&dir),
+            Err(WalError::BadHeader { .. })
+        ));
+        assert!(matches!(
+            segment_numbers(&temp("absent")),
+            Err(WalError::Io { .. })
+        ));
+        let _held = lock(&dir).expect("lock");
+        assert!(matches!(lock(&dir), Err(WalError::Locked { .. })));
+        fs::remove_dir_all(&dir).expect("cleanup");
+    }
 }

@@ -25,8 +25,11 @@ pub enum WalError {
         /// The lock file.
         path: PathBuf,
     },
-    /// A record that is not a torn tail failed its checks: acknowledged data
-    /// may be damaged, so open refuses to continue (see `Options::skip_corrupt`).
+    /// A record that is not a torn tail failed its checks, or a segment's
+    /// seal or chain says records are gone (a sealed segment cut short, the
+    /// segment a seal names missing, a segment that does not continue the
+    /// one before it): acknowledged data may be damaged or lost, so open
+    /// refuses to continue (see `Options::skip_corrupt`).
     Corrupt {
         /// The segment file.
         file: PathBuf,
@@ -203,6 +206,10 @@ pub struct ReplayReport {
     /// A checkpoint whose writing a crash interrupted, deleted at open;
     /// replay used the segments before it instead.
     pub incomplete_checkpoint: Option<IncompleteCheckpoint>,
+    /// A rotation a crash interrupted between creating the new segment and
+    /// sealing the one before it: that segment was cut where its records
+    /// end (dropping a partial seal, if any) and sealed at open.
+    pub rotation_finished: Option<TornTail>,
 }
 
 /// The checkpoint segment replay started from: everything before it was
@@ -293,5 +300,139 @@ impl fmt::Display for Corruption {
             self.bytes,
             self.reason
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    #[test]
+    fn a_full_disk_or_quota_is_told_from_other_errors() {
+        for code in [28, 122] {
+            let error = io::Error::from_raw_os_error(code);
+            assert!(is_no_space(&error), "errno {code}");
+            assert!(WalError::io("f", error).is_no_space(), "errno {code}");
+        }
+        assert!(is_no_space(&io::Error::from(io::ErrorKind::StorageFull)));
+        assert!(is_no_space(&io::Error::from(io::ErrorKind::QuotaExceeded)));
+        assert!(!is_no_space(&io::Error::from_raw_os_error(5))); // EIO
+        assert!(!is_no_space(&io::Error::other("no")));
+        assert!(WalError::DiskFull { path: "f".into() }.is_no_space());
+        assert!(!WalError::Locked { path: "f".into() }.is_no_space());
+        assert!(!WalError::io("f", io::Error::from_raw_os_error(5)).is_no_space());
+    }
+
+    #[test]
+    fn every_error_names_what_an_operator_needs() {
+        let file = PathBuf::from("/d/00000000000000000007.wal");
+        let cases: Vec<(WalError, &[&str])> = vec![
+            (
+                WalError::io(&file, io::Error::other("boom")),
+                &["I/O error", "00000000000000000007.wal", "boom"],
+            ),
+            (
+                WalError::Locked {
+                    path: "/d/LOCK".into(),
+                },
+                &["locked", "/d/LOCK"],
+            ),
+            (
+                WalError::Corrupt {
+                    file: file.clone(),
+                    offset: 42,
+                    reason: "why".into(),
+                },
+                &["corrupt", "00000000000000000007.wal", "offset 42", "why"],
+            ),
+            (
+                WalError::BadHeader {
+                    file: file.clone(),
+                    reason: "why".into(),
+                },
+                &["invalid", "00000000000000000007.wal", "why"],
+            ),
+            (
+                WalError::MissingSegment {
+                    dir: "/d".into(),
+                    expected: 6,
+                    found: 7,
+                },
+                &[
+                    "/d",
+                    "00000000000000000006.wal is missing",
+                    "00000000000000000007.wal",
+                ],
+            ),
+            (
+                WalError::Replay {
+                    file: file.clone(),
+                    offset: 9,
+                    message: "no".into(),
+                },
+                &["rejected", "00000000000000000007.wal", "offset 9", "no"],
+            ),
+            (WalError::EmptyPayload { index: 3 }, &["payload 3", "empty"]),
+            (
+                WalError::PayloadTooLarge { index: 2, len: 99 },
+                &["payload 2", "99 bytes", "67108864"],
+            ),
+            (
+                WalError::DiskFull { path: file.clone() },
+                &["disk full", "00000000000000000007.wal"],
+            ),
+            (
+                WalError::Poisoned {
+                    dir: "/d".into(),
+                    cause: "fsync failed".into(),
+                },
+                &["/d", "fsync failed", "reopen"],
+            ),
+        ];
+        for (error, parts) in cases {
+            let text = error.to_string();
+            for part in parts {
+                assert!(text.contains(part), "{text:?} lacks {part:?}");
+            }
+            assert_eq!(
+                error.source().is_some(),
+                matches!(error, WalError::Io { .. })
+            );
+        }
+    }
+
+    #[test]
+    fn reports_say_file_offset_and_size() {
+        let file = PathBuf::from("/d/00000000000000000002.wal");
+        let torn = TornTail {
+            file: file.clone(),
+            offset: 100,
+            bytes_dropped: 7,
+        }
+        .to_string();
+        for part in ["00000000000000000002.wal", "offset 100", "7 bytes"] {
+            assert!(torn.contains(part), "{torn}");
+        }
+        let skipped = Corruption {
+            file: file.clone(),
+            offset: 5,
+            bytes: 12,
+            reason: "why".into(),
+        }
+        .to_string();
+        for part in ["00000000000000000002.wal", "offset 5", "12 bytes", "why"] {
+            assert!(skipped.contains(part), "{skipped}");
+        }
+        let incomplete = IncompleteCheckpoint {
+            file,
+            records: 4,
+            bytes_dropped: 60,
+            reason: "why".into(),
+        }
+        .to_string();
+        for part in ["00000000000000000002.wal", "60 bytes", "4 records", "why"] {
+            assert!(incomplete.contains(part), "{incomplete}");
+        }
     }
 }

@@ -8,7 +8,11 @@
 use byteorder::{BigEndian, ByteOrder};
 
 use crate::record::{self, Chain, MAX_RECORD_BYTES, RECORD_HEADER_LEN};
-use crate::segment::{self, Kind, FORMAT_VERSION_1, SEGMENT_HEADER_LEN, V1_HEADER_LEN};
+use crate::seal::{self, SEAL_LEN};
+use crate::segment::{
+    self, Kind, FORMAT_VERSION_1, FORMAT_VERSION_2, SEGMENT_HEADER_LEN, V1_HEADER_LEN,
+    V2_HEADER_LEN,
+};
 
 /// Upper bound on checksum work spent searching for the next record after
 /// damage, for one whole segment. Past it, the rest of the segment is
@@ -29,13 +33,19 @@ pub struct SegmentInspection {
 /// The fields of a segment header a person cares about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SegmentHeader {
-    /// On-disk format version (1: unchained records, 2: chained).
+    /// On-disk format version (1: unchained records, 2: chained, 3: chained
+    /// and sealed).
     pub version: u32,
     /// Segment number the header claims (should match the file name).
     pub number: u32,
     /// `Some(N)` for a checkpoint segment: its first N records restate the
     /// whole log before it.
     pub checkpoint_records: Option<u32>,
+    /// Version 3: the chain value the segment continues from (the CRC of
+    /// the previous segment's seal; 0 for the first segment of a log).
+    pub continues: Option<u32>,
+    /// The seed of the first record's CRC (the header CRC; 0 in version 1).
+    pub first_seed: u32,
 }
 
 /// One finding in a segment, in file order.
@@ -51,6 +61,22 @@ pub enum InspectedEntry {
         crc_ok: bool,
         /// The payload bytes.
         payload: Vec<u8>,
+    },
+    /// A seal: the segment's end, once the log moved past it.
+    Seal {
+        /// Byte offset of the seal within the file.
+        offset: u64,
+        /// Records it says the segment holds.
+        records: u64,
+        /// The chain value it says the records end with.
+        chain: u32,
+        /// The segment it names as the next.
+        next: u32,
+        /// Its CRC field: the chain value the next segment continues from.
+        crc: u32,
+        /// Whether its CRC verified and its chain value is the one the
+        /// records before it end with.
+        crc_ok: bool,
     },
     /// Bytes that hold no record that could be found: from offset, this many bytes, and why.
     Damage {
@@ -96,16 +122,25 @@ pub fn segment_number_from_name(name: &str) -> Option<u32> {
 pub fn inspect_segment(data: &[u8]) -> SegmentInspection {
     let parsed = segment::parse_header(data);
     let version_field = data.get(8..12).map(BigEndian::read_u32);
-    let (chain, header_len, first_seed) = match &parsed {
-        Ok(header) => (header.chain(), header.len, header.first_seed),
-        Err(_) if version_field == Some(FORMAT_VERSION_1) => {
-            (Chain::Unchained, V1_HEADER_LEN as usize, 0)
-        }
-        Err(_) => (
-            Chain::Chained,
-            SEGMENT_HEADER_LEN as usize,
-            data.get(24..28).map_or(0, BigEndian::read_u32),
+    let (chain, header_len, first_seed, sealable) = match &parsed {
+        Ok(header) => (
+            header.chain(),
+            header.len,
+            header.first_seed,
+            header.sealable(),
         ),
+        Err(_) if version_field == Some(FORMAT_VERSION_1) => {
+            (Chain::Unchained, V1_HEADER_LEN as usize, 0, false)
+        }
+        Err(_) => {
+            let (len, sealable) = if version_field == Some(FORMAT_VERSION_2) {
+                (V2_HEADER_LEN as usize, false)
+            } else {
+                (SEGMENT_HEADER_LEN as usize, true)
+            };
+            let seed = data.get(len - 4..len).map_or(0, BigEndian::read_u32);
+            (Chain::Chained, len, seed, sealable)
+        }
     };
     let header = parsed.map(|h| SegmentHeader {
         version: h.version,
@@ -114,8 +149,16 @@ pub fn inspect_segment(data: &[u8]) -> SegmentInspection {
             Kind::Checkpoint { records } => Some(records),
             Kind::Log => None,
         },
+        continues: h.continues,
+        first_seed: h.first_seed,
     });
-    let entries = inspect_records(data, header_len.min(data.len()), chain, first_seed);
+    let entries = inspect_records(
+        data,
+        header_len.min(data.len()),
+        chain,
+        first_seed,
+        sealable,
+    );
     SegmentInspection { header, entries }
 }
 
@@ -124,6 +167,7 @@ fn inspect_records(
     start: usize,
     chain: Chain,
     first_seed: u32,
+    sealable: bool,
 ) -> Vec<InspectedEntry> {
     let mut entries = Vec::new();
     let mut budget = SEARCH_BUDGET;
@@ -132,6 +176,15 @@ fn inspect_records(
     let mut off = start;
     while off < data.len() {
         let rest = &data[off..];
+        if sealable && seal::starts_seal(rest) && rest.len() >= SEAL_LEN {
+            let found = inspect_seal(&rest[..SEAL_LEN], off, &seeds);
+            if let InspectedEntry::Seal { crc, .. } = found {
+                seeds = vec![crc];
+            }
+            entries.push(found);
+            off += SEAL_LEN;
+            continue;
+        }
         if rest.iter().all(|&b| b == 0) {
             entries.push(damage(off, rest.len(), "zero-filled tail".to_string()));
             break;
@@ -199,6 +252,11 @@ fn inspect_records(
         let damaged_seed = chain.seed_after(stored);
         let mut candidates = vec![damaged_seed];
         candidates.extend(seeds.iter().copied().filter(|&s| s != damaged_seed));
+        // From the next byte: the bytes at `off` were just found to be no
+        // record (nor the first of a pair), so starting at `off` finds the
+        // same; starting a byte earlier differs only for a record forged
+        // to verify across the previous one's last byte. The mutants of
+        // this `+ 1` are left standing for that reason.
         match resync(data, off + 1, &candidates, chain, &mut budget) {
             Ok(Some((next, seed))) => {
                 entries.push(damage(off, next - off, reason));
@@ -224,6 +282,21 @@ fn inspect_records(
         }
     }
     entries
+}
+
+/// The 24 bytes of a seal at `offset`, checked against `seeds` (the chain
+/// values the records before it may end with).
+fn inspect_seal(bytes: &[u8], offset: usize, seeds: &[u32]) -> InspectedEntry {
+    let chain = BigEndian::read_u32(&bytes[16..20]);
+    let crc_ok = seal::decode(bytes).is_ok() && seeds.contains(&chain);
+    InspectedEntry::Seal {
+        offset: offset as u64,
+        records: BigEndian::read_u64(&bytes[8..16]),
+        chain,
+        next: BigEndian::read_u32(&bytes[20..24]),
+        crc: BigEndian::read_u32(&bytes[4..8]),
+        crc_ok,
+    }
 }
 
 /// The payload length if `buf` starts with a record header whose length is
@@ -299,8 +372,8 @@ mod tests {
     use crate::segment::header_bytes;
 
     fn segment_with(kind: Kind, payloads: &[&[u8]]) -> Vec<u8> {
-        let header = header_bytes(9, kind);
-        let mut seed = crc32fast::hash(&header[..24]);
+        let header = header_bytes(9, kind, 0);
+        let mut seed = crc32fast::hash(&header[..28]);
         let mut data = header.to_vec();
         for p in payloads {
             seed = record::encode_into(seed, p, &mut data);
@@ -314,6 +387,7 @@ mod tests {
             .map(|e| match e {
                 InspectedEntry::Record { offset, crc_ok, .. } => (*offset, *crc_ok),
                 InspectedEntry::Damage { offset, .. } => (*offset, false),
+                InspectedEntry::Seal { offset, crc_ok, .. } => (*offset, *crc_ok),
             })
             .collect()
     }
@@ -325,22 +399,24 @@ mod tests {
         assert_eq!(
             found.header,
             Ok(SegmentHeader {
-                version: 2,
+                version: 3,
                 number: 9,
-                checkpoint_records: Some(2)
+                checkpoint_records: Some(2),
+                continues: Some(0),
+                first_seed: crc32fast::hash(&data[..28]),
             })
         );
         assert_eq!(
             found.entries,
             [
                 InspectedEntry::Record {
-                    offset: 28,
+                    offset: 32,
                     len: 3,
                     crc_ok: true,
                     payload: b"one".to_vec()
                 },
                 InspectedEntry::Record {
-                    offset: 39,
+                    offset: 43,
                     len: 3,
                     crc_ok: true,
                     payload: b"two".to_vec()
@@ -354,31 +430,31 @@ mod tests {
         let clean = segment_with(Kind::Log, &[b"aaaa", b"bbbb", b"cccc", b"dddd"]);
         // Payload bit: bad CRC, next record still verifies.
         let mut data = clean.clone();
-        data[28 + 12 + 9] ^= 1;
+        data[32 + 12 + 9] ^= 1;
         assert_eq!(
             offsets(&inspect_segment(&data).entries),
-            [(28, true), (40, false), (52, true), (64, true)]
+            [(32, true), (44, false), (56, true), (68, true)]
         );
         // CRC field bit: that record fails, the next one still verifies.
         let mut data = clean.clone();
-        data[28 + 12 + 5] ^= 1;
+        data[32 + 12 + 5] ^= 1;
         assert_eq!(
             offsets(&inspect_segment(&data).entries),
-            [(28, true), (40, false), (52, true), (64, true)]
+            [(32, true), (44, false), (56, true), (68, true)]
         );
         // Implausible length: damage up to the next record that verifies.
         let mut data = clean.clone();
-        data[28 + 12] = 0xff;
+        data[32 + 12] = 0xff;
         let entries = inspect_segment(&data).entries;
         assert_eq!(
             offsets(&entries),
-            [(28, true), (40, false), (52, true), (64, true)]
+            [(32, true), (44, false), (56, true), (68, true)]
         );
         assert!(matches!(entries[1], InspectedEntry::Damage { len: 12, .. }));
         // A length that still fits but is wrong: a bad-CRC record, then
         // damage, then the genuine next record.
         let mut data = clean.clone();
-        data[28 + 12 + 3] = 2;
+        data[32 + 12 + 3] = 2;
         let entries = inspect_segment(&data).entries;
         assert_eq!(
             entries
@@ -389,7 +465,7 @@ mod tests {
         assert!(entries.iter().any(|e| matches!(
             e,
             InspectedEntry::Record {
-                offset: 52,
+                offset: 56,
                 crc_ok: true,
                 ..
             }
@@ -401,12 +477,12 @@ mod tests {
         let entries = inspect_segment(&data).entries;
         assert_eq!(
             offsets(&entries),
-            [(28, true), (40, true), (52, true), (64, false), (76, false)]
+            [(32, true), (44, true), (56, true), (68, false), (80, false)]
         );
         assert!(matches!(
             &entries[4],
             InspectedEntry::Damage {
-                offset: 76,
+                offset: 80,
                 len: 38,
                 ..
             }
@@ -417,7 +493,7 @@ mod tests {
         assert!(matches!(
             &entries[3],
             InspectedEntry::Damage {
-                offset: 64,
+                offset: 68,
                 len: 10,
                 ..
             }
@@ -426,7 +502,7 @@ mod tests {
         data.extend_from_slice(&[0; 100]);
         match inspect_segment(&data).entries.last() {
             Some(InspectedEntry::Damage {
-                offset: 76,
+                offset: 80,
                 len: 100,
                 reason,
             }) => {
@@ -436,13 +512,161 @@ mod tests {
         }
     }
 
+    fn reason_of(entry: &InspectedEntry) -> &str {
+        match entry {
+            InspectedEntry::Damage { reason, .. } => reason,
+            other => panic!("expected damage, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn each_kind_of_bad_length_is_named() {
+        let clean = segment_with(Kind::Log, &[b"aaaa"]);
+        let mut lengths = [
+            (
+                vec![0, 0, 0, 5, 1, 2, 3, 4],
+                "claims 5 payload bytes but only 0",
+            ),
+            (vec![0, 0, 0, 0, 1, 2, 3, 4, 9], "record length is 0"),
+            (
+                vec![0x04, 0, 0, 0, 1, 2, 3, 4, 9],
+                "claims 67108864 payload bytes",
+            ),
+            (vec![0x04, 0, 0, 1, 1, 2, 3, 4, 9], "exceeds the maximum"),
+            (vec![0, 0, 5], "partial record header: 3 of 8"),
+        ];
+        for (tail, expected) in &mut lengths {
+            let mut data = clean.clone();
+            data.append(tail);
+            let entries = inspect_segment(&data).entries;
+            assert_eq!(entries.len(), 2, "{expected}");
+            assert!(reason_of(&entries[1]).contains(*expected), "{entries:?}");
+        }
+    }
+
+    #[test]
+    fn a_seal_is_listed_and_what_follows_it_too() {
+        let mut data = segment_with(Kind::Log, &[b"aaaa"]);
+        let chain = u32::from_be_bytes(data[36..40].try_into().expect("4 bytes"));
+        let (seal, crc) = crate::seal::Seal {
+            records: 1,
+            chain,
+            next: 10,
+        }
+        .encode();
+        data.extend_from_slice(&seal);
+        // Bytes after a seal are not the log's, but they are shown.
+        record::encode_into(crc, b"after", &mut data);
+        let entries = inspect_segment(&data).entries;
+        assert_eq!(
+            entries[1],
+            InspectedEntry::Seal {
+                offset: 44,
+                records: 1,
+                chain,
+                next: 10,
+                crc,
+                crc_ok: true
+            }
+        );
+        assert_eq!(offsets(&entries), [(32, true), (44, true), (68, true)]);
+        // A seal whose chain value is not the records' is not ok.
+        let mut data2 = segment_with(Kind::Log, &[b"aaaa"]);
+        let (other, _) = crate::seal::Seal {
+            records: 1,
+            chain: chain ^ 1,
+            next: 10,
+        }
+        .encode();
+        data2.extend_from_slice(&other);
+        assert_eq!(
+            offsets(&inspect_segment(&data2).entries),
+            [(32, true), (44, false)]
+        );
+    }
+
+    #[test]
+    fn bytes_inserted_between_records_cost_no_record() {
+        // The record after the garbage continues from the record before it
+        // (the seed in effect before the damage), not from the garbage's
+        // CRC field.
+        let clean = segment_with(Kind::Log, &[b"aaaa", b"bbbb", b"cccc"]);
+        let mut data = clean[..44].to_vec();
+        data.extend_from_slice(&[0x7F, 0, 0, 0, 9, 9, 9, 9]);
+        data.extend_from_slice(&clean[44..]);
+        assert_eq!(
+            offsets(&inspect_segment(&data).entries),
+            [(32, true), (44, false), (52, true), (64, true)]
+        );
+    }
+
+    #[test]
+    fn a_lost_seed_is_found_again_after_a_pair_of_records() {
+        // Record 2's length and CRC field are both garbage: record 3 was
+        // seeded with a CRC nobody knows any more, so only the pair
+        // (3, 4) re-finds the chain, at record 4.
+        let clean = segment_with(Kind::Log, &[b"aaaa", b"bbbb", b"cccc", b"dddd", b"eeee"]);
+        let mut data = clean.clone();
+        data[44..52].copy_from_slice(&[0x7F, 0, 0, 0, 1, 2, 3, 4]);
+        assert_eq!(
+            offsets(&inspect_segment(&data).entries),
+            [(32, true), (44, false), (68, true), (80, true)]
+        );
+        // In version 1 there is no chain to re-find: any record that
+        // verifies unseeded is the next one.
+        let mut v1 = b"RKVWAL\r\n\x00\x00\x00\x01\x00\x00\x00\x01".to_vec();
+        for p in [b"aaaa", b"bbbb", b"cccc"] {
+            record::encode_into(0, p, &mut v1);
+        }
+        v1[28..36].copy_from_slice(&[0x7F, 0, 0, 0, 1, 2, 3, 4]);
+        assert_eq!(
+            offsets(&inspect_segment(&v1).entries),
+            [(16, true), (28, false), (40, true)]
+        );
+    }
+
+    #[test]
+    fn the_search_after_damage_stops_at_its_budget() {
+        // Every fourth offset claims a 4096-byte record that fits: ruling
+        // them all out would cost more than 256 MiB of checksumming.
+        let mut data = segment_with(Kind::Log, &[]);
+        data.extend_from_slice(&[0x7F, 0xFF, 0xFF, 0xFF, 1, 2, 3, 4]);
+        for _ in 0..40_000 {
+            data.extend_from_slice(&[0, 0, 0x10, 0]);
+        }
+        data.extend_from_slice(&[1; 5000]);
+        let entries = inspect_segment(&data).entries;
+        assert_eq!(entries.len(), 1);
+        assert!(
+            reason_of(&entries[0]).contains("stopped after 256 MiB"),
+            "{entries:?}"
+        );
+    }
+
+    #[test]
+    fn the_search_after_damage_may_checksum_megabytes() {
+        // Garbage, then 2000 bytes where every fourth offset claims a
+        // 4096-byte record that fits (about 2 MiB of checksumming to rule
+        // them out), then a record of the chain: it is found.
+        let mut data = segment_with(Kind::Log, &[]);
+        let seed = crc32fast::hash(&data[..28]);
+        data.extend_from_slice(&[0x7F, 0xFF, 0xFF, 0xFF, 1, 2, 3, 4]);
+        for _ in 0..500 {
+            data.extend_from_slice(&[0, 0, 0x10, 0]);
+        }
+        let at = data.len() as u64;
+        record::encode_into(seed, &[7; 5000], &mut data);
+        let entries = inspect_segment(&data).entries;
+        assert_eq!(offsets(&entries), [(32, false), (at, true)], "{entries:?}");
+    }
+
     #[test]
     fn a_damaged_header_is_reported_and_records_are_still_read() {
         let mut data = segment_with(Kind::Log, &[b"one", b"two"]);
         data[0] = b'X';
         let found = inspect_segment(&data);
         assert!(found.header.is_err());
-        assert_eq!(offsets(&found.entries), [(28, true), (39, true)]);
+        assert_eq!(offsets(&found.entries), [(32, true), (43, true)]);
         // Version 1: unchained, 16-byte header.
         let mut v1 = b"RKVWAL\r\n\x00\x00\x00\x01\x00\x00\x00\x01".to_vec();
         record::encode_into(0, b"old", &mut v1);

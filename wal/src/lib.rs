@@ -3,10 +3,12 @@
 
 mod dir;
 mod error;
+mod fault;
 mod inspect;
 mod log;
 mod record;
 mod replay;
+mod seal;
 mod segment;
 
 pub use crate::dir::LOCK_FILE;

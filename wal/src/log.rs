@@ -5,13 +5,14 @@
 //! never retries a failed write or fsync.
 
 use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::dir;
 use crate::error::{ReplayReport, WalError};
+use crate::fault;
 use crate::record::{self, MAX_RECORD_BYTES};
 use crate::replay::{self, AppendAt};
+use crate::seal::{Seal, SEAL_LEN};
 use crate::segment::{self, Kind};
 
 /// Tuning knobs for [`Wal::open`].
@@ -51,6 +52,11 @@ pub struct Wal {
     /// CRC seed of the next record appended to the active segment: the CRC
     /// of its last record, or its header CRC while it is empty.
     next_seed: u32,
+    /// Records in the active segment, for its seal.
+    active_records: u64,
+    /// The active segment is version 3 and gets a seal when the log moves
+    /// past it (a version 2 segment appended to after an upgrade does not).
+    active_sealable: bool,
     /// Bytes in every live segment before the active one.
     sealed_bytes: u64,
     /// Set by the first failed write or fsync; see [`WalError::Poisoned`].
@@ -75,24 +81,27 @@ impl Wal {
         dir::create(dir)?;
         let lock = dir::lock(dir)?;
         let recovered = replay::recover(dir, &options, &mut on_record)?;
-        let (active, active_number, active_len, next_seed) = match recovered.append_at {
-            AppendAt::End {
-                number,
-                len,
-                next_seed,
-            } => {
-                let path = segment::path(dir, number);
-                let file = OpenOptions::new()
-                    .append(true)
-                    .open(&path)
-                    .map_err(|e| WalError::io(&path, e))?;
-                (file, number, len, next_seed)
-            }
-            AppendAt::Fresh { number } => {
-                let (file, header) = segment::create(dir, number, Kind::Log)?;
-                (file, number, header.len as u64, header.first_seed)
-            }
-        };
+        let (active, active_number, active_len, next_seed, active_records, active_sealable) =
+            match recovered.append_at {
+                AppendAt::End {
+                    number,
+                    len,
+                    next_seed,
+                    records,
+                    sealable,
+                } => {
+                    let path = segment::path(dir, number);
+                    let file = OpenOptions::new()
+                        .append(true)
+                        .open(&path)
+                        .map_err(|e| WalError::io(&path, e))?;
+                    (file, number, len, next_seed, records, sealable)
+                }
+                AppendAt::Fresh { number, continues } => {
+                    let (file, header) = segment::create(dir, number, Kind::Log, continues)?;
+                    (file, number, header.len as u64, header.first_seed, 0, true)
+                }
+            };
         let wal = Wal {
             dir: dir.to_path_buf(),
             options,
@@ -101,6 +110,8 @@ impl Wal {
             active_number,
             active_len,
             next_seed,
+            active_records,
+            active_sealable,
             sealed_bytes: recovered.sealed_bytes,
             poisoned: None,
         };
@@ -136,8 +147,11 @@ impl Wal {
 
     fn write_batch(&mut self, payloads: &[&[u8]], batch_len: u64) -> Result<(), WalError> {
         let header_len = segment::SEGMENT_HEADER_LEN;
+        // Room is kept for the seal, so a sealed segment stays within
+        // `segment_max_bytes` too.
+        let seal_len = if self.active_sealable { SEAL_LEN } else { 0 } as u64;
         if self.active_len > header_len
-            && self.active_len + batch_len > self.options.segment_max_bytes
+            && self.active_len + batch_len + seal_len > self.options.segment_max_bytes
         {
             self.rotate()?;
         }
@@ -159,7 +173,7 @@ impl Wal {
         for payload in payloads {
             seed = record::encode_into(seed, payload, &mut buf);
         }
-        if let Err(error) = self.active.write_all(&buf) {
+        if let Err(error) = fault::write_all(&mut self.active, &buf) {
             if !crate::error::is_no_space(&error) {
                 return Err(WalError::io(path, error));
             }
@@ -174,21 +188,66 @@ impl Wal {
         }
         self.active.sync_data().map_err(|e| WalError::io(path, e))?;
         self.active_len += batch_len;
+        self.active_records += payloads.len() as u64;
         self.next_seed = seed;
         Ok(())
     }
 
-    /// Seals the active segment (already durable: every append synced it)
-    /// and makes a new, durable, empty one the active segment.
+    /// Moves the log to a new, durable, empty segment and seals the active
+    /// one (already durable: every append synced it). The new segment comes
+    /// first, its header continuing from the seal about to be written, so a
+    /// crash in between leaves an unsealed segment whose successor says
+    /// exactly which seal it lacks (replay writes it), never a seal naming
+    /// a segment that does not exist (which replay must refuse: it is what
+    /// a deleted newest segment looks like).
     fn rotate(&mut self) -> Result<(), WalError> {
         let number = next_number(&self.dir, self.active_number)?;
-        let (file, header) = self.create_or_take_back(number, Kind::Log)?;
+        let seal = self.active_sealable.then_some(Seal {
+            records: self.active_records,
+            chain: self.next_seed,
+            next: number,
+        });
+        let (seal_bytes, continues) = match seal {
+            Some(seal) => {
+                let (bytes, crc) = seal.encode();
+                (Some(bytes), crc)
+            }
+            // A version 2 segment ends where its records end.
+            None => (None, self.next_seed),
+        };
+        let (file, header) = self.create_or_take_back(number, Kind::Log, continues)?;
+        let mut sealed_len = self.active_len;
+        if let Some(bytes) = seal_bytes {
+            self.write_seal(&bytes, number)?;
+            sealed_len += SEAL_LEN as u64;
+        }
         self.active = file;
         self.next_seed = header.first_seed;
-        self.sealed_bytes += self.active_len;
+        self.sealed_bytes += sealed_len;
         self.active_number = number;
         self.active_len = header.len as u64;
+        self.active_records = 0;
+        self.active_sealable = true;
         Ok(())
+    }
+
+    /// Appends the seal to the active segment and syncs it. On a full disk
+    /// the seal is cut off again and the segment `next` (just created,
+    /// empty) removed, so the log is as it was.
+    fn write_seal(&mut self, bytes: &[u8], next: u32) -> Result<(), WalError> {
+        let path = segment::path(&self.dir, self.active_number);
+        if let Err(error) = fault::write_all(&mut self.active, bytes) {
+            if !crate::error::is_no_space(&error) {
+                return Err(WalError::io(path, error));
+            }
+            self.active
+                .set_len(self.active_len)
+                .and_then(|()| self.active.sync_data())
+                .map_err(|e| WalError::io(&path, e))?;
+            segment::remove(&self.dir, next)?;
+            return Err(WalError::DiskFull { path });
+        }
+        self.active.sync_data().map_err(|e| WalError::io(path, e))
     }
 
     /// Replaces the whole log with `records`: the caller's restatement of
@@ -229,17 +288,25 @@ impl Wal {
         batch_len: u64,
     ) -> Result<(), WalError> {
         let number = next_number(&self.dir, self.active_number)?;
+        // The active segment is not sealed: once the checkpoint is durable
+        // it is deleted, and until then (a crash) it is still the newest
+        // segment of the log. The header records where that segment ends,
+        // so replay can tell that it was not cut since.
         let (file, header) =
-            self.create_or_take_back(number, Kind::Checkpoint { records: count })?;
+            self.create_or_take_back(number, Kind::Checkpoint { records: count }, self.next_seed)?;
         let previous = (
             std::mem::replace(&mut self.active, file),
             self.active_number,
             self.active_len,
             self.next_seed,
+            self.active_records,
+            self.active_sealable,
         );
         self.active_number = number;
         self.active_len = header.len as u64;
         self.next_seed = header.first_seed;
+        self.active_records = 0;
+        self.active_sealable = true;
         if !records.is_empty() {
             if let Err(error) = self.write_records(records, batch_len) {
                 if !error.is_no_space() {
@@ -252,6 +319,8 @@ impl Wal {
                     self.active_number,
                     self.active_len,
                     self.next_seed,
+                    self.active_records,
+                    self.active_sealable,
                 ) = previous;
                 segment::remove(&self.dir, number)?;
                 return Err(error);
@@ -293,12 +362,16 @@ impl Wal {
         &self,
         number: u32,
         kind: Kind,
+        continues: u32,
     ) -> Result<(std::fs::File, segment::Header), WalError> {
-        match segment::create(&self.dir, number, kind) {
+        match segment::create(&self.dir, number, kind, continues) {
             Err(error) if error.is_no_space() => {
                 let path = segment::path(&self.dir, number);
                 match std::fs::remove_file(&path) {
                     Ok(()) => crate::dir::sync(&self.dir)?,
+                    // Never created. (Any other failure to remove it is an
+                    // I/O error the tests cannot provoke: making this guard
+                    // `true` is a mutant no test here catches.)
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                     Err(e) => return Err(WalError::io(&path, e)),
                 }
@@ -360,7 +433,163 @@ fn next_number(dir: &Path, current: u32) -> Result<u32, WalError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fault::no_space;
+    use crate::segment::SEGMENT_HEADER_LEN;
     use std::fs;
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("ringkv-wal-unit-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        dir
+    }
+
+    fn replayed(dir: &Path) -> Vec<Vec<u8>> {
+        let mut seen = Vec::new();
+        Wal::open(dir, Options::default(), |p| {
+            seen.push(p.to_vec());
+            Ok(())
+        })
+        .expect("reopen");
+        seen
+    }
+
+    fn files(dir: &Path) -> Vec<(u32, u64)> {
+        dir::segment_numbers(dir)
+            .expect("list")
+            .into_iter()
+            .map(|n| (n, fs::metadata(segment::path(dir, n)).expect("stat").len()))
+            .collect()
+    }
+
+    fn expect_disk_full(result: Result<(), WalError>, path: PathBuf) {
+        match result {
+            Err(WalError::DiskFull { path: p }) => assert_eq!(p, path),
+            other => panic!("expected DiskFull, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_segment_in_the_way_is_not_a_full_disk() {
+        // The next segment's name is taken: creating it fails, and that is
+        // an I/O error that poisons the log, with the file left alone.
+        let dir = temp_dir("in-the-way");
+        let options = Options {
+            segment_max_bytes: 80,
+            ..Options::default()
+        };
+        let (mut wal, _) = Wal::open(&dir, options, |_| Ok(())).expect("open");
+        wal.append_batch(&[b"first record"]).expect("append");
+        let squatter = segment::path(&dir, 2);
+        fs::write(&squatter, b"not ours").expect("write");
+        match wal.append_batch(&[b"a record that does not fit"]) {
+            Err(WalError::Io { path, .. }) => assert_eq!(path, squatter),
+            other => panic!("expected Io, got {other:?}"),
+        }
+        assert_eq!(fs::read(&squatter).expect("read"), b"not ours");
+        assert!(matches!(
+            wal.append_batch(&[b"x"]),
+            Err(WalError::Poisoned { .. })
+        ));
+        drop(wal);
+        fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    #[test]
+    fn the_largest_payload_is_accepted_and_one_byte_more_refused() {
+        let largest = vec![1u8; MAX_RECORD_BYTES];
+        assert_eq!(
+            validate(&[b"a", &largest]).expect("valid"),
+            9 + 8 + MAX_RECORD_BYTES as u64
+        );
+        let larger = vec![1u8; MAX_RECORD_BYTES + 1];
+        assert!(matches!(
+            validate(&[b"a", &larger]),
+            Err(WalError::PayloadTooLarge { index: 1, .. })
+        ));
+        assert!(matches!(
+            validate(&[b"a", b""]),
+            Err(WalError::EmptyPayload { index: 1 })
+        ));
+    }
+
+    #[test]
+    fn a_full_disk_takes_the_append_back_and_appends_go_on() {
+        let dir = temp_dir("full-append");
+        let (mut wal, _) = Wal::open(&dir, Options::default(), |_| Ok(())).expect("open");
+        wal.append_batch(&[b"kept"]).expect("append");
+        let before = files(&dir);
+        no_space::after(5);
+        expect_disk_full(wal.append_batch(&[b"not kept"]), segment::path(&dir, 1));
+        assert_eq!(files(&dir), before, "what landed was cut off again");
+        assert_eq!(wal.total_bytes(), before[0].1);
+        wal.append_batch(&[b"later"]).expect("not poisoned");
+        drop(wal);
+        assert_eq!(replayed(&dir), [b"kept".to_vec(), b"later".to_vec()]);
+        fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    #[test]
+    fn a_full_disk_while_rotating_leaves_the_log_as_it_was() {
+        let dir = temp_dir("full-rotate");
+        let options = Options {
+            segment_max_bytes: 80,
+            ..Options::default()
+        };
+        let (mut wal, _) = Wal::open(&dir, options, |_| Ok(())).expect("open");
+        wal.append_batch(&[b"first record"]).expect("append");
+        let before = files(&dir);
+        // No room for the new segment at all, none for its whole header,
+        // then none for the seal.
+        for room in [0, 9, SEGMENT_HEADER_LEN as usize + 4] {
+            no_space::after(room);
+            let full = wal.append_batch(&[b"a record that does not fit"]);
+            let path = if room < SEGMENT_HEADER_LEN as usize {
+                2
+            } else {
+                1
+            };
+            expect_disk_full(full, segment::path(&dir, path));
+            assert_eq!(files(&dir), before, "room {room}");
+            assert_eq!(wal.total_bytes(), before[0].1, "room {room}");
+        }
+        wal.append_batch(&[b"a record that does not fit"])
+            .expect("rotates once there is room");
+        drop(wal);
+        assert_eq!(
+            replayed(&dir),
+            [
+                b"first record".to_vec(),
+                b"a record that does not fit".to_vec()
+            ]
+        );
+        assert_eq!(dir::segment_numbers(&dir).expect("list"), [1, 2]);
+        fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    #[test]
+    fn a_checkpoint_that_does_not_fit_changes_nothing() {
+        let dir = temp_dir("full-checkpoint");
+        let (mut wal, _) = Wal::open(&dir, Options::default(), |_| Ok(())).expect("open");
+        wal.append_batch(&[b"one", b"two"]).expect("append");
+        let before = files(&dir);
+        // No room for its segment, for its header, then for its records.
+        for room in [0, 9, SEGMENT_HEADER_LEN as usize + 4] {
+            no_space::after(room);
+            let full = wal.checkpoint(&[b"restated one", b"restated two"]);
+            expect_disk_full(full, segment::path(&dir, 2));
+            assert_eq!(files(&dir), before, "room {room}");
+            assert_eq!(wal.total_bytes(), before[0].1, "room {room}");
+        }
+        wal.append_batch(&[b"three"])
+            .expect("appends go on where they were");
+        assert_eq!(files(&dir).len(), 1);
+        wal.checkpoint(&[b"all"])
+            .expect("checkpoint once there is room");
+        drop(wal);
+        assert_eq!(replayed(&dir), [b"all".to_vec()]);
+        fs::remove_dir_all(&dir).expect("cleanup");
+    }
 
     #[test]
     fn a_failed_write_poisons_until_reopen() {

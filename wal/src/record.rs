@@ -99,6 +99,10 @@ pub(crate) enum Damage {
         stored: u32,
         computed: u32,
     },
+    /// A seal (see `seal`) that is partial, fails its checksum or names the
+    /// wrong next segment. Its extent is unknown: four `FF` bytes may as
+    /// well be a damaged record length, so no later boundary is trusted.
+    Seal { reason: String },
 }
 
 impl Damage {
@@ -115,7 +119,7 @@ impl Damage {
     /// The damaged record's CRC field, when its 8 header bytes are present.
     pub(crate) fn stored_crc(&self) -> Option<u32> {
         match *self {
-            Damage::PartialHeader { .. } => None,
+            Damage::PartialHeader { .. } | Damage::Seal { .. } => None,
             Damage::BadLength { stored, .. }
             | Damage::PartialPayload { stored, .. }
             | Damage::BadChecksum { stored, .. } => Some(stored),
@@ -125,6 +129,7 @@ impl Damage {
     /// Human-readable reason used in errors and reports.
     pub(crate) fn describe(&self) -> String {
         match *self {
+            Damage::Seal { ref reason } => reason.clone(),
             Damage::PartialHeader { available } => format!(
                 "partial record header: {available} of {RECORD_HEADER_LEN} bytes before end of file"
             ),
@@ -197,9 +202,7 @@ pub(crate) fn decode_any<'a>(buf: &'a [u8], seeds: &[u32]) -> Result<Decoded<'a>
             Err(damage) => return Err(damage),
         }
     }
-    Err(first_damage.unwrap_or(Damage::PartialHeader {
-        available: buf.len().min(RECORD_HEADER_LEN - 1),
-    }))
+    Err(first_damage.expect("decode_any is always given at least one seed"))
 }
 
 /// Finds the first offset at or after `from` where a record verifies
@@ -215,10 +218,17 @@ pub(crate) fn find_record(
 ) -> Result<Option<usize>, ()> {
     let last_start = data.len().saturating_sub(RECORD_HEADER_LEN);
     for start in from..=last_start {
+        // Only when `data` is shorter than a record header (then
+        // `last_start` is 0). `>=` here would change nothing: a record
+        // header that ends the data holds no payload, so is no record.
         if start + RECORD_HEADER_LEN > data.len() {
             break;
         }
         let len = BigEndian::read_u32(&data[start..start + 4]) as usize;
+        // The limit check matters only for a segment of more than 64 MiB
+        // (below that, a length above it never fits): changing its `>`
+        // to `>=` or `==` is a mutant only a 64 MiB test record would
+        // catch, and decode's own limit is tested exactly.
         if len == 0 || len > MAX_RECORD_BYTES || len > data.len() - start - RECORD_HEADER_LEN {
             continue;
         }
@@ -320,6 +330,84 @@ mod tests {
             decode(&shorter, 7),
             Err(Damage::BadChecksum { len: 6, .. })
         ));
+    }
+
+    #[test]
+    fn length_limits_are_exact() {
+        // Exactly a header: the payload is what is missing.
+        let mut header = [0u8; 8];
+        header[3] = 1;
+        assert!(matches!(
+            decode(&header, 0),
+            Err(Damage::PartialPayload { available: 0, .. })
+        ));
+        // The largest length is plausible (only the payload is missing);
+        // one more is garbage.
+        BigEndian::write_u32(&mut header[0..4], MAX_RECORD_BYTES as u32);
+        assert!(matches!(
+            decode(&header, 0),
+            Err(Damage::PartialPayload { .. })
+        ));
+        BigEndian::write_u32(&mut header[0..4], MAX_RECORD_BYTES as u32 + 1);
+        assert!(matches!(decode(&header, 0), Err(Damage::BadLength { .. })));
+        // A record that ends exactly at the end of the buffer is whole; one
+        // byte short is not.
+        let mut rec = Vec::new();
+        encode_into(3, b"abc", &mut rec);
+        assert_eq!(decode(&rec, 3).map(|d| d.size), Ok(11));
+        assert!(matches!(
+            decode(&rec[..10], 3),
+            Err(Damage::PartialPayload { available: 2, .. })
+        ));
+        assert_eq!(
+            Damage::PartialHeader { available: 1 }.in_file_extent(),
+            None
+        );
+        assert_eq!(
+            decode(&rec[..7], 3),
+            Err(Damage::PartialHeader { available: 7 })
+        );
+        assert_eq!(encoded_len(3), 11);
+    }
+
+    #[test]
+    fn find_record_stays_in_bounds_and_counts_its_work() {
+        // Buffers too short for any record: nothing, and no panic.
+        for len in 0..9 {
+            let mut budget = 100;
+            assert_eq!(find_record(&vec![1u8; len], 0, &[0], &mut budget), Ok(None));
+        }
+        let mut data = Vec::new();
+        let crc = encode_into(9, b"abc", &mut data);
+        // A record that ends exactly at the end of the data is found, with
+        // exactly its payload's worth of budget, which it then uses up.
+        let mut budget = 3;
+        assert_eq!(find_record(&data, 0, &[9], &mut budget), Ok(Some(0)));
+        assert_eq!(budget, 0);
+        let mut budget = 2;
+        assert_eq!(find_record(&data, 0, &[9], &mut budget), Err(()));
+        // Two seeds tried on one candidate cost twice.
+        let mut budget = 5;
+        assert_eq!(find_record(&data, 0, &[1, 2], &mut budget), Err(()));
+        let mut budget = 6;
+        assert_eq!(find_record(&data, 0, &[1, 9], &mut budget), Ok(Some(0)));
+        assert_eq!(budget, 0);
+        // Starting past the record, or one byte short of it, finds nothing.
+        let mut budget = 100;
+        assert_eq!(find_record(&data, 1, &[9], &mut budget), Ok(None));
+        assert_eq!(find_record(&data[..10], 0, &[9], &mut budget), Ok(None));
+        // A zero length is never a record, even with a CRC that verifies.
+        let mut empty = 0u32.to_be_bytes().to_vec();
+        empty.extend_from_slice(&checksum(9, &[0; 4], &[]).to_be_bytes());
+        empty.push(1);
+        let mut budget = 100;
+        assert_eq!(find_record(&empty, 0, &[9], &mut budget), Ok(None));
+        // A later record is found at its offset.
+        let mut more = vec![0xEE; 5];
+        more.extend_from_slice(&data);
+        let _ = encode_into(crc, b"d", &mut more);
+        let mut budget = 100;
+        assert_eq!(find_record(&more, 0, &[crc], &mut budget), Ok(Some(16)));
     }
 
     #[test]

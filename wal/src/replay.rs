@@ -7,7 +7,7 @@
 //! torn tail, rewriting a torn header, deleting an incomplete checkpoint and
 //! the stale segments before a complete one.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::dir;
 use crate::error::{
@@ -15,20 +15,25 @@ use crate::error::{
 };
 use crate::log::Options;
 use crate::record::{self, Chain, Damage, RECORD_HEADER_LEN};
+use crate::seal::{self, Seal, SEAL_LEN};
 use crate::segment::{self, Header, HeaderCheck, Kind, FORMAT_VERSION_1, SCAN_AHEAD_BUDGET};
 
 /// Where appends go after replay.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum AppendAt {
-    /// Continue at the end of this existing segment.
+    /// Continue at the end of this existing segment, which holds `records`
+    /// records and gets a seal when the log moves past it if `sealable`.
     End {
         number: u32,
         len: u64,
         next_seed: u32,
+        records: u64,
+        sealable: bool,
     },
-    /// Create this segment (none is usable: empty directory, version 1 or
-    /// unparseable newest segment, or a dropped incomplete checkpoint).
-    Fresh { number: u32 },
+    /// Create this segment, continuing the chain from `continues` (none is
+    /// usable: empty directory, version 1, unparseable or sealed newest
+    /// segment).
+    Fresh { number: u32, continues: u32 },
 }
 
 /// What replay found, and where to append.
@@ -65,8 +70,9 @@ struct Plan {
     /// Segments before the base: obsolete once the base is a complete
     /// checkpoint.
     stale: Vec<u32>,
-    /// The newest segment: a checkpoint that was never completed.
-    incomplete: Option<(u32, IncompleteCheckpoint)>,
+    /// The newest segment: a checkpoint that was never completed, and the
+    /// chain value its header continues from.
+    incomplete: Option<(u32, IncompleteCheckpoint, Option<u32>)>,
 }
 
 /// Replays the WAL in `dir` (already created and locked), applies the
@@ -81,7 +87,10 @@ pub(crate) fn recover(
     let Some(&newest) = numbers.last() else {
         return Ok(Recovered {
             report,
-            append_at: AppendAt::Fresh { number: 1 },
+            append_at: AppendAt::Fresh {
+                number: 1,
+                continues: 0,
+            },
             sealed_bytes: 0,
         });
     };
@@ -89,10 +98,14 @@ pub(crate) fn recover(
     // replayed, so a bad segment late in the log fails open before the
     // caller has applied anything.
     let plan = live_segments(dir, &numbers)?;
+    let rotation = unfinished_rotation(dir, &plan.live)?;
 
     let mut sealed_bytes = 0;
     let mut append_at = None;
     let mut torn_header = None;
+    // A seal a crash kept from being written: (file, where it goes, seal).
+    let mut to_seal = None;
+    let mut previous: Option<Previous> = None;
     let newest_live = plan.live.len().saturating_sub(1);
     for (index, live) in plan.live.into_iter().enumerate() {
         report.segments += 1;
@@ -112,31 +125,89 @@ pub(crate) fn recover(
             Some(data) => data,
             None => segment::read(&path)?,
         };
-        let protected_records = match (index, &plan.base_checkpoint) {
-            (0, Some(start)) => u64::from(start.records),
-            (0, None) => match header.kind {
-                // An incomplete checkpoint that could not be dropped: its
-                // damage is corruption, never a torn tail.
-                Kind::Checkpoint { records } => u64::from(records),
-                Kind::Log => 0,
-            },
+        check_continues(&header, &path, previous.as_ref(), options, &mut report)?;
+        // A checkpoint is only ever the base (the first live segment). Its
+        // records are never a torn tail: complete, they are all intact;
+        // incomplete and not droppable, their damage is corruption.
+        let protected_records = match (index, header.kind) {
+            (0, Kind::Checkpoint { records }) => u64::from(records),
             _ => 0,
         };
+        let rotating = rotation.filter(|r| r.sealing == number);
         let rules = Rules {
             newest: number == newest,
             skip_corrupt: options.skip_corrupt,
             protected_records,
+            may_end_in_torn_seal: rotating.is_some_and(|r| r.continues.is_some()),
         };
         let scan = scan(&data, &header, &path, rules, on_record)?;
         report.records += scan.records;
-        report.skipped.extend(scan.skipped);
+        report.skipped.extend(scan.skipped.iter().cloned());
         let mut len = data.len() as u64;
         if let Some(torn) = scan.torn_tail {
             len = torn.offset;
             report.torn_tail = Some(torn);
         }
+        let mut end_chain = Some(scan.next_seed);
+        if let Some(found) = &scan.seal {
+            end_chain = Some(found.crc);
+            if index == newest_live {
+                // Sealed, so the log went on in the next segment: it is
+                // gone (typically the newest segment, deleted).
+                let next = found.seal.next;
+                fault(
+                    options,
+                    &mut report,
+                    &path,
+                    found.offset as u64,
+                    0,
+                    format!(
+                        "segment {next} ({}) is missing: segment {number} is sealed at offset {} \
+                         and names {next} as its successor, so the records written there are lost",
+                        segment::file_name(next),
+                        found.offset
+                    ),
+                )?;
+                sealed_bytes += len;
+                append_at = Some(AppendAt::Fresh {
+                    number: next,
+                    continues: found.crc,
+                });
+            }
+        } else if header.sealable() && index < newest_live && !scan.unparseable_tail {
+            // The log moved past this segment, so it was sealed; unless a
+            // crash interrupted the rotation that seals it, its end is gone.
+            let seal = Seal {
+                records: scan.records,
+                chain: scan.next_seed,
+                next: number.wrapping_add(1),
+            };
+            let (_, crc) = seal.encode();
+            if rotating.is_some_and(|r| r.continues.is_none_or(|c| c == crc)) {
+                to_seal = Some((path.clone(), scan.records_end as u64, seal));
+                len = (scan.records_end + SEAL_LEN) as u64;
+                end_chain = Some(crc);
+            } else {
+                let offset = scan.torn_seal.unwrap_or(data.len());
+                fault(
+                    options,
+                    &mut report,
+                    &path,
+                    offset as u64,
+                    (data.len() - offset) as u64,
+                    format!(
+                        "segment {number} ends without its seal, but segment {} follows: \
+                         the end of this segment was cut off and the records it held are lost",
+                        number.wrapping_add(1)
+                    ),
+                )?;
+                end_chain = None;
+            }
+        }
         if index < newest_live {
             sealed_bytes += len;
+        } else if append_at.is_some() {
+            // Set above: a sealed newest segment.
         } else if scan.unparseable_tail || header.version == FORMAT_VERSION_1 {
             // Appending behind bytes replay cannot parse would hide the new
             // records from the next replay; a version 1 segment is never
@@ -145,13 +216,43 @@ pub(crate) fn recover(
             sealed_bytes += len;
             append_at = Some(AppendAt::Fresh {
                 number: next_number(dir, number)?,
+                continues: scan.next_seed,
             });
         } else {
             append_at = Some(AppendAt::End {
                 number,
                 len,
                 next_seed: scan.next_seed,
+                records: scan.records,
+                sealable: header.sealable(),
             });
+        }
+        previous = Some(Previous {
+            number,
+            path,
+            end_chain,
+        });
+    }
+    if let (Some((_, incomplete, Some(continues))), Some(below)) = (&plan.incomplete, &previous) {
+        // The checkpoint was created right after the segment before it was
+        // last synced, so it continues from where that segment ends.
+        match below.end_chain {
+            Some(end) if end != *continues => fault(
+                options,
+                &mut report,
+                &below.path,
+                0,
+                0,
+                format!(
+                    "segment {} ends with chain value {end:#010x}, but the incomplete checkpoint \
+                     {} written after it continues from {continues:#010x}: the end of segment {} \
+                     was cut off",
+                    below.number,
+                    incomplete.file.display(),
+                    below.number
+                ),
+            )?,
+            _ => {}
         }
     }
 
@@ -160,12 +261,15 @@ pub(crate) fn recover(
         segment::truncate(&torn.file, torn.offset)?;
     }
     if let Some(number) = torn_header {
-        // A crash while creating the segment: it holds no records.
+        // A crash while creating the segment: it holds no records. Its
+        // header is written before the seal of the segment before it, as
+        // rotation does, so a crash here is the same crash again.
         let path = segment::path(dir, number);
         let len = std::fs::metadata(&path)
             .map_err(|e| WalError::io(&path, e))?
             .len();
-        let header = segment::rewrite_header(dir, number)?;
+        let continues = previous.as_ref().and_then(|p| p.end_chain).unwrap_or(0);
+        let header = segment::rewrite_header(dir, number, continues)?;
         report.torn_tail = Some(TornTail {
             file: path,
             offset: 0,
@@ -175,17 +279,27 @@ pub(crate) fn recover(
             number,
             len: header.len as u64,
             next_seed: header.first_seed,
+            records: 0,
+            sealable: true,
         });
     }
-    if let Some((number, incomplete)) = plan.incomplete {
+    if let Some((path, at, seal)) = to_seal {
+        let len = std::fs::metadata(&path)
+            .map_err(|e| WalError::io(&path, e))?
+            .len();
+        segment::write_at_end(&path, at, &seal.encode().0)?;
+        report.rotation_finished = Some(TornTail {
+            file: path,
+            offset: at,
+            bytes_dropped: len - at,
+        });
+    }
+    if let Some((number, incomplete, _)) = plan.incomplete {
         segment::remove(dir, number)?;
         report.incomplete_checkpoint = Some(incomplete);
-        // The checkpoint's number is free again: appends take it, keeping
-        // the numbers contiguous. The segment before it is sealed.
-        if let Some(AppendAt::End { len, .. }) = append_at {
-            sealed_bytes += len;
-        }
-        append_at = Some(AppendAt::Fresh { number });
+        // Appends go on where the log was before the checkpoint began: at
+        // the end of the segment before it (or, if that one cannot take
+        // appends, in a fresh segment that takes the checkpoint's number).
     }
     if plan.base_checkpoint.is_some() {
         // Oldest first, so that what is left is always a contiguous run
@@ -198,12 +312,127 @@ pub(crate) fn recover(
     report.checkpoint = plan.base_checkpoint;
     let append_at = append_at.unwrap_or(AppendAt::Fresh {
         number: next_number(dir, newest)?,
+        continues: 0,
     });
     Ok(Recovered {
         report,
         append_at,
         sealed_bytes,
     })
+}
+
+/// The segment replayed before the current one.
+#[derive(Debug)]
+struct Previous {
+    number: u32,
+    path: PathBuf,
+    /// The chain value it ends with (its seal's CRC if sealed); `None` when
+    /// its end was already reported as damaged.
+    end_chain: Option<u32>,
+}
+
+/// A rotation a crash interrupted: the newest segment was created (or was
+/// being created) but the one before it, `sealing`, was not sealed yet.
+#[derive(Debug, Clone, Copy)]
+struct Rotation {
+    sealing: u32,
+    /// The newest segment's chain value, which the seal must produce;
+    /// `None` when its header is torn.
+    continues: Option<u32>,
+}
+
+/// The rotation a crash may have interrupted: the newest live segment (not
+/// the first, so a log segment) holds nothing but a header (or a torn
+/// header) and the one before it is version 3. Whether it really was a crash (the seal the
+/// segment would get matches what the newest header continues from) is
+/// decided once that segment has been replayed.
+fn unfinished_rotation(dir: &Path, live: &[Live]) -> Result<Option<Rotation>, WalError> {
+    let [.., Live::Valid {
+        number: sealing,
+        header: below,
+        ..
+    }, last] = live
+    else {
+        return Ok(None);
+    };
+    if !below.sealable() {
+        return Ok(None);
+    }
+    let continues = match last {
+        Live::TornHeader { .. } => None,
+        // Not the first live segment, so not a checkpoint: a log segment.
+        Live::Valid { number, header, .. } => {
+            let path = segment::path(dir, *number);
+            let len = std::fs::metadata(&path)
+                .map_err(|e| WalError::io(&path, e))?
+                .len();
+            match header.continues {
+                Some(continues) if len == header.len as u64 => Some(continues),
+                _ => return Ok(None),
+            }
+        }
+    };
+    Ok(Some(Rotation {
+        sealing: *sealing,
+        continues,
+    }))
+}
+
+/// A version 3 segment after another must continue the chain that one ends
+/// with; otherwise it is not the segment that followed it.
+fn check_continues(
+    header: &Header,
+    path: &Path,
+    previous: Option<&Previous>,
+    options: &Options,
+    report: &mut ReplayReport,
+) -> Result<(), WalError> {
+    let (Some(continues), Some(previous)) = (header.continues, previous) else {
+        return Ok(());
+    };
+    match previous.end_chain {
+        Some(end) if end != continues => fault(
+            options,
+            report,
+            path,
+            segment::CONTINUES_OFFSET,
+            0,
+            format!(
+                "segment {} continues the chain from {continues:#010x}, but segment {} ({}) ends \
+                 with {end:#010x}: this is not the segment that followed it",
+                header.number,
+                previous.number,
+                previous.path.display()
+            ),
+        ),
+        _ => Ok(()),
+    }
+}
+
+/// Damage replay found outside a record: an error, or with `skip_corrupt`
+/// a skipped region in the report (loudly, by the caller).
+fn fault(
+    options: &Options,
+    report: &mut ReplayReport,
+    file: &Path,
+    offset: u64,
+    bytes: u64,
+    reason: String,
+) -> Result<(), WalError> {
+    if !options.skip_corrupt {
+        return Err(WalError::Corrupt {
+            file: file.to_path_buf(),
+            offset,
+            reason,
+        });
+    }
+    report.skipped.push(Corruption {
+        file: file.to_path_buf(),
+        offset,
+        bytes,
+        reason,
+    });
+    Ok(())
 }
 
 /// Finds the base replay starts from and the live segments after it,
@@ -223,9 +452,7 @@ fn live_segments(dir: &Path, numbers: &[u32]) -> Result<Plan, WalError> {
     let Some(&newest) = numbers.last() else {
         return Ok(plan);
     };
-    let mut index = numbers.len();
-    while index > 0 {
-        index -= 1;
+    for index in (0..numbers.len()).rev() {
         let number = numbers[index];
         let path = segment::path(dir, number);
         let below = index.checked_sub(1).map(|i| numbers[i]);
@@ -274,9 +501,7 @@ fn live_segments(dir: &Path, numbers: &[u32]) -> Result<Plan, WalError> {
                 plan.stale = numbers[..index].to_vec();
                 break;
             }
-            Some(reason)
-                if number == newest && below.is_some() && below == number.checked_sub(1) =>
-            {
+            Some(reason) if number == newest && below == number.checked_sub(1) => {
                 plan.incomplete = Some((
                     number,
                     IncompleteCheckpoint {
@@ -285,6 +510,7 @@ fn live_segments(dir: &Path, numbers: &[u32]) -> Result<Plan, WalError> {
                         bytes_dropped: data.len() as u64,
                         reason,
                     },
+                    header.continues,
                 ));
             }
             Some(_) => {
@@ -304,13 +530,15 @@ fn live_segments(dir: &Path, numbers: &[u32]) -> Result<Plan, WalError> {
 }
 
 /// Segment `number` is live and not a checkpoint: the one `below` it must
-/// be `number - 1`, and with none below it must be segment 1.
+/// be `number - 1`, and with none below it must be segment 1. The segment
+/// named missing is the one right before `number`: the one it continues
+/// from (a deleted checkpoint, typically), not segment 1.
 fn check_contiguous(dir: &Path, number: u32, below: Option<u32>) -> Result<(), WalError> {
     match below {
         None if number == 1 => Ok(()),
         None => Err(WalError::MissingSegment {
             dir: dir.to_path_buf(),
-            expected: 1,
+            expected: number - 1,
             found: number,
         }),
         Some(lower) if lower.checked_add(1) == Some(number) => Ok(()),
@@ -369,6 +597,24 @@ pub(crate) struct Scan {
     pub unparseable_tail: bool,
     /// Seed of the record an append would add after the last one scanned.
     pub next_seed: u32,
+    /// Offset just past the last record (or skipped region): where a seal
+    /// goes.
+    pub records_end: usize,
+    /// The seal the segment ends with.
+    pub seal: Option<FoundSeal>,
+    /// Where a seal that a crash interrupted starts (only looked for with
+    /// `Rules::may_end_in_torn_seal`): the bytes from there to the end are
+    /// each zero or the byte the seal would have.
+    pub torn_seal: Option<usize>,
+}
+
+/// A seal found at the end of a segment.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FoundSeal {
+    pub offset: usize,
+    pub seal: Seal,
+    /// Its CRC field: the chain value the next segment continues from.
+    pub crc: u32,
 }
 
 /// How damage in one segment is judged.
@@ -382,6 +628,10 @@ pub(crate) struct Rules {
     /// damage among them is never a torn tail (the checkpoint was synced
     /// before anything could be appended behind it).
     pub protected_records: u64,
+    /// A crash may have interrupted writing this segment's seal (the
+    /// segment after it is the newest and empty): a partial seal at the
+    /// end is reported in `Scan::torn_seal` instead of as damage.
+    pub may_end_in_torn_seal: bool,
 }
 
 /// Replays the records of one segment (`data` is the whole file, `header`
@@ -398,6 +648,7 @@ pub(crate) fn scan(
     let chain = header.chain();
     let mut scan = Scan {
         next_seed: header.first_seed,
+        records_end: header.len,
         ..Scan::default()
     };
     let mut off = header.len;
@@ -405,21 +656,36 @@ pub(crate) fn scan(
     // a skipped record (see below).
     let mut seeds = vec![header.first_seed];
     while off < data.len() {
-        let damage = match record::decode_any(&data[off..], &seeds) {
-            Ok(found) => {
-                on_record(found.payload).map_err(|message| WalError::Replay {
-                    file: file.to_path_buf(),
-                    offset: off as u64,
-                    message,
-                })?;
-                scan.records += 1;
-                scan.next_seed = chain.seed_after(found.crc);
-                seeds = vec![scan.next_seed];
-                off += found.size;
-                continue;
+        let damage = if header.sealable() && seal::starts_seal(&data[off..]) {
+            match check_seal(data, off, header) {
+                Ok(found) => {
+                    end_with_seal(data, found, file, rules, &seeds, &mut scan)?;
+                    break;
+                }
+                Err(damage) => damage,
             }
-            Err(damage) => damage,
+        } else {
+            match record::decode_any(&data[off..], &seeds) {
+                Ok(found) => {
+                    on_record(found.payload).map_err(|message| WalError::Replay {
+                        file: file.to_path_buf(),
+                        offset: off as u64,
+                        message,
+                    })?;
+                    scan.records += 1;
+                    scan.next_seed = chain.seed_after(found.crc);
+                    seeds = vec![scan.next_seed];
+                    off += found.size;
+                    scan.records_end = off;
+                    continue;
+                }
+                Err(damage) => damage,
+            }
         };
+        if rules.may_end_in_torn_seal && is_torn_seal(&data[off..], header, &scan) {
+            scan.torn_seal = Some(off);
+            break;
+        }
         let protected = scan.records < rules.protected_records;
         if rules.newest && !protected && is_torn_tail(data, off, &damage, chain) {
             scan.torn_tail = Some(TornTail {
@@ -460,8 +726,95 @@ pub(crate) fn scan(
             scan.next_seed = chain.seed_after(stored);
         }
         off += skip;
+        scan.records_end = off;
     }
     Ok(scan)
+}
+
+/// The seal at `off`, if it is intact and names the next segment; what is
+/// wrong with it otherwise.
+fn check_seal(data: &[u8], off: usize, header: &Header) -> Result<FoundSeal, Damage> {
+    let (found, crc) = seal::decode(&data[off..]).map_err(|reason| Damage::Seal { reason })?;
+    let next = header.number.wrapping_add(1);
+    if found.next != next {
+        return Err(Damage::Seal {
+            reason: format!(
+                "the seal names segment {} as the next, but segment {next} follows segment {}",
+                found.next, header.number
+            ),
+        });
+    }
+    Ok(FoundSeal {
+        offset: off,
+        seal: found,
+        crc,
+    })
+}
+
+/// An intact seal ends the segment: it must come right after the records it
+/// counts (same count, same chain value) and nothing may follow it.
+fn end_with_seal(
+    data: &[u8],
+    found: FoundSeal,
+    file: &Path,
+    rules: Rules,
+    seeds: &[u32],
+    scan: &mut Scan,
+) -> Result<(), WalError> {
+    scan.seal = Some(found);
+    let mut problems = Vec::new();
+    // After a skipped record the count is short by design; the chain value
+    // may be either seed.
+    if !seeds.contains(&found.seal.chain)
+        || (scan.skipped.is_empty() && found.seal.records != scan.records)
+    {
+        problems.push((
+            found.offset,
+            SEAL_LEN,
+            format!(
+                "the seal says {} records ending with chain value {:#010x}, but {} records ending \
+                 with {:#010x} precede it: records before the seal are missing",
+                found.seal.records, found.seal.chain, scan.records, scan.next_seed
+            ),
+        ));
+    }
+    let after = found.offset + SEAL_LEN;
+    if after < data.len() {
+        problems.push((
+            after,
+            data.len() - after,
+            format!("{} bytes after the seal", data.len() - after),
+        ));
+    }
+    for (offset, bytes, reason) in problems {
+        if !rules.skip_corrupt {
+            return Err(WalError::Corrupt {
+                file: file.to_path_buf(),
+                offset: offset as u64,
+                reason,
+            });
+        }
+        scan.skipped.push(Corruption {
+            file: file.to_path_buf(),
+            offset: offset as u64,
+            bytes: bytes as u64,
+            reason,
+        });
+    }
+    Ok(())
+}
+
+/// The bytes from a damaged offset to the end are what a crash while
+/// writing the segment's seal leaves: no longer than the seal, and each byte
+/// zero or the byte the seal of the records before it would have there.
+fn is_torn_seal(tail: &[u8], header: &Header, scan: &Scan) -> bool {
+    let (expected, _) = Seal {
+        records: scan.records,
+        chain: scan.next_seed,
+        next: header.number.wrapping_add(1),
+    }
+    .encode();
+    tail.len() <= SEAL_LEN && tail.iter().zip(expected).all(|(&b, e)| b == e || b == 0)
 }
 
 /// Damage at `off` in the newest segment is a torn tail (the unfinished last
@@ -484,6 +837,9 @@ fn is_torn_tail(data: &[u8], off: usize, damage: &Damage, chain: Chain) -> bool 
         Damage::PartialHeader { .. } | Damage::PartialPayload { .. } => data.len(),
         Damage::BadLength { .. } => off + RECORD_HEADER_LEN,
         Damage::BadChecksum { .. } => off + damage.in_file_extent().unwrap_or(0),
+        // A seal is written only once the next segment exists: the newest
+        // segment never ends in one that a crash cut.
+        Damage::Seal { .. } => return false,
     };
     if !data[claimed_end..].iter().all(|&b| b == 0) {
         return false;
@@ -509,11 +865,12 @@ mod tests {
         newest: false,
         skip_corrupt: true,
         protected_records: 0,
+        may_end_in_torn_seal: false,
     };
 
     fn segment(payloads: &[&[u8]]) -> Vec<u8> {
-        let header = header_bytes(1, Kind::Log);
-        let mut seed = crc32fast::hash(&header[..24]);
+        let header = header_bytes(1, Kind::Log, 0);
+        let mut seed = crc32fast::hash(&header[..28]);
         let mut data = header.to_vec();
         for p in payloads {
             seed = record::encode_into(seed, p, &mut data);

@@ -1,4 +1,4 @@
-//! One segment file: its name, its header (versions 1 and 2), creating it
+//! One segment file: its name, its header (versions 1 to 3), creating it
 //! durably, rewriting a torn header, truncating, and reading it past the
 //! page cache.
 //!
@@ -19,18 +19,28 @@ use crate::record::{Chain, MAX_RECORD_BYTES};
 /// transfers that would rewrite line endings.
 pub const MAGIC: [u8; 8] = *b"RKVWAL\r\n";
 
-/// The on-disk format version this crate writes. It also reads version 1
-/// (unchained records, 16-byte header) so that an upgraded replica replays
-/// the log an older build left.
-pub const FORMAT_VERSION: u32 = 2;
+/// The on-disk format version this crate writes. It also reads versions 1
+/// (unchained records, 16-byte header) and 2 (no seals, 28-byte header) so
+/// that an upgraded replica replays the log an older build left.
+pub const FORMAT_VERSION: u32 = 3;
 
 /// The unchained format of earlier builds; read, never written.
 pub(crate) const FORMAT_VERSION_1: u32 = 1;
 
-/// Bytes of a version 2 segment header: magic (8), version (4), number (4),
-/// kind (4), checkpoint record count (4), header CRC (4). Exists so callers
-/// can tell an empty log (`total_bytes() == SEGMENT_HEADER_LEN`).
-pub const SEGMENT_HEADER_LEN: u64 = 28;
+/// Chained records without seals; read, and appended to, never created.
+pub(crate) const FORMAT_VERSION_2: u32 = 2;
+
+/// Bytes of a version 3 segment header: magic (8), version (4), number (4),
+/// kind (4), checkpoint record count (4), the chain value it continues
+/// from (4), header CRC (4). Exists so callers can tell an empty log
+/// (`total_bytes() == SEGMENT_HEADER_LEN`).
+pub const SEGMENT_HEADER_LEN: u64 = 32;
+
+/// Offset of the chain value in a version 3 header.
+pub(crate) const CONTINUES_OFFSET: u64 = 24;
+
+/// Bytes of a version 2 segment header (no chain value).
+pub(crate) const V2_HEADER_LEN: u64 = 28;
 
 /// Bytes of a version 1 segment header: magic, version, number.
 pub(crate) const V1_HEADER_LEN: u64 = 16;
@@ -42,7 +52,8 @@ const KIND_CHECKPOINT: u32 = 1;
 
 /// Upper bound on checksum work spent looking for an intact record after
 /// damage in the newest segment. Past it, the damage is conservatively
-/// treated as corruption rather than a torn tail.
+/// treated as corruption rather than a torn tail. (Tests use less: a
+/// mutant of this product, 64 MiB + 4, is caught only past 64 MiB.)
 pub(crate) const SCAN_AHEAD_BUDGET: usize = 4 * MAX_RECORD_BYTES;
 
 /// `{number:020}.wal`.
@@ -77,11 +88,15 @@ pub(crate) struct Header {
     pub version: u32,
     pub number: u32,
     pub kind: Kind,
-    /// Bytes the header occupies (16 for version 1, 28 for version 2).
+    /// Bytes the header occupies (16, 28 or 32 for versions 1, 2, 3).
     pub len: usize,
-    /// Seed of the first record's CRC: the header CRC field in version 2,
-    /// 0 in version 1.
+    /// Seed of the first record's CRC: the header CRC field in versions 2
+    /// and 3, 0 in version 1.
     pub first_seed: u32,
+    /// Version 3: the chain value the segment before it ended with (its
+    /// seal's CRC, or for an unsealed version 2 predecessor the CRC of its
+    /// last record); 0 for a segment that continues nothing.
+    pub continues: Option<u32>,
 }
 
 impl Header {
@@ -93,10 +108,21 @@ impl Header {
             Chain::Chained
         }
     }
+
+    /// Whether the segment ends with a seal once the log moved past it
+    /// (version 3). Older segments never have one.
+    pub(crate) fn sealable(&self) -> bool {
+        self.version >= FORMAT_VERSION
+    }
 }
 
-/// The exact version 2 header bytes of segment `number`.
-pub(crate) fn header_bytes(number: u32, kind: Kind) -> [u8; SEGMENT_HEADER_LEN as usize] {
+/// The exact version 3 header bytes of segment `number`, continuing the
+/// chain from `continues`.
+pub(crate) fn header_bytes(
+    number: u32,
+    kind: Kind,
+    continues: u32,
+) -> [u8; SEGMENT_HEADER_LEN as usize] {
     let mut header = [0u8; SEGMENT_HEADER_LEN as usize];
     header[0..8].copy_from_slice(&MAGIC);
     BigEndian::write_u32(&mut header[8..12], FORMAT_VERSION);
@@ -107,8 +133,9 @@ pub(crate) fn header_bytes(number: u32, kind: Kind) -> [u8; SEGMENT_HEADER_LEN a
     };
     BigEndian::write_u32(&mut header[16..20], kind_field);
     BigEndian::write_u32(&mut header[20..24], count);
-    let crc = crc32fast::hash(&header[0..24]);
-    BigEndian::write_u32(&mut header[24..28], crc);
+    BigEndian::write_u32(&mut header[24..28], continues);
+    let crc = crc32fast::hash(&header[0..28]);
+    BigEndian::write_u32(&mut header[28..32], crc);
     header
 }
 
@@ -132,10 +159,11 @@ pub(crate) fn parse_header(start: &[u8]) -> Result<Header, String> {
     let version = BigEndian::read_u32(&start[8..12]);
     let len = match version {
         FORMAT_VERSION_1 => V1_HEADER_LEN as usize,
+        FORMAT_VERSION_2 => V2_HEADER_LEN as usize,
         FORMAT_VERSION => SEGMENT_HEADER_LEN as usize,
         _ => {
             return Err(format!(
-                "unsupported format version {version}, this build reads versions 1 and 2"
+                "unsupported format version {version}, this build reads versions 1 to 3"
             ))
         }
     };
@@ -153,10 +181,11 @@ pub(crate) fn parse_header(start: &[u8]) -> Result<Header, String> {
             kind: Kind::Log,
             len,
             first_seed: 0,
+            continues: None,
         });
     }
-    let stored = BigEndian::read_u32(&start[24..28]);
-    let computed = crc32fast::hash(&start[0..24]);
+    let stored = BigEndian::read_u32(&start[len - 4..len]);
+    let computed = crc32fast::hash(&start[0..len - 4]);
     if stored != computed {
         return Err(format!(
             "header checksum mismatch: stored {stored:#010x}, computed {computed:#010x}"
@@ -179,6 +208,7 @@ pub(crate) fn parse_header(start: &[u8]) -> Result<Header, String> {
         kind,
         len,
         first_seed: stored,
+        continues: (version == FORMAT_VERSION).then(|| BigEndian::read_u32(&start[24..28])),
     })
 }
 
@@ -210,32 +240,64 @@ pub(crate) fn check_header(start: &[u8], file_len: u64, number: u32) -> HeaderCh
 }
 
 /// All zeros, or a strict prefix of a header this or an older build would
-/// write for segment `number` (the bytes after the first 16 depend on the
-/// kind, so any bytes there are accepted while the header is incomplete).
+/// write for segment `number`, perhaps followed by zeros (a file whose size
+/// reached the disk before all of its bytes). The bytes after the first 16
+/// depend on the kind and the chain, so any bytes there are accepted while
+/// the header is incomplete.
 fn is_torn_header(start: &[u8], number: u32) -> bool {
     if start.iter().all(|&b| b == 0) {
         return true;
     }
-    let v2 = header_bytes(number, Kind::Log);
-    let mut v1 = [0u8; V1_HEADER_LEN as usize];
-    v1.copy_from_slice(&v2[..V1_HEADER_LEN as usize]);
-    BigEndian::write_u32(&mut v1[8..12], FORMAT_VERSION_1);
     let n = start.len();
     let prefix = n.min(V1_HEADER_LEN as usize);
-    (n < v1.len() && start == &v1[..n]) || (n < v2.len() && start[..prefix] == v2[..prefix])
+    let v3 = header_bytes(number, Kind::Log, 0);
+    [
+        (FORMAT_VERSION_1, V1_HEADER_LEN),
+        (FORMAT_VERSION_2, V2_HEADER_LEN),
+        (FORMAT_VERSION, SEGMENT_HEADER_LEN),
+    ]
+    .into_iter()
+    .any(|(version, len)| {
+        let mut first = [0u8; V1_HEADER_LEN as usize];
+        first.copy_from_slice(&v3[..V1_HEADER_LEN as usize]);
+        BigEndian::write_u32(&mut first[8..12], version);
+        let same = start.iter().zip(first).take_while(|(a, b)| *a == b).count();
+        let len = len as usize;
+        let incomplete = n < len || crc_partly_landed(&start[..len]);
+        incomplete && start[same.min(prefix)..prefix].iter().all(|&b| b == 0)
+    })
 }
 
-/// Creates segment `number` of `kind` durably: header written, file synced,
-/// directory synced. Returns the file opened for appending and its header.
-pub(crate) fn create(dir: &Path, number: u32, kind: Kind) -> Result<(File, Header), WalError> {
+/// A whole-length version 2 or 3 header whose CRC field holds only the
+/// first bytes of the CRC of the bytes before it, then zeros: the write
+/// stopped inside the CRC. (Version 1 has no CRC: a whole one is complete.)
+fn crc_partly_landed(header: &[u8]) -> bool {
+    let Some(split) = header.len().checked_sub(4).filter(|&s| s > 12) else {
+        return false;
+    };
+    let computed = crc32fast::hash(&header[..split]).to_be_bytes();
+    let stored = &header[split..];
+    let landed = stored
+        .iter()
+        .zip(computed)
+        .take_while(|(a, b)| **a == *b)
+        .count();
+    landed < 4 && stored[landed..].iter().all(|&b| b == 0)
+}
+
+/// Creates segment `number` of `kind`, continuing the chain from
+/// `continues`, durably: header written, file synced, directory synced.
+/// Returns the file opened for appending and its header.
+pub(crate) fn create(
+    dir: &Path,
+    number: u32,
+    kind: Kind,
+    continues: u32,
+) -> Result<(File, Header), WalError> {
     let path = dir.join(file_name(number));
-    let mut file = OpenOptions::new()
-        .append(true)
-        .create_new(true)
-        .open(&path)
-        .map_err(|e| WalError::io(&path, e))?;
-    let bytes = header_bytes(number, kind);
-    file.write_all(&bytes)
+    let mut file = crate::fault::create_new(&path).map_err(|e| WalError::io(&path, e))?;
+    let bytes = header_bytes(number, kind, continues);
+    crate::fault::write_all(&mut file, &bytes)
         .and_then(|()| file.sync_all())
         .map_err(|e| WalError::io(&path, e))?;
     crate::dir::sync(dir)?;
@@ -249,14 +311,15 @@ pub(crate) fn create(dir: &Path, number: u32, kind: Kind) -> Result<(File, Heade
 /// Replaces a torn header (crash during `create`) with a complete log
 /// segment header, durably, and returns it. A torn checkpoint header becomes
 /// an empty log segment: the checkpoint never started, and the segments
-/// before it still hold the log.
-pub(crate) fn rewrite_header(dir: &Path, number: u32) -> Result<Header, WalError> {
+/// before it still hold the log. `continues` is the chain value the
+/// segment before it ends with (0 if there is none).
+pub(crate) fn rewrite_header(dir: &Path, number: u32, continues: u32) -> Result<Header, WalError> {
     let path = dir.join(file_name(number));
     let mut file = OpenOptions::new()
         .write(true)
         .open(&path)
         .map_err(|e| WalError::io(&path, e))?;
-    let bytes = header_bytes(number, Kind::Log);
+    let bytes = header_bytes(number, Kind::Log, continues);
     file.set_len(0)
         .and_then(|()| file.write_all(&bytes))
         .and_then(|()| file.sync_all())
@@ -274,6 +337,20 @@ pub(crate) fn truncate(path: &Path, len: u64) -> Result<(), WalError> {
         .write(true)
         .open(path)
         .and_then(|f| f.set_len(len).and_then(|()| f.sync_all()))
+        .map_err(|e| WalError::io(path, e))
+}
+
+/// Cuts `path` to `len` bytes, appends `bytes` and makes both durable:
+/// finishing a seal that a crash interrupted.
+pub(crate) fn write_at_end(path: &Path, len: u64, bytes: &[u8]) -> Result<(), WalError> {
+    OpenOptions::new()
+        .append(true)
+        .open(path)
+        .and_then(|mut f| {
+            f.set_len(len)?;
+            f.write_all(bytes)?;
+            f.sync_all()
+        })
         .map_err(|e| WalError::io(path, e))
 }
 
@@ -313,6 +390,9 @@ pub(crate) fn read(path: &Path) -> Result<Vec<u8>, WalError> {
     Ok(data)
 }
 
+/// What this changes is visible only after a writeback failed (pages the
+/// disk lost would otherwise be read from the cache): no test here can
+/// tell it from `Ok(())`, a mutant left standing on purpose.
 #[cfg(target_os = "linux")]
 fn drop_cached_pages(file: &File) -> std::io::Result<()> {
     use std::os::fd::AsRawFd;
@@ -349,28 +429,100 @@ pub(crate) fn remove(dir: &Path, number: u32) -> Result<(), WalError> {
 mod tests {
     use super::*;
 
+    /// The README's example, computed independently (Python's zlib.crc32).
+    const README_HEADER_CRC: [u8; 4] = [0x45, 0x94, 0xD5, 0x17];
+    const README_RECORD: [u8; 10] = [0, 0, 0, 2, 0x30, 0xB9, 0xB6, 0x4C, b'h', b'i'];
+    const README_SEAL: [u8; 24] = [
+        0xFF, 0xFF, 0xFF, 0xFF, 0xAF, 0x80, 0x24, 0xDD, 0, 0, 0, 0, 0, 0, 0, 1, 0x30, 0xB9, 0xB6,
+        0x4C, 0, 0, 0, 2,
+    ];
+    const README_SECOND_HEADER_CRC: [u8; 4] = [0x05, 0xE9, 0xE4, 0xC5];
+
     #[test]
-    fn header_is_the_documented_twenty_eight_bytes() {
-        let h = header_bytes(0x0102_0304, Kind::Checkpoint { records: 5 });
-        assert_eq!(
-            h[..24],
-            *b"RKVWAL\r\n\x00\x00\x00\x02\x01\x02\x03\x04\x00\x00\x00\x01\x00\x00\x00\x05"
+    fn the_readme_example_is_what_this_build_writes() {
+        let one = header_bytes(1, Kind::Log, 0);
+        let mut record = Vec::new();
+        let chain = crate::record::encode_into(
+            parse_header(&one).expect("valid").first_seed,
+            b"hi",
+            &mut record,
         );
-        assert_eq!(h[24..], crc32fast::hash(&h[..24]).to_be_bytes());
+        assert_eq!(record, README_RECORD);
+        let (seal, crc) = crate::seal::Seal {
+            records: 1,
+            chain,
+            next: 2,
+        }
+        .encode();
+        assert_eq!(seal, README_SEAL);
+        let two = header_bytes(2, Kind::Log, crc);
+        assert_eq!(two[24..28], README_SEAL[4..8]);
+        assert_eq!(two[28..], README_SECOND_HEADER_CRC);
+    }
+
+    #[test]
+    fn header_is_the_documented_thirty_two_bytes() {
+        let h = header_bytes(0x0102_0304, Kind::Checkpoint { records: 5 }, 0x0A0B_0C0D);
+        assert_eq!(
+            h[..28],
+            *b"RKVWAL\r\n\x00\x00\x00\x03\x01\x02\x03\x04\x00\x00\x00\x01\x00\x00\x00\x05\x0A\x0B\x0C\x0D"
+        );
+        assert_eq!(h[28..], crc32fast::hash(&h[..28]).to_be_bytes());
         let parsed = parse_header(&h).expect("valid");
         assert_eq!(parsed.kind, Kind::Checkpoint { records: 5 });
-        assert_eq!(parsed.first_seed, crc32fast::hash(&h[..24]));
+        assert_eq!(parsed.first_seed, crc32fast::hash(&h[..28]));
+        assert_eq!(parsed.continues, Some(0x0A0B_0C0D));
+        assert_eq!(parsed.len, 32);
         assert_eq!(file_name(7), "00000000000000000007.wal");
         // The README's example, byte for byte.
-        let one = header_bytes(1, Kind::Log);
-        assert_eq!(one[24..], [0xDC, 0x8F, 0xDC, 0x6A]);
+        let one = header_bytes(1, Kind::Log, 0);
+        assert_eq!(one[28..], README_HEADER_CRC);
         let mut record = Vec::new();
         crate::record::encode_into(
             parse_header(&one).expect("valid").first_seed,
             b"hi",
             &mut record,
         );
-        assert_eq!(record, [0, 0, 0, 2, 0xFF, 0xCF, 0x99, 0xC3, b'h', b'i']);
+        assert_eq!(record, README_RECORD);
+    }
+
+    #[test]
+    fn headers_are_parsed_only_when_whole() {
+        let h = header_bytes(3, Kind::Log, 7);
+        let reason = |bytes: &[u8]| parse_header(bytes).expect_err("too short");
+        assert!(reason(&h[..11]).contains("11 bytes, too short"));
+        assert!(reason(&h[..12]).contains("12 bytes, shorter than the 32-byte version 3"));
+        assert!(reason(&h[..31]).contains("31 bytes, shorter than the 32-byte"));
+        assert_eq!(parse_header(&h).map(|p| p.len), Ok(32));
+        // A log segment promises no checkpoint records.
+        let mut counted = h;
+        counted[23] = 5;
+        let crc = crc32fast::hash(&counted[..28]);
+        counted[28..].copy_from_slice(&crc.to_be_bytes());
+        assert!(reason(&counted).contains("a log segment header with a record count of 5"));
+        // Version 2: 28 bytes, the CRC over the 24 before it, no chain value.
+        let mut v2 = h[..24].to_vec();
+        v2[11] = 2;
+        let crc = crc32fast::hash(&v2);
+        v2.extend_from_slice(&crc.to_be_bytes());
+        assert!(reason(&v2[..27]).contains("shorter than the 28-byte version 2"));
+        let parsed = parse_header(&v2).expect("version 2");
+        assert_eq!(
+            (parsed.len, parsed.first_seed, parsed.continues),
+            (28, crc, None)
+        );
+        assert!(!parsed.sealable());
+        assert!(parse_header(&h).expect("version 3").sealable());
+        // A CRC cut short is a torn header only in a whole-length file.
+        let mut cut = h;
+        cut[30..].fill(0);
+        assert!(crc_partly_landed(&cut));
+        assert!(!crc_partly_landed(&h));
+        assert!(!crc_partly_landed(&[0; 16]), "version 1 has no CRC");
+        let mut wrong = h;
+        wrong[28] ^= 1;
+        wrong[30..].fill(0);
+        assert!(!crc_partly_landed(&wrong));
     }
 
     #[test]
@@ -385,28 +537,37 @@ mod tests {
 
     #[test]
     fn headers_are_checked() {
-        let h = header_bytes(3, Kind::Log);
+        let h = header_bytes(3, Kind::Log, 0);
         assert!(matches!(check_header(&h, 100, 3), HeaderCheck::Valid(_)));
         assert!(matches!(check_header(&h, 100, 4), HeaderCheck::Invalid(_)));
         assert_eq!(check_header(&h[..5], 5, 3), HeaderCheck::Torn);
         assert_eq!(check_header(&h[..20], 20, 3), HeaderCheck::Torn);
         assert_eq!(check_header(&[], 0, 3), HeaderCheck::Torn);
-        assert_eq!(check_header(&[0; 28], 28, 3), HeaderCheck::Torn);
+        assert_eq!(check_header(&h[..31], 31, 3), HeaderCheck::Torn);
+        let mut prefix_then_zeros = [0u8; 32];
+        prefix_then_zeros[..12].copy_from_slice(&h[..12]);
+        assert_eq!(check_header(&prefix_then_zeros, 32, 3), HeaderCheck::Torn);
+        prefix_then_zeros[13] = 1;
         assert!(matches!(
-            check_header(&[0; 28], 29, 3),
+            check_header(&prefix_then_zeros, 32, 3),
+            HeaderCheck::Invalid(_)
+        ));
+        assert_eq!(check_header(&[0; 32], 32, 3), HeaderCheck::Torn);
+        assert!(matches!(
+            check_header(&[0; 32], 33, 3),
             HeaderCheck::Invalid(_)
         ));
         assert!(matches!(
             check_header(b"RKVWAL\r\r", 8, 3),
             HeaderCheck::Invalid(_)
         ));
-        let mut v3 = h;
-        v3[11] = 3;
-        assert!(matches!(check_header(&v3, 28, 3), HeaderCheck::Invalid(_)));
+        let mut v4 = h;
+        v4[11] = 4;
+        assert!(matches!(check_header(&v4, 32, 3), HeaderCheck::Invalid(_)));
         let mut bad_crc = h;
         bad_crc[27] ^= 1;
         assert!(matches!(
-            check_header(&bad_crc, 28, 3),
+            check_header(&bad_crc, 32, 3),
             HeaderCheck::Invalid(_)
         ));
         // Version 1: 16 bytes, unchained.

@@ -8,8 +8,7 @@ use std::collections::BTreeMap;
 use std::fs;
 
 use common::{
-    checkpoint_header, encode_chain, file_len, header_seed, open, open_partial, segment_numbers,
-    small, TempDir,
+    encode_chain, file_len, header_seed, open, open_partial, segment_numbers, small, TempDir,
 };
 use wal::{CheckpointStart, Options, WalError};
 
@@ -50,7 +49,13 @@ fn restated(records: &[Vec<u8>]) -> Vec<Vec<u8>> {
 
 /// The bytes of a complete checkpoint segment `number` holding `records`.
 fn checkpoint_segment(number: u32, records: &[Vec<u8>]) -> Vec<u8> {
-    let mut out = checkpoint_header(number, records.len() as u32);
+    checkpoint_after(number, records, 0)
+}
+
+/// A checkpoint segment as the crate writes it after a segment whose
+/// records end with chain value `continues`.
+fn checkpoint_after(number: u32, records: &[Vec<u8>], continues: u32) -> Vec<u8> {
+    let mut out = common::checkpoint_header_after(number, records.len() as u32, continues);
     let (bytes, _) = encode_chain(header_seed(&out), records);
     out.extend_from_slice(&bytes);
     out
@@ -85,6 +90,7 @@ fn a_checkpoint_replaces_the_log_and_appends_continue_after_it() {
     let tmp = TempDir::new("basic");
     let written = history(&tmp);
     let newest = *segment_numbers(tmp.path()).last().expect("segments");
+    let newest_end = common::next_seed(&fs::read(tmp.seg(newest)).expect("read"));
     let records = restated(&written);
     {
         let (mut wal, _, seen) = open(tmp.path(), small(200)).expect("open");
@@ -94,7 +100,7 @@ fn a_checkpoint_replaces_the_log_and_appends_continue_after_it() {
         assert_eq!(segment_numbers(tmp.path()), [newest + 1]);
         assert_eq!(
             fs::read(tmp.seg(newest + 1)).expect("read"),
-            checkpoint_segment(newest + 1, &records),
+            checkpoint_after(newest + 1, &records, newest_end),
             "the documented bytes"
         );
         assert_eq!(wal.total_bytes(), file_len(&tmp.seg(newest + 1)));
@@ -142,14 +148,15 @@ fn a_crash_while_writing_the_checkpoint_replays_to_the_same_state() {
     let numbers = segment_numbers(base.path());
     let newest = *numbers.last().expect("segments");
     let records = restated(&written);
-    let full = checkpoint_segment(newest + 1, &records);
+    let newest_end = common::next_seed(&fs::read(base.seg(newest)).expect("read"));
+    let full = checkpoint_after(newest + 1, &records, newest_end);
     let old: Vec<(u32, Vec<u8>)> = numbers
         .iter()
         .map(|&n| (n, fs::read(base.seg(n)).expect("read")))
         .collect();
     for zero_fill in [false, true] {
         for cut in 0..=full.len() {
-            if zero_fill && cut < 28 {
+            if zero_fill && cut < 32 {
                 // The header was synced (file and directory) before any
                 // record was written: a longer file always has it whole.
                 continue;
@@ -176,7 +183,7 @@ fn a_crash_while_writing_the_checkpoint_replays_to_the_same_state() {
                     numbers.len(),
                     "{what}"
                 );
-            } else if partial.len() < 28 || partial[..28].iter().all(|&b| b == 0) {
+            } else if partial.len() < 32 || partial[..32].iter().all(|&b| b == 0) {
                 // Torn header: rewritten as an empty log segment.
                 assert!(report.torn_tail.is_some(), "{what}");
             } else {
@@ -199,7 +206,8 @@ fn a_crash_between_deletions_replays_to_the_same_state() {
     let numbers = segment_numbers(base.path());
     let newest = *numbers.last().expect("segments");
     let records = restated(&written);
-    let full = checkpoint_segment(newest + 1, &records);
+    let newest_end = common::next_seed(&fs::read(base.seg(newest)).expect("read"));
+    let full = checkpoint_after(newest + 1, &records, newest_end);
     let subsets: Vec<Vec<u32>> = (0..numbers.len())
         .map(|k| numbers[k..].to_vec()) // oldest-first removal, k removed
         .chain([vec![numbers[0]], vec![numbers[0], numbers[2]], vec![newest]])
@@ -233,17 +241,33 @@ fn a_damaged_checkpoint_with_nothing_before_it_is_corruption() {
     );
     assert_eq!(seen, records[..1]);
     assert_eq!(file_len(&tmp.seg(5)), full.len() as u64, "nothing modified");
-    // A lone log segment other than 1 is still a missing segment.
+    // An incomplete checkpoint with a gap below it is no crash either: the
+    // segment it followed is gone.
+    let tmp = TempDir::new("gap-below");
+    fs::write(tmp.seg(2), common::segment_bytes(2, &records)).expect("write");
+    let four = checkpoint_segment(4, &records);
+    fs::write(tmp.seg(4), &four[..four.len() - 1]).expect("write");
+    let (result, _) = open_partial(tmp.path(), Options::default());
+    assert!(
+        matches!(result, Err(WalError::Corrupt { .. })),
+        "{:?}",
+        result.map(|_| ())
+    );
+    assert_eq!(segment_numbers(tmp.path()), [2, 4], "nothing removed");
+    // A lone log segment other than 1 is still a missing segment: the one
+    // it follows (a deleted checkpoint, typically), not segment 1.
     let tmp = TempDir::new("alone-log");
     fs::write(tmp.seg(5), common::segment_bytes(5, &records)).expect("write");
-    assert!(matches!(
-        open(tmp.path(), Options::default()),
-        Err(WalError::MissingSegment {
-            expected: 1,
-            found: 5,
-            ..
-        })
-    ));
+    match open(tmp.path(), Options::default()) {
+        Err(
+            e @ WalError::MissingSegment {
+                expected: 4,
+                found: 5,
+                ..
+            },
+        ) => assert!(e.to_string().contains("00000000000000000004.wal"), "{e}"),
+        other => panic!("expected MissingSegment, got {:?}", other.map(|_| ())),
+    }
 }
 
 #[test]

@@ -11,8 +11,8 @@ use std::fs::OpenOptions;
 use std::io::Write;
 
 use common::{
-    checkpoint_header, encode_chain, file_len, header_seed, next_seed, open, segment_numbers,
-    small, Rng, TempDir,
+    checkpoint_header_after, encode_chain, file_len, header_seed, header_v3, next_seed, open, seal,
+    segment_numbers, small, Rng, TempDir, HDR, SEAL,
 };
 
 #[test]
@@ -123,12 +123,13 @@ fn a_crash_in_the_middle_of_a_checkpoint_replays_the_same_records() {
         // followed by zeros; if it was whole, some old segments may be gone.
         let numbers = segment_numbers(tmp.path());
         let newest = *numbers.last().expect("a segment");
-        let mut full = checkpoint_header(newest + 1, durable.len() as u32);
+        let newest_end = next_seed(&std::fs::read(tmp.seg(newest)).expect("read"));
+        let mut full = checkpoint_header_after(newest + 1, durable.len() as u32, newest_end);
         let (records, _) = encode_chain(header_seed(&full), &durable);
         full.extend_from_slice(&records);
         let cut = rng.range(0, full.len() as u64) as usize;
         let mut bytes = full[..cut].to_vec();
-        if cut >= 28 && rng.range(0, 2) == 0 {
+        if cut >= 32 && rng.range(0, 2) == 0 {
             bytes.resize(full.len(), 0);
         }
         std::fs::write(tmp.seg(newest + 1), &bytes).expect("write checkpoint");
@@ -151,5 +152,110 @@ fn a_crash_in_the_middle_of_a_checkpoint_replays_the_same_records() {
             segment_numbers(tmp.path()).len() <= numbers.len() + 1,
             "seed {seed}"
         );
+    }
+}
+
+/// A crash at every point of moving to a new segment: while its header is
+/// written (a torn header, maybe zeros), after it is durable but before the
+/// seal of the segment before it is (no seal, or a prefix of it, maybe
+/// zero-filled), or after both. Replay gives exactly the durable records,
+/// the rotation is finished (the segment before is sealed, the new one
+/// continues its chain), and the log keeps working.
+#[test]
+fn a_crash_in_the_middle_of_a_rotation_replays_the_same_records() {
+    for seed in 0..200 {
+        let mut rng = Rng::new(5000 + seed);
+        let tmp = TempDir::new("crash-rotation");
+        let options = small(rng.range(96, 600));
+        let mut durable = Vec::new();
+        {
+            let (mut wal, _, _) = open(tmp.path(), options.clone()).expect("open");
+            let batches = rng.range(0, 8);
+            let checkpoint_after = rng.range(0, batches + 2);
+            for i in 0..batches {
+                if checkpoint_after == i {
+                    let refs: Vec<&[u8]> = durable.iter().map(Vec::as_slice).collect();
+                    wal.checkpoint(&refs).expect("checkpoint");
+                }
+                let batch: Vec<Vec<u8>> =
+                    (0..rng.range(1, 4)).map(|_| rng.payload(1, 60)).collect();
+                let refs: Vec<&[u8]> = batch.iter().map(Vec::as_slice).collect();
+                wal.append_batch(&refs).expect("append");
+                durable.extend(batch);
+            }
+        }
+        let newest = *segment_numbers(tmp.path()).last().expect("a segment");
+        let before = std::fs::read(tmp.seg(newest)).expect("read");
+        let records = wal::inspect_segment(&before)
+            .entries
+            .iter()
+            .filter(|e| matches!(e, wal::InspectedEntry::Record { .. }))
+            .count() as u64;
+        let (seal_bytes, crc) = seal(records, next_seed(&before), newest + 1);
+        let header = header_v3(newest + 1, 0, 0, crc);
+        // Where the crash came: within the new header, then within the seal.
+        let point = rng.range(0, (HDR + SEAL) as u64) as usize;
+        let zeros = rng.range(0, 2) == 0;
+        if point < HDR {
+            let mut torn = header[..point].to_vec();
+            if zeros {
+                torn.resize(HDR, 0);
+            }
+            std::fs::write(tmp.seg(newest + 1), &torn).expect("torn header");
+        } else {
+            std::fs::write(tmp.seg(newest + 1), &header).expect("header");
+            let landed = point - HDR;
+            let mut tail = seal_bytes[..landed].to_vec();
+            if zeros {
+                tail.resize(SEAL, 0);
+            }
+            let mut f = OpenOptions::new()
+                .append(true)
+                .open(tmp.seg(newest))
+                .expect("open raw");
+            f.write_all(&tail).expect("partial seal");
+        }
+        let what = format!("seed {seed} point {point} zeros {zeros}");
+        let (mut wal, report, seen) =
+            open(tmp.path(), options.clone()).unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert_eq!(seen, durable, "{what}");
+        // What of the seal had landed (zeros included) is what was cut,
+        // unless all of it had: then the rotation was complete.
+        if point < HDR + SEAL {
+            let landed = match point.checked_sub(HDR) {
+                None => 0,
+                Some(_) if zeros => SEAL as u64,
+                Some(part) => part as u64,
+            };
+            let finished = report
+                .rotation_finished
+                .unwrap_or_else(|| panic!("{what}: the rotation is not finished"));
+            assert_eq!(
+                (finished.file, finished.offset, finished.bytes_dropped),
+                (tmp.seg(newest), before.len() as u64, landed),
+                "{what}"
+            );
+        } else {
+            assert_eq!(report.rotation_finished, None, "{what}");
+        }
+        let mut sealed = before.clone();
+        sealed.extend_from_slice(&seal_bytes);
+        assert_eq!(
+            std::fs::read(tmp.seg(newest)).expect("read"),
+            sealed,
+            "{what}: the rotation is finished"
+        );
+        assert_eq!(
+            std::fs::read(tmp.seg(newest + 1)).expect("read"),
+            header,
+            "{what}"
+        );
+        wal.append_batch(&[b"after crash"]).expect("append");
+        drop(wal);
+        durable.push(b"after crash".to_vec());
+        let (_, report, seen) = open(tmp.path(), options).expect("reopen");
+        assert_eq!(seen, durable, "{what}");
+        assert_eq!(report.torn_tail, None, "{what}");
+        assert!(report.skipped.is_empty(), "{what}");
     }
 }

@@ -10,8 +10,12 @@ use wal::{inspect_segment, InspectedEntry};
 /// of the header to end of file, and payload copies never exceed the input.
 fn check(data: &[u8], what: &str) -> Vec<InspectedEntry> {
     let found = inspect_segment(data);
-    let version1 = data.get(8..12) == Some(&[0, 0, 0, 1][..]);
-    let start = if version1 { 16 } else { 28 }.min(data.len()) as u64;
+    let start = match data.get(8..12) {
+        Some([0, 0, 0, 1]) => 16,
+        Some([0, 0, 0, 2]) => 28,
+        _ => 32,
+    }
+    .min(data.len()) as u64;
     let mut at = start;
     let mut payload_bytes = 0;
     for entry in &found.entries {
@@ -26,6 +30,10 @@ fn check(data: &[u8], what: &str) -> Vec<InspectedEntry> {
                 assert_eq!(payload.len(), *len as usize, "{what}");
                 payload_bytes += payload.len();
                 at += 8 + u64::from(*len);
+            }
+            InspectedEntry::Seal { offset, .. } => {
+                assert_eq!(*offset, at, "{what}");
+                at += 24;
             }
             InspectedEntry::Damage {
                 offset,

@@ -7,7 +7,7 @@ use std::io::Write;
 
 use common::{
     append_each, file_len, header, open, open_partial, segment_bytes, segment_numbers, skipping,
-    small, Rng, TempDir, HDR,
+    small, Rng, TempDir, HDR, SEAL,
 };
 use wal::{Options, TornTail, WalError, MAX_RECORD_BYTES};
 
@@ -166,12 +166,12 @@ fn torn_header_of_the_newest_segment_is_rewritten() {
         let tmp = TempDir::new("torn-header");
         let records = payloads(13, 6, 10, 10);
         {
-            let (mut wal, _, _) = open(tmp.path(), small(106)).expect("open");
+            let (mut wal, _, _) = open(tmp.path(), small(128)).expect("open");
             append_each(&mut wal, &records);
         }
         assert_eq!(segment_numbers(tmp.path()).last(), Some(&2), "test setup");
         fs::write(tmp.seg(3), &torn).expect("torn segment");
-        let (mut wal, report, seen) = open(tmp.path(), small(106)).expect("open");
+        let (mut wal, report, seen) = open(tmp.path(), small(128)).expect("open");
         assert_eq!(seen, records);
         assert_eq!(report.segments, 3);
         assert_eq!(
@@ -182,18 +182,26 @@ fn torn_header_of_the_newest_segment_is_rewritten() {
                 bytes_dropped: torn.len() as u64
             })
         );
-        assert_eq!(fs::read(tmp.seg(3)).expect("read"), header(3));
+        // Rewritten, continuing from the seal segment 2 gets now: the
+        // crash came while the log was moving to segment 3.
+        let two = fs::read(tmp.seg(2)).expect("read");
+        let (seal, crc) = common::seal(2, common::next_seed(&two[..two.len() - SEAL]), 3);
+        assert_eq!(two[two.len() - SEAL..], seal[..]);
+        assert_eq!(
+            fs::read(tmp.seg(3)).expect("read"),
+            common::header_v3(3, 0, 0, crc)
+        );
         wal.append_batch(&[b"into three"]).expect("append");
         drop(wal);
-        assert_eq!(file_len(&tmp.seg(3)), 28 + 8 + 10);
-        let (_, _, seen) = open(tmp.path(), small(106)).expect("reopen");
+        assert_eq!(file_len(&tmp.seg(3)), (HDR + 8 + 10) as u64);
+        let (_, _, seen) = open(tmp.path(), small(128)).expect("reopen");
         assert_eq!(seen.last().map(Vec::as_slice), Some(&b"into three"[..]));
     }
 }
 
 fn three_segments(tmp: &TempDir) -> Vec<Vec<u8>> {
     let records = payloads(14, 12, 20, 20);
-    let (mut wal, _, _) = open(tmp.path(), small(28 + 4 * 28)).expect("open");
+    let (mut wal, _, _) = open(tmp.path(), small(32 + 4 * 28 + 24)).expect("open");
     append_each(&mut wal, &records);
     assert_eq!(segment_numbers(tmp.path()), [1, 2, 3], "test setup");
     records
@@ -234,7 +242,7 @@ fn bad_headers_are_reported() {
     let mut bad_magic = header(2);
     bad_magic[0] = b'X';
     let mut bad_version = header(2);
-    bad_version[11] = 3;
+    bad_version[11] = 4;
     let wrong_number = header(7);
     let torn_not_newest = header(2)[..5].to_vec();
     for (what, bytes) in [
@@ -277,13 +285,13 @@ fn unreadable_segment_is_an_io_error_naming_it() {
 fn corruption_in_an_older_segment_fails_or_is_skipped() {
     let tmp = TempDir::new("corrupt-old");
     let records = three_segments(&tmp);
-    // Second record of segment 1: offset 28 + 28, payload byte 3.
+    // Second record of segment 1: offset 32 + 28, payload byte 3.
     let mut data = fs::read(tmp.seg(1)).expect("read");
-    data[28 + 28 + 8 + 3] ^= 0x10;
+    data[32 + 28 + 8 + 3] ^= 0x10;
     fs::write(tmp.seg(1), &data).expect("write");
 
     let (result, seen) = open_partial(tmp.path(), Options::default());
-    assert_eq!(expect_corrupt(result), (tmp.seg(1), 56));
+    assert_eq!(expect_corrupt(result), (tmp.seg(1), 60));
     assert_eq!(seen, records[..1]);
 
     let (mut wal, report, seen) = open(tmp.path(), skipping()).expect("skip_corrupt");
@@ -294,7 +302,7 @@ fn corruption_in_an_older_segment_fails_or_is_skipped() {
     let skipped = &report.skipped[0];
     assert_eq!(
         (skipped.file.clone(), skipped.offset, skipped.bytes),
-        (tmp.seg(1), 56, 28)
+        (tmp.seg(1), 60, 28)
     );
     assert!(skipped.to_string().contains("00000000000000000001.wal"));
     wal.append_batch(&[b"more"]).expect("append");
@@ -339,7 +347,7 @@ fn unparseable_newest_segment_moves_appends_to_a_fresh_segment() {
     fs::write(tmp.seg(1), &data).expect("write");
     assert_eq!(
         expect_corrupt(open(tmp.path(), Options::default())),
-        (tmp.seg(1), 41)
+        (tmp.seg(1), 45)
     );
 
     let (mut wal, report, seen) = open(tmp.path(), skipping()).expect("skip");
@@ -347,13 +355,17 @@ fn unparseable_newest_segment_moves_appends_to_a_fresh_segment() {
     assert_eq!(report.skipped.len(), 1);
     assert_eq!(
         (report.skipped[0].offset, report.skipped[0].bytes),
-        (41, 26)
+        (45, 26)
     );
     assert_eq!(segment_numbers(tmp.path()), [1, 2]);
     assert_eq!(
         file_len(&tmp.seg(1)),
         data.len() as u64,
         "damaged bytes are kept"
+    );
+    assert_eq!(
+        wal.total_bytes(),
+        file_len(&tmp.seg(1)) + file_len(&tmp.seg(2))
     );
     wal.append_batch(&[b"fresh"]).expect("append");
     drop(wal);
@@ -362,6 +374,6 @@ fn unparseable_newest_segment_moves_appends_to_a_fresh_segment() {
     // Without skip_corrupt the damage still stops the open.
     assert_eq!(
         expect_corrupt(open(tmp.path(), Options::default())),
-        (tmp.seg(1), 41)
+        (tmp.seg(1), 45)
     );
 }

@@ -72,10 +72,16 @@ impl Rng {
     }
 }
 
-/// Bytes of a version 2 segment header.
-pub const HDR: usize = 28;
+/// Bytes of a version 3 segment header.
+pub const HDR: usize = 32;
 
-/// A version 2 record, its CRC seeded with `seed` (written independently of
+/// Bytes of a version 2 segment header.
+pub const HDR_V2: usize = 28;
+
+/// Bytes of a seal.
+pub const SEAL: usize = 24;
+
+/// A version 2 or 3 record, its CRC seeded with `seed` (written independently of
 /// the crate). Returns the bytes and the record's CRC, the next seed.
 pub fn encode_seeded(seed: u32, payload: &[u8]) -> (Vec<u8>, u32) {
     let len = (payload.len() as u32).to_be_bytes();
@@ -106,7 +112,8 @@ pub fn encode_v1(payload: &[u8]) -> Vec<u8> {
     encode_seeded(0, payload).0
 }
 
-fn header_v2(n: u32, kind: u32, count: u32) -> Vec<u8> {
+/// The documented version 2 header (`kind` 0 log, 1 checkpoint).
+pub fn header_v2(n: u32, kind: u32, count: u32) -> Vec<u8> {
     let mut out = b"RKVWAL\r\n".to_vec();
     out.extend_from_slice(&2u32.to_be_bytes());
     out.extend_from_slice(&n.to_be_bytes());
@@ -117,19 +124,59 @@ fn header_v2(n: u32, kind: u32, count: u32) -> Vec<u8> {
     out
 }
 
-/// The documented version 2 header of log segment `n`.
+/// The documented version 3 header: version 2's fields, then the chain
+/// value the segment continues from, then the CRC of the 28 bytes before.
+pub fn header_v3(n: u32, kind: u32, count: u32, continues: u32) -> Vec<u8> {
+    let mut out = b"RKVWAL\r\n".to_vec();
+    out.extend_from_slice(&3u32.to_be_bytes());
+    out.extend_from_slice(&n.to_be_bytes());
+    out.extend_from_slice(&kind.to_be_bytes());
+    out.extend_from_slice(&count.to_be_bytes());
+    out.extend_from_slice(&continues.to_be_bytes());
+    let crc = crc32fast::hash(&out);
+    out.extend_from_slice(&crc.to_be_bytes());
+    out
+}
+
+/// The documented version 3 header of log segment `n`, continuing nothing.
 pub fn header(n: u32) -> Vec<u8> {
-    header_v2(n, 0, 0)
+    header_v3(n, 0, 0, 0)
 }
 
-/// The documented version 2 header of a checkpoint segment of `count` records.
+/// The documented version 3 header of a checkpoint segment of `count`
+/// records, continuing from chain value `continues`.
+pub fn checkpoint_header_after(n: u32, count: u32, continues: u32) -> Vec<u8> {
+    header_v3(n, 1, count, continues)
+}
+
+/// The documented version 3 header of a checkpoint segment of `count`
+/// records, continuing nothing.
 pub fn checkpoint_header(n: u32, count: u32) -> Vec<u8> {
-    header_v2(n, 1, count)
+    checkpoint_header_after(n, count, 0)
 }
 
-/// The seed of the first record after `header` (its CRC field).
+/// The seed of the first record after a version 2 or 3 `header` (its CRC
+/// field, the last four bytes).
 pub fn header_seed(header: &[u8]) -> u32 {
-    u32::from_be_bytes(header[24..28].try_into().expect("4 bytes"))
+    let len = if header[11] == 2 { HDR_V2 } else { HDR };
+    u32::from_be_bytes(header[len - 4..len].try_into().expect("4 bytes"))
+}
+
+/// The documented seal of a segment holding `records` records that end
+/// with chain value `chain`, followed by segment `next`; returns its bytes
+/// and its CRC (the chain value the next segment continues from).
+pub fn seal(records: u64, chain: u32, next: u32) -> (Vec<u8>, u32) {
+    let mut body = records.to_be_bytes().to_vec();
+    body.extend_from_slice(&chain.to_be_bytes());
+    body.extend_from_slice(&next.to_be_bytes());
+    let mut hasher = crc32fast::Hasher::new_with_initial(chain);
+    hasher.update(&[0xFF; 4]);
+    hasher.update(&body);
+    let crc = hasher.finalize();
+    let mut out = vec![0xFF; 4];
+    out.extend_from_slice(&crc.to_be_bytes());
+    out.extend_from_slice(&body);
+    (out, crc)
 }
 
 /// The documented version 1 header (16 bytes).
@@ -140,9 +187,18 @@ pub fn header_v1(n: u32) -> Vec<u8> {
     out
 }
 
-/// A whole version 2 log segment holding `payloads`.
+/// A whole version 3 log segment holding `payloads`, unsealed, continuing
+/// nothing (segment 1 of a log, or its newest segment after a checkpoint).
 pub fn segment_bytes(n: u32, payloads: &[Vec<u8>]) -> Vec<u8> {
     let mut out = header(n);
+    let (records, _) = encode_chain(header_seed(&out), payloads);
+    out.extend_from_slice(&records);
+    out
+}
+
+/// A whole version 2 log segment holding `payloads`.
+pub fn segment_bytes_v2(n: u32, payloads: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = header_v2(n, 0, 0);
     let (records, _) = encode_chain(header_seed(&out), payloads);
     out.extend_from_slice(&records);
     out
@@ -157,11 +213,11 @@ pub fn segment_bytes_v1(n: u32, payloads: &[Vec<u8>]) -> Vec<u8> {
     out
 }
 
-/// The seed an append would use after the intact version 2 segment `data`:
-/// the CRC field of its last record, or its header CRC.
+/// The seed an append would use after the intact, unsealed version 2 or 3
+/// segment `data`: the CRC field of its last record, or its header CRC.
 pub fn next_seed(data: &[u8]) -> u32 {
     let mut seed = header_seed(data);
-    let mut off = HDR;
+    let mut off = if data[11] == 2 { HDR_V2 } else { HDR };
     while off + 8 <= data.len() {
         let len = u32::from_be_bytes(data[off..off + 4].try_into().expect("4")) as usize;
         seed = u32::from_be_bytes(data[off + 4..off + 8].try_into().expect("4"));
