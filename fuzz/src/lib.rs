@@ -74,6 +74,17 @@ pub fn check_envelope(envelope: &Envelope) {
             check_level(request.consistency);
         }
         Some(Body::Inspect(request)) => check_key(request.key),
+        Some(Body::Cas(request)) => {
+            check_key(request.key);
+            check_value(&request.value);
+        }
+        Some(Body::PaxosPrepare(prepare)) => check_key(prepare.key),
+        Some(Body::PaxosPropose(propose)) => {
+            check_key(propose.key);
+            if let Some(proposal) = &propose.proposal {
+                check_value(&proposal.value);
+            }
+        }
         Some(Body::ReplicaRead(request)) => check_key(request.key),
         Some(Body::ReplicaWrite(write)) => {
             check_key(write.key);
@@ -127,14 +138,14 @@ fn check_key(key: Option<u32>) {
     }
 }
 
-/// A level check accepts exactly ONE, QUORUM and ALL.
+/// A level check accepts exactly ONE, QUORUM, ALL and SERIAL.
 fn check_level(level: i32) {
     match Consistency::from_wire(level) {
         Ok(accepted) => {
-            assert!((1..=3).contains(&level), "level {level} was accepted");
+            assert!((1..=4).contains(&level), "level {level} was accepted");
             assert_eq!(accepted as i32, level);
         }
-        Err(_) => assert!(!(1..=3).contains(&level), "level {level} was refused"),
+        Err(_) => assert!(!(1..=4).contains(&level), "level {level} was refused"),
     }
 }
 

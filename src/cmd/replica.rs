@@ -348,6 +348,9 @@ fn log_replay(report: &OpenReport, took: Duration) {
     if let Some(incomplete) = &report.replay.incomplete_checkpoint {
         crate::warn!("{incomplete}");
     }
+    if let Some(rotation) = &report.replay.rotation_finished {
+        crate::warn!("{rotation}");
+    }
     let from = match report.replay.checkpoint {
         Some(checkpoint) => format!(
             " (from the checkpoint of {} keys in segment {}{})",
