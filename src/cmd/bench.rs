@@ -43,6 +43,9 @@ pub struct BenchArgs {
     /// share of requests that are gets, 0.0 (all puts) to 1.0 (all gets) (default 0.5)
     #[argh(option, default = "0.5")]
     pub reads: f64,
+    /// share of requests, 0.0 to 1.0, that are a compare-and-set from the value the worker last saw for the key (it learns the current one from a NOT APPLIED); taken from the writes (default 0)
+    #[argh(option, default = "0.0")]
+    pub cas: f64,
     /// bytes per value (default 16)
     #[argh(option, default = "16")]
     pub value_bytes: usize,
@@ -119,6 +122,11 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
     let secret = crate::ops::secret::load_given(args.secret_file.as_deref())?;
     if !(0.0..=1.0).contains(&args.reads) {
         return Err("--reads is a share between 0.0 and 1.0".into());
+    }
+    if !(0.0..=1.0).contains(&args.cas) || args.cas + args.reads > 1.0 {
+        return Err(
+            "--cas is a share between 0.0 and 1.0, and --reads plus --cas is at most 1.0".into(),
+        );
     }
     if args.connections == 0 || args.pipeline == 0 {
         return Err("--connections and --pipeline must be at least 1".into());
@@ -252,7 +260,7 @@ fn print_report(args: &BenchArgs, report: &WorkerReport, elapsed: Duration, tota
         return;
     }
     println!(
-        "{} {} x{} conns x{} pipeline, reads {:.0}%, {} B values: {ops_per_sec:.0} ops/s over {:.1} s ({total} requests)",
+        "{} {} x{} conns x{} pipeline, reads {:.0}%, cas {:.0}%, {} B values: {ops_per_sec:.0} ops/s over {:.1} s ({total} requests)",
         args.consistency,
         match args.keys {
             KeyChoice::Uniform => "uniform",
@@ -261,6 +269,7 @@ fn print_report(args: &BenchArgs, report: &WorkerReport, elapsed: Duration, tota
         args.connections,
         args.pipeline,
         args.reads * 100.0,
+        args.cas * 100.0,
         args.value_bytes,
         elapsed.as_secs_f64()
     );
@@ -295,6 +304,9 @@ async fn work(worker_id: u64, client: &Client, shared: &Shared, args: &BenchArgs
     let mut random = worker_id.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
     let mut n = 0u64;
     let read_threshold = (args.reads * u32::MAX as f64) as u64;
+    let cas_threshold = ((args.reads + args.cas) * u32::MAX as f64) as u64;
+    // What this worker last saw of each key, for its cas.
+    let mut last_seen: Vec<Option<String>> = vec![None; 256];
     while !shared.stop.load(Ordering::Relaxed) {
         let measuring = shared.measuring.load(Ordering::Relaxed);
         if measuring {
@@ -310,10 +322,27 @@ async fn work(worker_id: u64, client: &Client, shared: &Shared, args: &BenchArgs
             KeyChoice::Hot if random % 10 < 8 => ((random >> 8) % 16) * 16,
             KeyChoice::Hot => (random >> 8) % 256,
         } as u32;
-        let read = (random >> 32) & 0xffff_ffff < read_threshold;
+        let draw = (random >> 32) & 0xffff_ffff;
+        let read = draw < read_threshold;
+        let cas = !read && draw < cas_threshold;
         n += 1;
         let began = Instant::now();
-        let outcome = if read {
+        let outcome = if cas {
+            let value = padded(format!("k{key}-{worker_id}-{n}"), args.value_bytes);
+            let expected = last_seen[key as usize].take();
+            match client.cas(key, expected.as_deref(), &value).await {
+                Ok(reply) if reply.applied => {
+                    last_seen[key as usize] = Some(value);
+                    Ok(())
+                }
+                // Not applied is an answer, not an error: learn the value.
+                Ok(reply) => {
+                    last_seen[key as usize] = reply.current.map(|v| v.value);
+                    Ok(())
+                }
+                Err(error) => Err(error.kind.as_str().to_string()),
+            }
+        } else if read {
             match client.get(key, args.consistency).await {
                 Ok(Some(version)) if !version.value.starts_with(&format!("k{key}-")) => {
                     Err("WRONG_KEY".to_string())
