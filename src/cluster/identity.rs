@@ -107,7 +107,7 @@ impl Identity {
     /// one on a first start or when the log is gone. A directory of another
     /// cluster or replica is refused with one line saying what to do.
     pub fn open(data_dir: &Path, ring: &Ring, id: ReplicaId) -> Result<(Identity, Origin), String> {
-        crate::storage::durable::create_durable_dir(data_dir)
+        wal::create_durably(data_dir)
             .map_err(|e| format!("cannot create {}: {e}", data_dir.display()))?;
         let has_log = log_present(&data_dir.join("wal"))?;
         let (identity, origin) = match Identity::read(data_dir)? {

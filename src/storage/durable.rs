@@ -172,7 +172,7 @@ impl LocalReplica {
         checkpoint_bytes: u64,
         metrics: Arc<Metrics>,
     ) -> Result<(LocalReplica, OpenReport), String> {
-        create_durable_dir(data_dir)
+        wal::create_durably(data_dir)
             .map_err(|e| format!("cannot create {}: {e}", data_dir.display()))?;
         let wal_dir = data_dir.join("wal");
         let store = Arc::new(Store::new());
@@ -344,30 +344,6 @@ impl LocalReplica {
     pub fn wal_bytes(&self) -> u64 {
         self.wal_bytes.load(Ordering::Relaxed)
     }
-}
-
-/// Creates a directory and any missing parents, fsyncing each parent after
-/// its new entry appears: on a first start, the logs' files must not vanish
-/// in a crash along with a directory entry that never reached the disk.
-pub fn create_durable_dir(dir: &Path) -> std::io::Result<()> {
-    let mut missing = Vec::new();
-    let mut cursor = Some(dir);
-    while let Some(path) = cursor.filter(|p| !p.as_os_str().is_empty() && !p.is_dir()) {
-        missing.push(path);
-        cursor = path.parent();
-    }
-    for path in missing.into_iter().rev() {
-        match std::fs::create_dir(path) {
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            created => created?,
-        }
-        let parent = path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        std::fs::File::open(parent)?.sync_all()?;
-    }
-    Ok(())
 }
 
 /// Encodes a write as the payload of one WAL record.
@@ -543,20 +519,5 @@ fn checkpoint(log: &mut wal::Wal, store: &Store, paxos: &PaxosStore) -> bool {
             );
             std::process::exit(EXIT_WAL_FAILED);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_missing_data_directory_is_created_with_its_parents() {
-        let root = std::env::temp_dir().join(format!("ringkv-durable-dir-{}", std::process::id()));
-        let nested = root.join("a/b/data");
-        create_durable_dir(&nested).expect("create");
-        assert!(nested.is_dir());
-        create_durable_dir(&nested).expect("an existing directory is fine");
-        let _ = std::fs::remove_dir_all(&root);
     }
 }

@@ -8,7 +8,6 @@ use std::fs::{self, File, OpenOptions, TryLockError};
 use std::path::Path;
 
 use crate::error::WalError;
-use crate::segment;
 
 /// Name of the lock file inside the WAL directory.
 pub const LOCK_FILE: &str = "LOCK";
@@ -23,18 +22,35 @@ pub(crate) fn sync(dir: &Path) -> Result<(), WalError> {
 
 /// Creates `dir` if missing, and makes its entry durable in the parent.
 pub(crate) fn create(dir: &Path) -> Result<(), WalError> {
-    if dir.is_dir() {
-        return Ok(());
+    create_durably(dir).map_err(|e| WalError::io(dir, e))
+}
+
+/// Creates a directory and any missing parents, syncing each parent after
+/// its new entry appears: on a first start, files made inside must not
+/// vanish in a crash along with a directory entry that never reached the
+/// disk. The one way this crate and its users create directories.
+pub fn create_durably(dir: &Path) -> std::io::Result<()> {
+    let mut missing = Vec::new();
+    let mut cursor = Some(dir);
+    while let Some(path) = cursor.filter(|p| !p.as_os_str().is_empty() && !p.is_dir()) {
+        missing.push(path);
+        cursor = path.parent();
     }
-    fs::create_dir_all(dir).map_err(|e| WalError::io(dir, e))?;
-    // Which directory gets fsynced is visible only across a power loss: a
-    // test can check that a relative path's empty parent is not opened
-    // (the guard made `true`), not that the real parent is synced rather
-    // than "." (the guard made `false`, a mutant no test here can catch).
-    match dir.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => sync(parent),
-        _ => sync(Path::new(".")),
+    for path in missing.into_iter().rev() {
+        match fs::create_dir(path) {
+            // Made meanwhile by someone else: fine, if it is a directory.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && path.is_dir() => {}
+            created => created?,
+        }
+        // Which directory gets synced is visible only across a power loss:
+        // a relative path's empty parent is ".".
+        let parent = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        fs::File::open(parent)?.sync_all()?;
     }
+    Ok(())
 }
 
 /// Takes the exclusive advisory lock on `dir/LOCK`; the returned file holds
@@ -64,7 +80,7 @@ pub(crate) fn segment_numbers(dir: &Path) -> Result<Vec<u32>, WalError> {
     for entry in entries {
         let entry = entry.map_err(|e| WalError::io(dir, e))?;
         let name = entry.file_name();
-        let Some(number) = name.to_str().and_then(segment::parse_file_name) else {
+        let Some(number) = name.to_str().and_then(parse_file_name) else {
             continue;
         };
         match u32::try_from(number) {
@@ -79,6 +95,22 @@ pub(crate) fn segment_numbers(dir: &Path) -> Result<Vec<u32>, WalError> {
     }
     numbers.sort_unstable();
     Ok(numbers)
+}
+
+/// `{number:020}.wal`.
+pub(crate) fn file_name(number: u32) -> String {
+    format!("{number:020}.wal")
+}
+
+/// The segment number if `name` has the segment pattern (20 ASCII digits
+/// then `.wal`); `None` for any other file, which the WAL ignores.
+pub(crate) fn parse_file_name(name: &str) -> Option<u64> {
+    let digits = name.strip_suffix(".wal")?;
+    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    // 20 digits can exceed u64 (max is 18446744073709551615).
+    digits.parse::<u64>().ok().or(Some(u64::MAX))
 }
 
 #[cfg(test)]
@@ -152,5 +184,15 @@ mod tests {
         let _held = lock(&dir).expect("lock");
         assert!(matches!(lock(&dir), Err(WalError::Locked { .. })));
         fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    #[test]
+    fn a_missing_directory_is_created_with_its_parents_and_an_existing_one_is_fine() {
+        let root = std::env::temp_dir().join(format!("wal-create-durably-{}", std::process::id()));
+        let nested = root.join("a/b/data");
+        create_durably(&nested).expect("create");
+        assert!(nested.is_dir());
+        create_durably(&nested).expect("an existing directory is fine");
+        let _ = fs::remove_dir_all(&root);
     }
 }

@@ -93,7 +93,7 @@ pub enum InspectedEntry {
 /// number in `1..=u32::MAX`), so a tool can list a WAL directory in order;
 /// `None` for any other name.
 pub fn segment_number_from_name(name: &str) -> Option<u32> {
-    segment::parse_file_name(name)
+    crate::dir::parse_file_name(name)
         .and_then(|n| u32::try_from(n).ok())
         .filter(|&n| n > 0)
 }

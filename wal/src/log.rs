@@ -10,32 +10,11 @@ use std::path::{Path, PathBuf};
 use crate::dir;
 use crate::error::{ReplayReport, WalError};
 use crate::fault;
+use crate::options::Options;
 use crate::record::{self, MAX_RECORD_BYTES};
 use crate::replay::{self, AppendAt};
 use crate::seal::{Seal, SEAL_LEN};
 use crate::segment::{self, Kind};
-
-/// Tuning knobs for [`Wal::open`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Options {
-    /// A segment is closed and a new one started when the next batch would
-    /// push it past this many bytes (header included). A batch is never
-    /// split, so a segment holding a single oversized batch can exceed it.
-    pub segment_max_bytes: u64,
-    /// Replay past corrupt records instead of failing, listing each skipped
-    /// region in [`ReplayReport::skipped`]. For operator-driven recovery only:
-    /// skipped records are lost.
-    pub skip_corrupt: bool,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Options {
-            segment_max_bytes: 64 * 1024 * 1024,
-            skip_corrupt: false,
-        }
-    }
-}
 
 /// An open, locked write-ahead log, positioned to append at the end of its
 /// newest segment.

@@ -13,7 +13,7 @@ use crate::dir;
 use crate::error::{
     CheckpointStart, Corruption, IncompleteCheckpoint, ReplayReport, TornTail, WalError,
 };
-use crate::log::Options;
+use crate::options::Options;
 use crate::record::{self, Chain, Damage, RECORD_HEADER_LEN};
 use crate::seal::{self, Seal, SEAL_LEN};
 use crate::segment::{self, Header, HeaderCheck, Kind, FORMAT_VERSION_1, SCAN_AHEAD_BUDGET};
@@ -164,7 +164,7 @@ pub(crate) fn recover(
                     format!(
                         "segment {next} ({}) is missing: segment {number} is sealed at offset {} \
                          and names {next} as its successor, so the records written there are lost",
-                        segment::file_name(next),
+                        crate::dir::file_name(next),
                         found.offset
                     ),
                 )?;

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use byteorder::{BigEndian, ByteOrder};
 
+use crate::dir::file_name;
 use crate::error::WalError;
 use crate::record::{Chain, MAX_RECORD_BYTES};
 
@@ -55,22 +56,6 @@ const KIND_CHECKPOINT: u32 = 1;
 /// treated as corruption rather than a torn tail. (Tests use less: a
 /// mutant of this product, 64 MiB + 4, is caught only past 64 MiB.)
 pub(crate) const SCAN_AHEAD_BUDGET: usize = 4 * MAX_RECORD_BYTES;
-
-/// `{number:020}.wal`.
-pub(crate) fn file_name(number: u32) -> String {
-    format!("{number:020}.wal")
-}
-
-/// The segment number if `name` has the segment pattern (20 ASCII digits
-/// then `.wal`); `None` for any other file, which the WAL ignores.
-pub(crate) fn parse_file_name(name: &str) -> Option<u64> {
-    let digits = name.strip_suffix(".wal")?;
-    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    // 20 digits can exceed u64 (max is 18446744073709551615).
-    digits.parse::<u64>().ok().or(Some(u64::MAX))
-}
 
 /// What a segment starts with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -428,6 +413,7 @@ pub(crate) fn remove(dir: &Path, number: u32) -> Result<(), WalError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dir::parse_file_name;
 
     /// The README's example, computed independently (Python's zlib.crc32).
     const README_HEADER_CRC: [u8; 4] = [0x45, 0x94, 0xD5, 0x17];
