@@ -130,6 +130,9 @@ fn a_rebuild_interrupted_by_a_crash_resumes() {
     });
     cluster.kill(1);
     cluster.spawn(1);
+    // Its peers see it up from its hello, before its port opens: ask it
+    // only once it answers.
+    cluster.wait_for_view(1, 2, true);
     cluster.wait_for_view(3, 1, true);
     assert_eq!(state_of(&cluster, 1), DataState::Rebuilding);
     let error = cluster
