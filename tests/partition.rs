@@ -630,8 +630,11 @@ fn run_fault<F>(
         keys.iter().all(|k| !written.contains(k)),
         "the history's keys must be fresh"
     );
+    // The last two keys of each history are compare-and-set registers:
+    // written only by cas and read at SERIAL.
     let workload = Workload {
         keys: keys.to_vec(),
+        cas_keys: keys[keys.len() - 2..].to_vec(),
         duration: HISTORY_LENGTH,
         ..Workload::new(addrs.to_vec())
     };
@@ -692,7 +695,7 @@ fn partitions() {
     let isolated = 1;
     run_fault(
         "replica 1 cut off",
-        &[10, 70, 130, 200, 250, 63],
+        &[10, 70, 130, 200, 250, 63, 11, 131],
         &[isolated],
         &mut net,
         &config,
@@ -704,7 +707,7 @@ fn partitions() {
     );
     run_fault(
         "a 2+2 split",
-        &[12, 76, 140, 204, 252, 60],
+        &[12, 76, 140, 204, 252, 60, 13, 141],
         &[2, 3],
         &mut net,
         &config,

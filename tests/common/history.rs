@@ -55,6 +55,9 @@ pub struct Workload {
     /// Percentage of writes that are compare-and-sets from the value the
     /// client last saw for the key, rather than puts or deletes.
     pub cas_percent: u32,
+    /// Keys written only by cas and read only at SERIAL, whatever the
+    /// other knobs say: a history may hold registers of both kinds.
+    pub cas_keys: Vec<u32>,
     /// How long a client waits for an answer before the op counts as
     /// indeterminate; longer than the replicas' own request timeouts.
     pub client_timeout: Duration,
@@ -76,6 +79,7 @@ impl Workload {
             level: Consistency::Quorum,
             get_level: None,
             cas_percent: 0,
+            cas_keys: Vec::new(),
             client_timeout: Duration::from_secs(4),
             seed: 1,
         }
@@ -205,7 +209,8 @@ async fn run_client(workload: Workload, id: usize, origin: Instant) -> ClientOut
     while origin.elapsed() < workload.duration {
         let key = workload.keys[random.below(workload.keys.len() as u64) as usize];
         let writing = random.below(100) < u64::from(workload.put_percent);
-        if writing && random.below(100) < u64::from(workload.cas_percent) {
+        let cas_key = workload.cas_keys.contains(&key);
+        if writing && (cas_key || random.below(100) < u64::from(workload.cas_percent)) {
             puts += 1;
             let value = format!("c{id}-{puts}");
             let expected = last_seen.get(&key).cloned().flatten();
@@ -285,9 +290,12 @@ async fn run_client(workload: Workload, id: usize, origin: Instant) -> ClientOut
             ret.is_none()
         } else {
             let call = micros();
-            let result = client
-                .get(key, workload.get_level.unwrap_or(workload.level))
-                .await;
+            let level = if cas_key {
+                Consistency::Serial
+            } else {
+                workload.get_level.unwrap_or(workload.level)
+            };
+            let result = client.get(key, level).await;
             let ret = micros();
             match result {
                 Ok(found) => {
