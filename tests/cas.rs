@@ -341,3 +341,36 @@ fn a_history_of_cas_with_quorum_gets_is_linearizable() {
     let history = history::record(&workload);
     check("cas and QUORUM gets", &history);
 }
+
+#[test]
+fn cas_and_plain_puts_in_turn_see_each_other_even_with_a_clock_behind() {
+    // Replica 2's clock runs 300 ms behind: its stamps are the oldest.
+    let cluster = Cluster::start_with_clock_offsets(4, &[(2, -300)]);
+    for i in 0..12usize {
+        let (a, b, c, d) = (i % 4, (i + 1) % 4, (i + 2) % 4, (i + 3) % 4);
+        let key = 10;
+        // A put acknowledged before a cas starts is what the cas sees...
+        cluster
+            .put(a, key, &format!("put-{i}"), Consistency::Quorum)
+            .expect("put");
+        let reply = rt::block_on(cluster.client(b).cas(
+            key,
+            Some(&format!("put-{i}")),
+            &format!("cas-{i}"),
+        ))
+        .expect("cas");
+        assert!(reply.applied, "round {i}: {reply:?}");
+        // ...and a put acknowledged after a cas answered is never shadowed
+        // by it, whichever clock stamped either.
+        cluster
+            .put(c, key, &format!("after-{i}"), Consistency::Quorum)
+            .expect("put");
+        for level in [Consistency::Quorum, Consistency::Serial] {
+            assert_eq!(
+                cluster.get(d, key, level).expect("get"),
+                Some(format!("after-{i}")),
+                "round {i}, {level:?} through {d}"
+            );
+        }
+    }
+}

@@ -695,7 +695,7 @@ fn partitions() {
     let isolated = 1;
     run_fault(
         "replica 1 cut off",
-        &[10, 70, 130, 200, 250, 63, 11, 131],
+        &[10, 70, 130, 200, 250, 63, 1, 129],
         &[isolated],
         &mut net,
         &config,
@@ -707,7 +707,7 @@ fn partitions() {
     );
     run_fault(
         "a 2+2 split",
-        &[12, 76, 140, 204, 252, 60, 13, 141],
+        &[12, 76, 140, 204, 252, 60, 6, 134],
         &[2, 3],
         &mut net,
         &config,
