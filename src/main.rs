@@ -7,8 +7,11 @@ use ringkv::cmd;
 /// ringkv: a small Cassandra-style replicated key-value store.
 #[derive(FromArgs)]
 struct Ringkv {
+    /// print the version (and the git commit it was built from) and exit
+    #[argh(switch)]
+    version: bool,
     #[argh(subcommand)]
-    command: Subcommand,
+    command: Option<Subcommand>,
 }
 
 #[derive(FromArgs)]
@@ -24,8 +27,17 @@ enum Subcommand {
 }
 
 fn main() {
+    quiet_on_a_closed_stdout();
     let args: Ringkv = parse_args();
-    let outcome = match args.command {
+    if args.version {
+        println!("{}", version());
+        return;
+    }
+    let Some(command) = args.command else {
+        eprintln!("ringkv: name a subcommand; run ringkv --help for the list");
+        std::process::exit(1);
+    };
+    let outcome = match command {
         Subcommand::Replica(args) => cmd::replica::run(args),
         Subcommand::Client(args) => cmd::client::run(args),
         Subcommand::Status(args) => cmd::status::run(args),
@@ -40,6 +52,36 @@ fn main() {
     }
 }
 
+/// `ringkv 0.1.0 (commit 0123456789ab)`, the commit when built from a checkout.
+fn version() -> String {
+    let commit = env!("RINGKV_GIT_COMMIT");
+    if commit.is_empty() {
+        format!("ringkv {}", env!("CARGO_PKG_VERSION"))
+    } else {
+        format!("ringkv {} (commit {commit})", env!("CARGO_PKG_VERSION"))
+    }
+}
+
+/// Output piped into a reader that stops early (`ringkv status | head -1`)
+/// ends the program quietly with status 0, as Unix tools do, instead of a
+/// panic: Rust ignores SIGPIPE, so the failed write surfaces as a panic
+/// from `println!`, which this hook recognises and turns into an exit.
+fn quiet_on_a_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if message.contains("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        default(info);
+    }));
+}
+
 /// argh reads a lone `-` as an unknown flag, but `ringkv dump --frames -`
 /// means standard input, as it does for most Unix tools: it is passed on as
 /// `/dev/stdin`, which is what it names.
@@ -52,6 +94,9 @@ fn parse_args() -> Ringkv {
         .map(|arg| {
             if dumping && arg == "-" {
                 "/dev/stdin"
+            } else if arg == "-h" {
+                // `-h` beside `--help`, as most tools have.
+                "--help"
             } else {
                 arg.as_str()
             }
@@ -63,10 +108,13 @@ fn parse_args() -> Ringkv {
         Err(early_exit) => {
             let failed = early_exit.status.is_err();
             if failed {
-                eprintln!(
-                    "{}\nRun {command} --help for more information.",
-                    early_exit.output
-                );
+                // Point at the subcommand's own help when one was named.
+                let subcommand = args.iter().find(|arg| !arg.starts_with('-'));
+                let help = match subcommand {
+                    Some(name) => format!("{command} {name} --help"),
+                    None => format!("{command} --help"),
+                };
+                eprintln!("{}\nRun {help} for more information.", early_exit.output);
             } else {
                 println!("{}", early_exit.output);
             }

@@ -56,14 +56,15 @@ pub fn run(args: EncodeArgs) -> Result<(), String> {
         args.lines
     };
     let frames = encode_lines(&lines, args.first_request_id, args.consistency)?;
-    for frame in frames {
-        stdout
-            .write_all(&frame)
-            .map_err(|e| format!("cannot write to standard output: {e}"))?;
+    let written = frames
+        .iter()
+        .try_for_each(|frame| stdout.write_all(frame))
+        .and_then(|()| stdout.flush());
+    match written {
+        // A reader that stopped early (`| head -c`) ends it quietly.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other.map_err(|e| format!("cannot write to standard output: {e}")),
     }
-    stdout
-        .flush()
-        .map_err(|e| format!("cannot write to standard output: {e}"))
 }
 
 /// The frames for `lines`, numbered from `first_request_id`.
