@@ -79,3 +79,41 @@ fn a_reader_that_stops_early_ends_the_output_quietly() {
     assert!(status.success(), "{status:?}: {stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+#[test]
+fn encode_stops_at_quit_and_skips_help_so_a_console_script_pipes_through() {
+    let mut encode = ringkv()
+        .arg("encode")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("encode");
+    encode
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"put 1 a\nhelp\nget 1\nquit\nput 2 b\n")
+        .expect("feed");
+    let out = encode.wait_with_output().expect("encode");
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("'help' is for the console"));
+    let mut dump = ringkv()
+        .args(["dump", "--frames", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("dump");
+    dump.stdin
+        .take()
+        .expect("stdin")
+        .write_all(&out.stdout)
+        .expect("feed");
+    let shown = String::from_utf8_lossy(&dump.wait_with_output().expect("dump").stdout).to_string();
+    let frames: Vec<&str> = shown.lines().collect();
+    assert_eq!(frames.len(), 2, "{shown}");
+    assert!(
+        frames[0].contains("put") && frames[1].contains("get"),
+        "{shown}"
+    );
+}

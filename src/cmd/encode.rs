@@ -102,12 +102,15 @@ pub fn encode_lines(
                     value,
                 }),
                 Command::Where(key) => Body::Inspect(InspectRequest { key: Some(key) }),
-                Command::Help | Command::Quit => {
-                    return Err(format!(
-                        "line {}: '{}' is a console command, not a request",
-                        number + 1,
-                        line.trim()
-                    ))
+                // A console script pipes through as it is: `quit` ends it,
+                // as it ends the console, and `help` asks for nothing.
+                Command::Quit => break,
+                Command::Help => {
+                    eprintln!(
+                        "ringkv encode: line {}: 'help' is for the console; skipped",
+                        number + 1
+                    );
+                    continue;
                 }
             };
         frames.push(encode_frame(&Envelope {
