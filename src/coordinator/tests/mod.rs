@@ -10,6 +10,7 @@
 //! first) and key 200 on 3, 0, 1. The coordinator is replica 3 unless a
 //! test says otherwise, so for key 10 every replica is a remote one.
 
+mod cluster_link;
 mod fan_out;
 mod reads;
 mod repairs;
