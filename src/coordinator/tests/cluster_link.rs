@@ -32,8 +32,8 @@ impl Drop for Dir {
     }
 }
 
-/// Replica 0's link, and its hints.
-fn replica_0(name: &str) -> (Dir, ClusterLink, Arc<Hints>) {
+/// Replica 0's link, its hints and its peers.
+fn replica_0(name: &str) -> (Dir, ClusterLink, Arc<Hints>, Arc<Peers>) {
     let dir =
         std::env::temp_dir().join(format!("ringkv-cluster-link-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -54,10 +54,16 @@ fn replica_0(name: &str) -> (Dir, ClusterLink, Arc<Hints>) {
     .expect("a new hints log");
     let (identity, _) = Identity::open(&dir, &ring, 0).expect("a new identity");
     let membership = Membership::open(&dir, ring.clone(), 0, identity).expect("membership");
-    let peers = Peers::new(&ring, 0, PeerTiming::default(), None, Arc::new(membership));
+    let peers = Arc::new(Peers::new(
+        &ring,
+        0,
+        PeerTiming::default(),
+        None,
+        Arc::new(membership),
+    ));
     let hints = Arc::new(hints);
-    let link = ClusterLink::new(0, Arc::new(local), Arc::new(peers), hints.clone());
-    (Dir(dir), link, hints)
+    let link = ClusterLink::new(0, Arc::new(local), peers.clone(), hints.clone());
+    (Dir(dir), link, hints, peers)
 }
 
 fn write(value: &str, timestamp: u64, of: WriteOf) -> ReplicaAsk {
@@ -66,7 +72,7 @@ fn write(value: &str, timestamp: u64, of: WriteOf) -> ReplicaAsk {
 
 #[test]
 fn its_own_copy_is_written_read_and_digested() {
-    let (_dir, link, _) = replica_0("own");
+    let (_dir, link, _, _) = replica_0("own");
     let stamp = wall_micros();
     rt::block_on(async {
         let ack = link.ask(0, write("v", stamp, WriteOf::Client), WAIT).await;
@@ -86,7 +92,7 @@ fn its_own_copy_is_written_read_and_digested() {
 
 #[test]
 fn its_own_copy_answers_an_older_client_write_stale_but_takes_an_older_repair() {
-    let (_dir, link, _) = replica_0("stale");
+    let (_dir, link, _, _) = replica_0("stale");
     let stamp = wall_micros();
     rt::block_on(async {
         link.ask(0, write("new", stamp, WriteOf::Client), WAIT)
@@ -106,7 +112,7 @@ fn its_own_copy_answers_an_older_client_write_stale_but_takes_an_older_repair() 
 
 #[test]
 fn its_own_copy_refuses_a_stamp_beyond_the_clock_fence() {
-    let (_dir, link, _) = replica_0("fence");
+    let (_dir, link, _, _) = replica_0("fence");
     let far = wall_micros() + 600_000_000;
     let outcome = rt::block_on(link.ask(0, write("future", far, WriteOf::Repair), WAIT));
     assert!(
@@ -118,15 +124,20 @@ fn its_own_copy_refuses_a_stamp_beyond_the_clock_fence() {
 
 #[test]
 fn peers_never_reached_are_down_give_no_answer_and_serve_no_reads() {
-    let (_dir, link, _) = replica_0("peers");
+    let (_dir, link, _, _) = replica_0("peers");
     assert!(link.is_up(0));
     assert!(!link.is_up(1));
     assert!(link.may_serve(0, KEY));
     assert!(!link.may_serve(1, KEY));
     assert_eq!(link.write_fence(), None);
+    // Nothing probes the peers here: trying one again waits out its limit.
     let started = Instant::now();
     rt::block_on(link.refresh(&[1], Duration::from_millis(50)));
-    assert!(started.elapsed() < Duration::from_secs(2));
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(45) && waited < Duration::from_secs(2),
+        "{waited:?}"
+    );
     let outcome = rt::block_on(link.ask(1, ReplicaAsk::Read(KEY), WAIT));
     assert!(matches!(outcome, Outcome::NoAnswer(_)), "{outcome:?}");
     let outcome = rt::block_on(link.ask(9, ReplicaAsk::Read(KEY), WAIT));
@@ -138,8 +149,23 @@ fn peers_never_reached_are_down_give_no_answer_and_serve_no_reads() {
 
 #[test]
 fn a_hint_is_kept_for_the_replica_that_missed() {
-    let (_dir, link, hints) = replica_0("hint");
+    let (_dir, link, hints, _) = replica_0("hint");
     rt::block_on(link.store_hint(2, KEY, version("missed", wall_micros(), 0))).expect("stored");
     assert_eq!(hints.pending_for(2), 1);
     assert_eq!(hints.pending_for(1), 0);
+}
+
+#[test]
+fn a_clock_far_from_its_peers_is_fenced() {
+    let (_dir, link, _, peers) = replica_0("fenced");
+    assert_eq!(link.write_fence(), None);
+    let sent = wall_micros();
+    for peer in 1..4 {
+        // Every peer's clock answers 10 s ahead of this one.
+        peers
+            .clock_offsets()
+            .record_pong(peer, sent, Duration::from_millis(1), sent + 10_000_000);
+    }
+    let reason = link.write_fence().expect("fenced");
+    assert!(!reason.is_empty());
 }

@@ -215,3 +215,23 @@ fn a_put_newer_than_a_tombstone_is_found() {
     });
     assert_eq!(get(&c, KEY, Quorum).expect("get"), Some("back".into()));
 }
+
+#[test]
+fn a_read_that_did_not_ask_everyone_leaves_its_late_answers_alone() {
+    let (c, link) = coordinator(from_replica_0());
+    let new = recent("new", 10);
+    for id in [0, 2] {
+        link.script(id, |r| {
+            r.held.insert(KEY, new.clone());
+        });
+    }
+    // Asked first, late past the speculation delay, and stale.
+    link.script(1, |r| {
+        r.held.insert(KEY, recent("old", 50));
+        r.delay = Duration::from_millis(60);
+    });
+    assert_eq!(get(&c, KEY, Quorum).expect("get"), Some("new".into()));
+    settle(150);
+    assert_eq!(link.held(1, KEY).map(|v| v.value), Some("old".into()));
+    assert!(link.asked_of(Kind::Repair).is_empty());
+}
