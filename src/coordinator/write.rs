@@ -149,7 +149,8 @@ impl<L: ReplicaLink> Coordinator<L> {
                 return Ok(stamp);
             }
             // Until just past `held` (waking a microsecond early only
-            // loops once more, so cargo-mutants cannot see the `+ 1`).
+            // loops once more, so cargo-mutants cannot see the `+ 1`, nor
+            // `>` against `>=` between the instants below).
             let wait = Duration::from_micros(held.0 - stamp + 1);
             if Instant::now() + wait > deadline {
                 return Err(KvError::timeout(format!(
