@@ -232,6 +232,7 @@ impl<L: ReplicaLink> FanOut<L> {
                     return true;
                 }
                 Some(Err(_)) => return false,
+                // (`<` or `<=`: no two instants compare equal in practice.)
                 None if speculate_at.is_some() && Instant::now() < self.deadline => {
                     let value_missing = !self
                         .outcomes

@@ -1,6 +1,6 @@
 //! The seam between the coordinator's rules and the replicas: the
 //! `ReplicaLink` trait (ask replica R this, within this time, and get an
-//! `Outcome`), the asks and outcomes it carries, and `PeerLink`, the real
+//! `Outcome`), the asks and outcomes it carries, and `ClusterLink`, the real
 //! link: this replica's own store for its own copy, the peer connections
 //! for the others, and the hints log for writes they missed.
 //!
@@ -154,14 +154,14 @@ pub trait ReplicaLink: Send + Sync + 'static {
 }
 
 /// The real link: this replica's store, its peers, its hints.
-pub struct PeerLink {
+pub struct ClusterLink {
     self_id: ReplicaId,
     local: Arc<LocalReplica>,
     peers: Arc<Peers>,
     hints: Arc<Hints>,
 }
 
-impl PeerLink {
+impl ClusterLink {
     /// The link of replica `self_id`.
     pub fn new(
         self_id: ReplicaId,
@@ -169,7 +169,7 @@ impl PeerLink {
         peers: Arc<Peers>,
         hints: Arc<Hints>,
     ) -> Self {
-        PeerLink {
+        ClusterLink {
             self_id,
             local,
             peers,
@@ -229,7 +229,7 @@ impl PeerLink {
     }
 }
 
-impl ReplicaLink for PeerLink {
+impl ReplicaLink for ClusterLink {
     async fn ask(&self, target: ReplicaId, ask: ReplicaAsk, timeout: Duration) -> Outcome {
         if target == self.self_id {
             return self.ask_own(ask, timeout).await;

@@ -45,7 +45,7 @@
 //! (`clock_fence.rs`) takes no writes at all.
 //!
 //! The files, by what they own: `link` (the seam: the `ReplicaLink` trait
-//! the rules below are written against, and `PeerLink`, the real one over
+//! the rules below are written against, and `ClusterLink`, the real one over
 //! the peer connections, this replica's store and the hints log),
 //! `fan_out` (asking replicas at once, spares, speculation, collecting
 //! outcomes), `write` (put and delete: stamping, restamping on stale
@@ -73,7 +73,7 @@ use crate::cluster::hints::Hints;
 use crate::cluster::peers::Peers;
 use crate::cluster::repair_mode::RepairMode;
 use crate::cluster::ring::Ring;
-use crate::coordinator::link::{PeerLink, ReplicaLink};
+use crate::coordinator::link::{ClusterLink, ReplicaLink};
 use crate::coordinator::read_plan::ReadPolicy;
 use crate::metrics::{Metrics, Op};
 use crate::ops::budget::MemoryBudget;
@@ -117,7 +117,7 @@ pub struct CoordinatorStats {
 
 /// Carries out client requests on the ring, reaching the replicas through
 /// `L` (the peer connections, by default).
-pub struct Coordinator<L: ReplicaLink = PeerLink> {
+pub struct Coordinator<L: ReplicaLink = ClusterLink> {
     self_id: ReplicaId,
     ring: Arc<Ring>,
     link: Arc<L>,
@@ -163,10 +163,10 @@ pub struct CoordinatorParts {
     pub budget: Arc<MemoryBudget>,
 }
 
-impl Coordinator<PeerLink> {
+impl Coordinator<ClusterLink> {
     /// A coordinator for replica `parts.self_id`.
     pub fn new(parts: CoordinatorParts) -> Self {
-        let link = PeerLink::new(parts.self_id, parts.local, parts.peers, parts.hints);
+        let link = ClusterLink::new(parts.self_id, parts.local, parts.peers, parts.hints);
         Coordinator {
             self_id: parts.self_id,
             ring: parts.ring,

@@ -66,6 +66,9 @@ impl<L: ReplicaLink> Coordinator<L> {
                 .collect();
             if !others.is_empty() {
                 let mut spare = self.send_repair(key, &others, newest, deadline);
+                // With three replicas and at least two deciding, `others`
+                // is one replica, so any count from 1 up waits for it
+                // alike (cargo-mutants' `+` and `/` here cannot be seen).
                 spare.gather(Some(need - held_by)).await;
                 held_by += spare.answered();
                 misses.extend(spare.misses(timeout));

@@ -110,6 +110,9 @@ impl<L: ReplicaLink> Coordinator<L> {
             // just does not count toward the level.
             let horizon = wall_micros().saturating_add(2 * max_offset_micros());
             fan.gather_unless_stale(need, horizon).await;
+            // The gathering stops at the first stale answer or at `need`
+            // acknowledgements, so a stale answer never comes with `need`
+            // of them: `<` and `<=` read the same here.
             if let (Some(held), true) = (fan.newest_stale(horizon), fan.answered() < need) {
                 fan.superseded.store(true, Ordering::SeqCst);
                 self.metrics.stale_write_retry();
@@ -143,9 +146,16 @@ impl<L: ReplicaLink> Coordinator<L> {
         loop {
             self.clock.observe(held.0);
             let stamp = self.stamp_by(deadline).await?;
+            // Strictly above: an equal timestamp would leave the order to
+            // the coordinator ids. (Having observed `held`, the clock only
+            // issues `held.0` itself if the wall clock sits on that very
+            // microsecond, which no test can arrange.)
             if stamp > held.0 {
                 return Ok(stamp);
             }
+            // Until just past `held` (waking a microsecond early only
+            // loops once more, so cargo-mutants cannot see the `+ 1`, nor
+            // `>` against `>=` between the instants below).
             let wait = Duration::from_micros(held.0 - stamp + 1);
             if Instant::now() + wait > deadline {
                 return Err(KvError::timeout(format!(
@@ -172,7 +182,11 @@ impl<L: ReplicaLink> Coordinator<L> {
     }
 
     /// `stamp`, waiting at most until `deadline`.
-    async fn stamp_by(&self, deadline: Instant) -> Result<u64, KvError> {
+    ///
+    /// (cargo-mutants cannot see `>` against `>=` between instants, nor a
+    /// wait a microsecond short, which only loops once more; the refusal at
+    /// the fence lasts under a microsecond, too short for a test to catch.)
+    pub(super) async fn stamp_by(&self, deadline: Instant) -> Result<u64, KvError> {
         loop {
             match self.clock.next() {
                 Ok(timestamp) => return Ok(timestamp),

@@ -39,9 +39,15 @@ fn a_read_reply_to_a_write_is_a_failure_never_an_ack() {
 #[test]
 fn a_write_ack_or_a_client_reply_to_a_read_is_a_failure() {
     let ack = Body::ReplicaWriteAck(ReplicaWriteAck { held_newer: None });
-    for expects in [Expects::Value, Expects::Digest] {
+    for (expects, named) in [
+        (Expects::Value, "answered a replica read with a "),
+        (Expects::Digest, "answered a replica digest read with a "),
+    ] {
         let outcome = outcome_of_reply(expects, Ok(ack.clone()), WAIT);
-        assert!(matches!(outcome, Outcome::Failed(ErrorKind::Internal, _)));
+        assert!(
+            matches!(&outcome, Outcome::Failed(ErrorKind::Internal, why) if why.starts_with(named)),
+            "{outcome:?}"
+        );
         let outcome = outcome_of_reply(expects, Ok(Body::GetReply(GetReply { found: None })), WAIT);
         assert!(matches!(outcome, Outcome::Failed(ErrorKind::Internal, _)));
     }

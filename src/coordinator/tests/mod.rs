@@ -11,6 +11,7 @@
 //! test says otherwise, so for key 10 every replica is a remote one.
 
 mod cas;
+mod cluster_link;
 mod fan_out;
 mod reads;
 mod repairs;
@@ -50,6 +51,9 @@ pub(super) enum Act {
     Fail(ErrorKind),
     /// Never answers: the ask ends at its timeout with no answer.
     Silent,
+    /// Hangs well past its timeout, reporting nothing until then, like an
+    /// ask whose own timer failed: only the request's deadline ends it.
+    Hang,
     /// Answers this, whatever was asked.
     Answer(Outcome),
 }
@@ -175,6 +179,15 @@ impl ScriptedLink {
             .collect()
     }
 
+    /// The kinds of ask replica `id` was sent, in order.
+    pub fn asks_to(&self, id: ReplicaId) -> Vec<Kind> {
+        self.asked()
+            .iter()
+            .filter(|asked| asked.target == id)
+            .map(|asked| asked.kind)
+            .collect()
+    }
+
     /// The hints stored so far: (for replica, key, version).
     pub fn hints(&self) -> Vec<(ReplicaId, u8, Versioned)> {
         lock(&self.hints).clone()
@@ -276,6 +289,10 @@ impl ReplicaLink for ScriptedLink {
             };
             (replica.delay, act)
         };
+        if matches!(act, Act::Hang) {
+            rt::sleep(timeout * 10).await;
+            return Outcome::NoAnswer("hung".to_string());
+        }
         if matches!(act, Act::Silent) || delay >= timeout {
             rt::sleep(timeout).await;
             return Outcome::NoAnswer(no_answer_within(timeout));
@@ -285,7 +302,7 @@ impl ReplicaLink for ScriptedLink {
             Act::Serve => self.serve(target, &ask),
             Act::Fail(kind) => Outcome::Failed(kind, format!("scripted {}", kind.as_str())),
             Act::Answer(outcome) => outcome,
-            Act::Silent => unreachable!("handled above"),
+            Act::Silent | Act::Hang => unreachable!("handled above"),
         }
     }
 

@@ -135,6 +135,11 @@ fn the_value_replica_failing_brings_in_a_spare_for_the_value() {
     }
     assert_eq!(get(&c, KEY, Quorum).expect("get"), Some("v".into()));
     assert_eq!(link.asked_of(Kind::Read)[..2], [0, 2]);
+    assert_eq!(
+        link.asks_to(2),
+        vec![Kind::Read],
+        "asked for the value, once"
+    );
 }
 
 #[test]
@@ -298,4 +303,45 @@ fn where_reports_each_replica_without_repairing() {
     );
     settle(5);
     assert!(link.asked_of(Kind::Repair).is_empty());
+}
+
+#[test]
+fn speculation_asks_a_spare_for_the_value_when_the_value_is_what_is_late() {
+    let (c, link) = coordinator(Setup {
+        speculate_after: Duration::from_millis(10),
+        ..Setup::default()
+    });
+    // Replica 3 coordinates: 0 is asked for the value and hangs, 1 for a
+    // digest, 2 is the spare.
+    link.script(0, |r| r.delay = Duration::from_millis(250));
+    link.script(1, |r| {
+        r.held.insert(KEY, recent("older", 50));
+    });
+    link.script(2, |r| {
+        r.held.insert(KEY, recent("newer", 10));
+    });
+    let started = Instant::now();
+    assert_eq!(get(&c, KEY, Quorum).expect("get"), Some("newer".into()));
+    assert!(started.elapsed() < Duration::from_millis(200));
+    assert_eq!(
+        link.asks_to(2),
+        vec![Kind::Read],
+        "the spare sends the value"
+    );
+}
+
+#[test]
+fn no_spare_is_asked_once_the_deadline_has_passed() {
+    let (c, link) = coordinator(Setup {
+        speculate_after: Duration::from_secs(5),
+        read_timeout: Duration::from_millis(100),
+        ..from_replica_0()
+    });
+    link.script(1, |r| r.digests = Act::Hang);
+    let started = Instant::now();
+    let error = failed(get(&c, KEY, Quorum));
+    assert_eq!(error.kind, ErrorKind::Timeout);
+    assert!(started.elapsed() < Duration::from_millis(400));
+    settle(20);
+    assert!(link.asks_to(2).is_empty(), "{:?}", link.asked());
 }

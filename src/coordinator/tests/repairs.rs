@@ -215,3 +215,49 @@ fn a_put_newer_than_a_tombstone_is_found() {
     });
     assert_eq!(get(&c, KEY, Quorum).expect("get"), Some("back".into()));
 }
+
+#[test]
+fn a_read_that_did_not_ask_everyone_leaves_its_late_answers_alone() {
+    let (c, link) = coordinator(from_replica_0());
+    let new = recent("new", 10);
+    for id in [0, 2] {
+        link.script(id, |r| {
+            r.held.insert(KEY, new.clone());
+        });
+    }
+    // Asked first, late past the speculation delay, and stale.
+    link.script(1, |r| {
+        r.held.insert(KEY, recent("old", 50));
+        r.delay = Duration::from_millis(60);
+    });
+    assert_eq!(get(&c, KEY, Quorum).expect("get"), Some("new".into()));
+    settle(150);
+    assert_eq!(link.held(1, KEY).map(|v| v.value), Some("old".into()));
+    assert!(link.asked_of(Kind::Repair).is_empty());
+}
+
+#[test]
+fn the_background_repair_skips_replicas_the_blocking_repair_already_fixed() {
+    let (c, link) = coordinator(Setup {
+        everyone: 1.0,
+        speculate_after: Duration::from_secs(5),
+        ..from_replica_0()
+    });
+    let old = recent("old", 50);
+    link.script(0, |r| {
+        r.held.insert(KEY, old.clone());
+    });
+    link.script(1, |r| {
+        r.held.insert(KEY, recent("new", 10));
+    });
+    link.script(2, |r| {
+        r.held.insert(KEY, old.clone());
+        r.delay = Duration::from_millis(40);
+    });
+    assert_eq!(get(&c, KEY, Quorum).expect("get"), Some("new".into()));
+    settle(150);
+    // 0 before answering, 2 after: each once.
+    assert_eq!(link.asked_of(Kind::Repair), vec![0, 2]);
+    assert_eq!(c.stats.repairs_sent.load(Ordering::Relaxed), 2);
+    assert_eq!(link.held(2, KEY).map(|v| v.value), Some("new".into()));
+}

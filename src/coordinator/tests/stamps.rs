@@ -44,6 +44,19 @@ fn a_clock_held_after_a_restart_delays_puts_for_up_to_a_second() {
 }
 
 #[test]
+fn a_clock_held_past_the_deadline_refuses_at_once_with_nothing_sent() {
+    let (c, link) = coordinator(Setup::default());
+    c.clock.hold_until_past(wall_micros() + 500_000, "a test");
+    let started = Instant::now();
+    let refused = rt::block_on(c.stamp_by(Instant::now() + Duration::from_millis(50)));
+    let error = failed(refused);
+    assert!(started.elapsed() < Duration::from_millis(40));
+    assert_eq!(error.kind, ErrorKind::Internal);
+    assert!(error.message.contains("held until"), "{}", error.message);
+    assert!(link.asked().is_empty());
+}
+
+#[test]
 fn a_lease_not_renewed_refuses_after_waiting_a_second() {
     let (c, link) = coordinator(Setup::default());
     c.clock.grant_lease(1);

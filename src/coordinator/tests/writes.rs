@@ -408,3 +408,33 @@ fn a_write_after_a_read_of_a_newer_version_is_stamped_above_it() {
     let stamp = put(&c, 11, "later", One).expect("put");
     assert!(stamp > ahead.timestamp_micros);
 }
+
+#[test]
+fn a_replica_down_with_the_level_still_met_is_not_tried_again() {
+    let (c, link) = coordinator(Setup::default());
+    link.script(2, down);
+    put(&c, KEY, "v", Quorum).expect("two of three are up");
+    assert!(link.refreshed().is_empty(), "{:?}", link.refreshed());
+}
+
+#[test]
+fn replicas_that_never_report_end_the_write_at_its_deadline() {
+    let (c, link) = coordinator(Setup::default());
+    link.script(1, |r| r.writes = Act::Hang);
+    link.script(2, |r| r.writes = Act::Hang);
+    let started = Instant::now();
+    let error = failed(put(&c, KEY, "v", Quorum));
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(280) && took < Duration::from_millis(1_500),
+        "{took:?}"
+    );
+    assert_eq!(error.kind, ErrorKind::Timeout);
+    assert!(
+        error
+            .message
+            .contains("replica 1: no answer within 300 ms; replica 2: no answer within 300 ms"),
+        "{}",
+        error.message
+    );
+}
