@@ -117,3 +117,33 @@ fn encode_stops_at_quit_and_skips_help_so_a_console_script_pipes_through() {
         "{shown}"
     );
 }
+
+#[test]
+fn the_cluster_file_comes_from_the_flag_then_ringkv_config() {
+    let dir = std::env::temp_dir().join(format!("ringkv-cli-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file = dir.join("elsewhere.conf");
+    // Ports nothing listens on: status reports each replica down.
+    std::fs::write(&file, "0 127.0.0.1:9\n1 127.0.0.1:19\n2 127.0.0.1:29\n").expect("write");
+    let out = ringkv()
+        .arg("status")
+        .env("RINGKV_CONFIG", &file)
+        .current_dir(&dir)
+        .output()
+        .expect("status");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("127.0.0.1:19") && text.contains("DOWN"),
+        "{text}"
+    );
+    // With neither, and no cluster.conf where it runs: one clear line.
+    let out = ringkv()
+        .arg("status")
+        .env_remove("RINGKV_CONFIG")
+        .current_dir(&dir)
+        .output()
+        .expect("status");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no cluster file"));
+    let _ = std::fs::remove_dir_all(&dir);
+}

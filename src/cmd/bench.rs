@@ -28,9 +28,9 @@ use crate::protocol::proto::Consistency;
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "bench")]
 pub struct BenchArgs {
-    /// the cluster file: one `ID HOST:PORT` line per replica
+    /// the cluster file: one `ID HOST:PORT` line per replica (default: $RINGKV_CONFIG, else cluster.conf here, else scripts/cluster.conf)
     #[argh(option)]
-    pub config: PathBuf,
+    pub config: Option<PathBuf>,
     /// coordinators to spread connections over, comma-separated (default: every replica)
     #[argh(option)]
     pub coordinators: Option<String>,
@@ -117,8 +117,9 @@ struct WorkerReport {
 
 /// Runs the benchmark and prints its report.
 pub fn run(args: BenchArgs) -> Result<(), String> {
+    let config = super::cluster_file(args.config.as_deref())?;
     rt::set_executor_threads(args.threads);
-    let ring = Ring::load(&args.config).map_err(|e| e.to_string())?;
+    let ring = Ring::load(&config).map_err(|e| e.to_string())?;
     let secret = crate::ops::secret::load_given(args.secret_file.as_deref())?;
     if !(0.0..=1.0).contains(&args.reads) {
         return Err("--reads is a share between 0.0 and 1.0".into());

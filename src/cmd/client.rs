@@ -21,9 +21,9 @@ use crate::protocol::proto::Consistency;
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "client")]
 pub struct ClientArgs {
-    /// the cluster file: one `ID HOST:PORT` line per replica
+    /// the cluster file: one `ID HOST:PORT` line per replica (default: $RINGKV_CONFIG, else cluster.conf here, else scripts/cluster.conf)
     #[argh(option)]
-    pub config: PathBuf,
+    pub config: Option<PathBuf>,
     /// id of the replica that coordinates every request of this console
     #[argh(option)]
     pub coordinator: u32,
@@ -44,12 +44,13 @@ fn parse_level(text: &str) -> Result<Consistency, String> {
 
 /// Runs the console until `quit` or the end of input.
 pub fn run(args: ClientArgs) -> Result<(), String> {
-    let ring = Ring::load(&args.config).map_err(|e| e.to_string())?;
+    let config = super::cluster_file(args.config.as_deref())?;
+    let ring = Ring::load(&config).map_err(|e| e.to_string())?;
     let member = ring.member(args.coordinator).ok_or_else(|| {
         format!(
             "replica {} is not in {}",
             args.coordinator,
-            args.config.display()
+            config.display()
         )
     })?;
     super::checked_timeout_ms("--timeout-ms", args.timeout_ms)?;

@@ -15,9 +15,9 @@ use crate::ops::rt;
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "repair")]
 pub struct RepairArgs {
-    /// the cluster file: one `ID HOST:PORT` line per replica
+    /// the cluster file: one `ID HOST:PORT` line per replica (default: $RINGKV_CONFIG, else cluster.conf here, else scripts/cluster.conf)
     #[argh(option)]
-    pub config: PathBuf,
+    pub config: Option<PathBuf>,
     /// a file holding the cluster's shared secret, if its replicas run with --secret-file
     #[argh(option)]
     pub secret_file: Option<PathBuf>,
@@ -25,7 +25,8 @@ pub struct RepairArgs {
 
 /// Asks each replica in turn; fails (exit 1) if any could not run a round.
 pub fn run(args: RepairArgs) -> Result<(), String> {
-    let ring = Ring::load(&args.config).map_err(|e| e.to_string())?;
+    let config = super::cluster_file(args.config.as_deref())?;
+    let ring = Ring::load(&config).map_err(|e| e.to_string())?;
     let secret = crate::ops::secret::load_given(args.secret_file.as_deref())?;
     rt::block_on(async {
         let mut failed = 0;

@@ -68,9 +68,9 @@ const MAX_REQUESTS_PER_CONNECTION: usize = 128;
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "replica")]
 pub struct ReplicaArgs {
-    /// the cluster file: one `ID HOST:PORT` line per replica
+    /// the cluster file: one `ID HOST:PORT` line per replica (default: $RINGKV_CONFIG, else cluster.conf here, else scripts/cluster.conf)
     #[argh(option)]
-    pub config: PathBuf,
+    pub config: Option<PathBuf>,
     /// this replica's id in the cluster file
     #[argh(option)]
     pub id: u32,
@@ -159,13 +159,14 @@ const MAX_VALUE_LIMIT: usize = 16 * 1024 * 1024;
 /// flags, the data directory opened and replayed, the parts assembled and
 /// the port opened, the background tasks started, then serving.
 pub fn run(args: ReplicaArgs) -> Result<(), String> {
+    let config = super::cluster_file(args.config.as_deref())?;
     let shutdown = prepare_process(&args)?;
     let settings = Settings::from_flags(&args)?;
-    let ring = Arc::new(Ring::load(&args.config).map_err(|e| e.to_string())?);
+    let ring = Arc::new(Ring::load(&config).map_err(|e| e.to_string())?);
     let secret = secret::load_given(args.secret_file.as_deref())?;
     let member = ring
         .member(args.id)
-        .ok_or_else(|| format!("replica {} is not in {}", args.id, args.config.display()))?
+        .ok_or_else(|| format!("replica {} is not in {}", args.id, config.display()))?
         .clone();
     crate::info!(
         "starting on {} with data in {} (cluster of {} replicas)",

@@ -23,9 +23,9 @@ use crate::protocol::proto::{
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "status")]
 pub struct StatusArgs {
-    /// the cluster file: one `ID HOST:PORT` line per replica
+    /// the cluster file: one `ID HOST:PORT` line per replica (default: $RINGKV_CONFIG, else cluster.conf here, else scripts/cluster.conf)
     #[argh(option)]
-    pub config: PathBuf,
+    pub config: Option<PathBuf>,
     /// keep asking for up to this many seconds until every replica answers
     /// and sees every other one up (default 0: ask once)
     #[argh(option, default = "0")]
@@ -43,7 +43,8 @@ const MAX_WAIT_SECONDS: u64 = 86_400;
 
 /// Prints the status; fails (exit 1) unless every replica answered.
 pub fn run(args: StatusArgs) -> Result<(), String> {
-    let ring = Ring::load(&args.config).map_err(|e| e.to_string())?;
+    let config = super::cluster_file(args.config.as_deref())?;
+    let ring = Ring::load(&config).map_err(|e| e.to_string())?;
     let secret = crate::ops::secret::load_given(args.secret_file.as_deref())?;
     if args.wait > MAX_WAIT_SECONDS {
         return Err(format!("--wait is at most {MAX_WAIT_SECONDS} seconds"));
