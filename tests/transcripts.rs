@@ -36,9 +36,10 @@
 //!   Consoles on different replicas stay open side by side, each with its
 //!   own consistency level.
 //! - `! raw "TEXT"`: a new console on the current coordinator gets exactly
-//!   TEXT on its standard input (`\n`, `\t`, `\"`, `\\` escapes), then end
-//!   of input; for input that typed lines cannot show, such as trailing
-//!   blanks, a last line without a newline, or nothing at all.
+//!   TEXT on its standard input (`\n`, `\t`, `\"`, `\\` and `\xHH`
+//!   escapes), then end of input; for input that typed lines cannot show,
+//!   such as trailing blanks, a last line without a newline, bytes that
+//!   are not UTF-8, or nothing at all.
 //! - `! kill N`: SIGKILL replica N, then wait until every running replica
 //!   sees it down.
 //! - `! restart N`: start replica N again on its data, then wait until
@@ -522,25 +523,34 @@ fn lines_of(bytes: &[u8]) -> Vec<String> {
         .collect()
 }
 
-/// The text of one `"quoted"` string with `\n`, `\t`, `\"`, `\\` escapes.
-fn unescape(quoted: &str) -> Option<String> {
+/// The bytes of one `"quoted"` string with `\n`, `\t`, `\"`, `\\` and
+/// `\xHH` escapes.
+fn unescape(quoted: &str) -> Option<Vec<u8>> {
     let inner = quoted.strip_prefix('"')?.strip_suffix('"')?;
-    let mut text = String::new();
+    let mut bytes = Vec::new();
     let mut chars = inner.chars();
     while let Some(c) = chars.next() {
         if c != '\\' {
-            text.push(c);
+            let mut utf8 = [0; 4];
+            bytes.extend_from_slice(c.encode_utf8(&mut utf8).as_bytes());
             continue;
         }
-        text.push(match chars.next()? {
-            'n' => '\n',
-            't' => '\t',
-            '"' => '"',
-            '\\' => '\\',
+        bytes.push(match chars.next()? {
+            'n' => b'\n',
+            't' => b'\t',
+            '"' => b'"',
+            '\\' => b'\\',
+            'x' => {
+                let hex: String = chars.by_ref().take(2).collect();
+                if hex.len() != 2 {
+                    return None;
+                }
+                u8::from_str_radix(&hex, 16).ok()?
+            }
             _ => return None,
         });
     }
-    Some(text)
+    Some(bytes)
 }
 
 /// The fields whose 16 hexadecimal digits are an id that depends on the
@@ -776,9 +786,15 @@ mod runner {
     fn raw_input_takes_escapes_and_refuses_what_it_does_not_know() {
         assert_eq!(
             unescape(r#""a\n\t\"b\"\\""#).as_deref(),
-            Some("a\n\t\"b\"\\")
+            Some(&b"a\n\t\"b\"\\"[..])
         );
-        assert_eq!(unescape(r#""""#).as_deref(), Some(""));
+        assert_eq!(unescape(r#""""#).as_deref(), Some(&b""[..]));
+        assert_eq!(
+            unescape(r#""\xff\x0A""#).as_deref(),
+            Some(&[0xff, b'\n'][..])
+        );
+        assert_eq!(unescape(r#""\xf""#), None);
+        assert_eq!(unescape(r#""\xzz""#), None);
         assert_eq!(unescape(r#""\q""#), None);
         assert_eq!(unescape("no quotes"), None);
     }

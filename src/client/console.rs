@@ -88,8 +88,9 @@ pub fn parse_line(line: &str) -> Result<Command, KvError> {
         },
         "help" | "?" => Ok(Command::Help),
         "quit" | "exit" => Ok(Command::Quit),
-        other => Err(KvError::invalid(format!(
-            "unknown command '{other}' (type 'help')"
+        _ => Err(KvError::invalid(format!(
+            "unknown command {} (type 'help')",
+            escaped(first_word(line))
         ))),
     }
 }
@@ -110,8 +111,17 @@ fn parse_key(text: &str) -> Result<u32, KvError> {
             .parse()
             .map_err(|_| KvError::invalid(format!("key {text} is out of range: keys are 0-255")));
     }
+    if let Some(digits) = text
+        .strip_prefix('-')
+        .filter(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Err(KvError::invalid(format!(
+            "key -{digits} is out of range: keys are 0-255"
+        )));
+    }
     Err(KvError::invalid(format!(
-        "key '{text}' is not a number: keys are integers 0-255"
+        "key {} is not a number: keys are integers 0-255",
+        escaped(text)
     )))
 }
 
@@ -202,14 +212,32 @@ pub fn render_cas(applied: bool, current: Option<&Versioned>) -> String {
     }
 }
 
+/// The first word of a line as typed (case kept).
+fn first_word(line: &str) -> &str {
+    line.trim().split(char::is_whitespace).next().unwrap_or("")
+}
+
+/// User text echoed in an error: quoted, with control characters escaped,
+/// so a terminal never receives them raw.
+fn escaped(text: &str) -> String {
+    format!("{text:?}").replace('"', "'")
+}
+
 /// How a value is shown: as it is, unless it could be mistaken for
-/// something else — a line break, a leading quote, or the words of another
-/// answer (`OK`, `NOT FOUND`, `ERROR ...`); then quoted with escapes.
+/// something else or not be seen: a line break or another control
+/// character, a leading quote, an empty value, a leading or trailing
+/// space, or the words of another answer (`OK`, `NOT FOUND`, `ERROR ...`,
+/// `APPLIED`, `NOT APPLIED...`); then quoted with escapes.
 pub fn render_value(value: &str) -> String {
     let ambiguous = value.chars().any(|c| c.is_control())
         || value.starts_with('"')
+        || value.is_empty()
+        || value.starts_with(char::is_whitespace)
+        || value.ends_with(char::is_whitespace)
         || value == "OK"
         || value == "NOT FOUND"
+        || value == "APPLIED"
+        || value.starts_with("NOT APPLIED")
         || value.starts_with("ERROR");
     if ambiguous {
         format!("{value:?}")
@@ -244,10 +272,24 @@ pub fn render_holdings(key: u32, reply: &InspectReply) -> String {
     format!("key {key}: {}", parts.join(" | "))
 }
 
+/// The longest value `where` shows whole; a longer one is shown by its
+/// first bytes and its length, so one line stays one screen line or so.
+const WHERE_VALUE_BYTES: usize = 64;
+
 fn render_version(version: &Versioned) -> String {
+    let value = &version.value;
+    let shown = if value.len() <= WHERE_VALUE_BYTES {
+        format!("{value:?}")
+    } else {
+        let mut end = WHERE_VALUE_BYTES;
+        while !value.is_char_boundary(end) {
+            end -= 1;
+        }
+        format!("{:?}... ({} bytes)", &value[..end], value.len())
+    };
     format!(
-        "{:?} ts={} coordinator={}",
-        version.value, version.timestamp_micros, version.coordinator_id
+        "{shown} ts={} coordinator={}",
+        version.timestamp_micros, version.coordinator_id
     )
 }
 
@@ -322,7 +364,7 @@ mod tests {
     fn bad_lines_get_clear_errors() {
         let message = |line: &str| parse_line(line).expect_err(line).message;
         assert!(message("get abc").contains("not a number"));
-        assert!(message("get -1").contains("not a number"));
+        assert!(message("get -1").contains("key -1 is out of range: keys are 0-255"));
         assert!(message("get 4294967296").contains("out of range"));
         assert!(message("get").contains("usage: get KEY"));
         assert!(message("get 1 2").contains("usage: get KEY"));
@@ -348,5 +390,8 @@ mod tests {
             "\"ERROR TIMEOUT: fake\""
         );
         assert_eq!(render_value("OKAY"), "OKAY");
+        assert_eq!(render_value(""), "\"\"");
+        assert_eq!(render_value(" padded "), "\" padded \"");
+        assert_eq!(render_value("APPLIED"), "\"APPLIED\"");
     }
 }

@@ -68,20 +68,26 @@ pub fn run(args: ClientArgs) -> Result<(), String> {
     }
     rt::block_on(async {
         let mut level = args.consistency;
-        let stdin = rt::stdin();
-        let mut line = String::new();
+        use rt::BufReadExt;
+        let mut stdin = rt::BufReader::new(rt::stdin());
+        let mut bytes = Vec::new();
         loop {
             if interactive {
                 print!("{prompt}");
                 let _ = std::io::stdout().flush();
             }
-            line.clear();
-            match stdin.read_line(&mut line).await {
+            bytes.clear();
+            match stdin.read_until(b'\n', &mut bytes).await {
                 Ok(0) => break,
                 Ok(_) => {}
                 Err(e) => return Err(format!("cannot read standard input: {e}")),
             }
-            let answer = match parse_line(&line) {
+            // A line that is not UTF-8 is one error; the script goes on.
+            let Ok(line) = std::str::from_utf8(&bytes) else {
+                println!("ERROR INVALID: the line is not UTF-8 text; it was skipped");
+                continue;
+            };
+            let answer = match parse_line(line) {
                 Ok(Command::Quit) => break,
                 Ok(Command::Nothing) => continue,
                 Ok(command) => execute(&client, &mut level, command).await,

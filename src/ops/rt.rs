@@ -11,7 +11,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 pub use async_std::channel::{bounded, unbounded, Receiver, Sender};
-pub use async_std::io::prelude::{ReadExt, WriteExt};
+pub use async_std::io::prelude::{BufReadExt, ReadExt, WriteExt};
 pub use async_std::io::{copy, sink, stdin, BufRead, BufReader, BufWriter, Read, Write};
 pub use async_std::net::{TcpListener, TcpStream};
 pub use async_std::sync::Mutex as AsyncMutex;

@@ -443,7 +443,7 @@ pub fn console_with(config: &Path, id: usize, input: &str, extra: &[&str]) -> Ve
 }
 
 /// Runs a command with `input` on its stdin and collects what it printed.
-pub fn run_with_stdin(command: &mut Command, input: &str) -> std::process::Output {
+pub fn run_with_stdin(command: &mut Command, input: impl AsRef<[u8]>) -> std::process::Output {
     use std::io::Write;
     let mut child = command
         .stdin(Stdio::piped())
@@ -455,7 +455,7 @@ pub fn run_with_stdin(command: &mut Command, input: &str) -> std::process::Outpu
         .stdin
         .take()
         .expect("stdin")
-        .write_all(input.as_bytes())
+        .write_all(input.as_ref())
         .expect("write command input");
     child.wait_with_output().expect("command output")
 }
