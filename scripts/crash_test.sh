@@ -14,14 +14,24 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }
+
 seconds=30
 while [ $# -gt 0 ]; do
     case "$1" in
         --seconds) seconds=${2:?--seconds needs a number}; shift 2 ;;
-        *) echo "usage: $0 [--seconds N]" >&2; exit 2 ;;
+        -h|--help) usage; exit 0 ;;
+        *) echo "usage: $0 [--seconds N] ('$0 --help' says more)" >&2; exit 2 ;;
     esac
 done
 case "$seconds" in ''|*[!0-9]*) echo "--seconds needs a whole number" >&2; exit 2 ;; esac
+
+# Build first, with cargo's progress on a terminal (a first build takes
+# minutes), so that the run below times only the test.
+quiet=--quiet
+[ -t 2 ] && quiet=
+echo "building the crash test (cargo test --release --no-run)" >&2
+cargo test --release $quiet --test crash_recovery --no-run
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

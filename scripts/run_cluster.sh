@@ -10,8 +10,13 @@
 # Environment: RUN_DIR (default ./run) holds data-N/, replica-N.log and
 # replica-N.pid; CONFIG (default scripts/cluster.conf) is the cluster file;
 # RINGKV_BIN, if set, is a ringkv binary to use instead of building one;
-# REPLICA_ARGS, if set, holds extra `ringkv replica` flags for every replica.
+# REPLICA_ARGS, if set, holds extra `ringkv replica` flags for every replica;
+# they are remembered in RUN_DIR/replica-args and used again for any replica
+# started later without REPLICA_ARGS set (set it, even to nothing, to change
+# them), so a restarted replica never runs with flags its peers lack.
 set -euo pipefail
+
+usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 run_dir=${RUN_DIR:-$root/run}
@@ -22,7 +27,12 @@ replica_ids() { grep -v '^[[:space:]]*#' "$config" | awk 'NF >= 2 { print $1 }';
 
 build() {
     [ -n "${RINGKV_BIN:-}" ] && return
-    (cd "$root" && cargo build --release --quiet)
+    # cargo's own progress on a terminal (a first build takes minutes);
+    # quiet when the output is a log.
+    local quiet=--quiet
+    [ -t 2 ] && quiet=
+    echo "building $bin (cargo build --release)" >&2
+    (cd "$root" && cargo build --release $quiet)
 }
 
 # Prints the PID in replica N's PID file if that process is still the ringkv
@@ -44,9 +54,28 @@ logged_since() {
     [[ $since == *"$3"* ]]
 }
 
+# The replica flags for this start: REPLICA_ARGS when set (and remembered),
+# else the ones remembered by an earlier start.
+replica_args() {
+    local remembered=$run_dir/replica-args
+    if [ -n "${REPLICA_ARGS+set}" ]; then
+        if [ -n "$REPLICA_ARGS" ]; then
+            printf '%s\n' "$REPLICA_ARGS" > "$remembered"
+        else
+            rm -f "$remembered"
+        fi
+        printf '%s' "$REPLICA_ARGS"
+    elif [ -s "$remembered" ]; then
+        echo "using the replica flags remembered in $remembered: $(cat "$remembered")" >&2
+        cat "$remembered"
+    fi
+}
+
 start() {
     build
     mkdir -p "$run_dir"
+    local args
+    args=$(replica_args)
     local started=() offsets=()
     for id in $(replica_ids); do
         if pid=$(live_pid "$id"); then
@@ -57,8 +86,8 @@ start() {
         started+=("$id")
         offsets+=("$( [ -f "$log" ] && wc -c <"$log" || echo 0)")
         # setsid: the replicas outlive the terminal that started them.
-        # shellcheck disable=SC2086 # REPLICA_ARGS is a list of flags
-        setsid "$bin" replica --config "$config" --id "$id" --data "$run_dir/data-$id" ${REPLICA_ARGS:-} \
+        # shellcheck disable=SC2086 # the replica flags are a list of words
+        setsid "$bin" replica --config "$config" --id "$id" --data "$run_dir/data-$id" $args \
             </dev/null >>"$log" 2>&1 &
         echo $! > "$run_dir/replica-$id.pid"
         echo "started replica $id (pid $!), log $log"
@@ -87,6 +116,8 @@ start() {
         echo "the cluster did not come up; see the logs in $run_dir" >&2
         exit 1
     fi
+    echo "to type ringkv commands against this cluster from any directory:"
+    echo "  export PATH=\"$(dirname "$bin"):\$PATH\" RINGKV_CONFIG=\"$config\""
 }
 
 stop() {
@@ -132,5 +163,6 @@ case "${1:-}" in
     stop) stop ;;
     status) status ;;
     console) console "${2:-0}" ;;
-    *) echo "usage: $0 [start|stop|status|console [N]]" >&2; exit 2 ;;
+    -h|--help|help) usage ;;
+    *) echo "usage: $0 [start|stop|status|console [N]] ('$0 --help' says more)" >&2; exit 2 ;;
 esac

@@ -9,6 +9,17 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 fn script(run_dir: &Path, config: &Path, args: &[&str], stdin: &str) -> Output {
+    script_with_flags(run_dir, config, None, args, stdin)
+}
+
+/// The script with `REPLICA_ARGS` set to `flags`, or unset for `None`.
+fn script_with_flags(
+    run_dir: &Path,
+    config: &Path,
+    flags: Option<&str>,
+    args: &[&str],
+    stdin: &str,
+) -> Output {
     let mut command = Command::new(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/scripts/run_cluster.sh"
@@ -17,7 +28,11 @@ fn script(run_dir: &Path, config: &Path, args: &[&str], stdin: &str) -> Output {
         .args(args)
         .env("RUN_DIR", run_dir)
         .env("CONFIG", config)
-        .env("RINGKV_BIN", env!("CARGO_BIN_EXE_ringkv"));
+        .env("RINGKV_BIN", env!("CARGO_BIN_EXE_ringkv"))
+        .env_remove("REPLICA_ARGS");
+    if let Some(flags) = flags {
+        command.env("REPLICA_ARGS", flags);
+    }
     common::run_with_stdin(&mut command, stdin)
 }
 
@@ -48,6 +63,83 @@ impl Drop for StopOnDrop<'_> {
     fn drop(&mut self) {
         script(self.run_dir, self.config, &["stop"], "");
     }
+}
+
+fn cmdline(pid: u32) -> String {
+    fs::read_to_string(format!("/proc/{pid}/cmdline"))
+        .unwrap_or_default()
+        .replace('\0', " ")
+}
+
+#[test]
+fn help_says_what_the_script_does_and_exits_0() {
+    let dir = common::unique_dir();
+    let help = script(&dir, &dir.join("cluster.conf"), &["--help"], "");
+    assert!(help.status.success(), "{}", text(&help));
+    let out = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        out.contains("Starts a four-replica") && out.contains("REPLICA_ARGS"),
+        "{out}"
+    );
+    let wrong = script(&dir, &dir.join("cluster.conf"), &["frobnicate"], "");
+    assert_eq!(wrong.status.code(), Some(2), "{}", text(&wrong));
+    assert!(text(&wrong).contains("--help"), "{}", text(&wrong));
+}
+
+#[test]
+fn a_replica_restarted_later_gets_the_flags_its_peers_started_with() {
+    let dir = common::unique_dir();
+    let run_dir = dir.join("run");
+    let config = dir.join("cluster.conf");
+    let _stop = StopOnDrop {
+        run_dir: &run_dir,
+        config: &config,
+    };
+    let lines: String = common::free_ports(4)
+        .iter()
+        .enumerate()
+        .map(|(id, addr)| format!("{id} {addr}\n"))
+        .collect();
+    fs::write(&config, lines).expect("cluster file");
+    let flags = "--repair read-repair";
+    let started = script_with_flags(&run_dir, &config, Some(flags), &["start"], "");
+    assert!(started.status.success(), "{}", text(&started));
+    assert!(cmdline(pid_of(&run_dir, 1)).contains(flags));
+
+    // Replica 1 dies; a later start without REPLICA_ARGS brings it back
+    // with the same flags, and says where they came from.
+    let killed = pid_of(&run_dir, 1);
+    Command::new("kill")
+        .args(["-KILL", &killed.to_string()])
+        .status()
+        .expect("kill");
+    while cmdline(killed).contains("ringkv") {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let restarted = script(&run_dir, &config, &["start"], "");
+    let out = text(&restarted);
+    assert!(restarted.status.success(), "{out}");
+    assert!(out.contains("using the replica flags remembered"), "{out}");
+    assert!(out.contains("replica 0 is already running"), "{out}");
+    let again = pid_of(&run_dir, 1);
+    assert_ne!(again, killed);
+    assert!(cmdline(again).contains(flags), "{}", cmdline(again));
+
+    // Setting REPLICA_ARGS, even to nothing, replaces what was remembered.
+    Command::new("kill")
+        .args(["-KILL", &again.to_string()])
+        .status()
+        .expect("kill");
+    while cmdline(again).contains("ringkv") {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let plain = script_with_flags(&run_dir, &config, Some(""), &["start"], "");
+    assert!(plain.status.success(), "{}", text(&plain));
+    assert!(!text(&plain).contains("remembered"), "{}", text(&plain));
+    assert!(!cmdline(pid_of(&run_dir, 1)).contains("--repair"));
+    assert!(!run_dir.join("replica-args").exists());
+    drop(_stop);
+    let _ = fs::remove_dir_all(&dir);
 }
 
 #[test]

@@ -31,6 +31,13 @@ const CLIENT_FRAME_LIMITS: FrameLimits = FrameLimits {
 /// replicas' own 2 s request timeouts, so their typed TIMEOUT arrives first.
 pub const DEFAULT_CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The longest a client waits for the coordinator to take its connection.
+/// A closed port is refused at once; this bounds a host that drops the
+/// connection attempt. Within it, the client waits as long as its request
+/// timeout, so a client told to be patient is patient here too (on a
+/// loaded machine, a burst of connections can take seconds to be taken).
+const MAX_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// A connection to one coordinator.
 pub struct Client {
     addr: String,
@@ -189,7 +196,7 @@ impl Client {
         }
         let connection = MuxConnection::connect(
             &self.addr,
-            Duration::from_secs(2),
+            self.timeout.min(MAX_CONNECT_TIMEOUT),
             CLIENT_FRAME_LIMITS,
             |_, _| {},
         )
