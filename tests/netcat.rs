@@ -25,12 +25,17 @@ fn dump_frames(bytes: &[u8], extra: &[&str]) -> Vec<String> {
     let mut command = Command::new(env!("CARGO_BIN_EXE_ringkv"));
     command.args(["dump", "--frames", "-"]).args(extra);
     let output = run_with_binary_stdin(&mut command, bytes);
-    assert!(output.status.success(), "{output:?}");
-    String::from_utf8(output.stdout)
+    let lines: Vec<String> = String::from_utf8(output.stdout.clone())
         .expect("utf-8")
         .lines()
         .map(str::to_string)
-        .collect()
+        .collect();
+    // As fsck tools do: 1 when it reported damage, else 0.
+    let damage = lines
+        .iter()
+        .any(|l| l.contains("DAMAGE") || l.contains("\"damage\""));
+    assert_eq!(output.status.code(), Some(i32::from(damage)), "{output:?}");
+    lines
 }
 
 fn run_with_binary_stdin(command: &mut Command, input: &[u8]) -> Output {
@@ -261,6 +266,7 @@ fn dump_shows_every_intact_record_and_each_damage_in_a_data_directory() {
         .find(|p| p.extension().is_some_and(|x| x == "wal"))
         .expect("a segment");
     let clean = ringkv(&["dump", data.to_str().expect("path")]);
+    assert_eq!(clean.status.code(), Some(0), "a whole log exits 0");
     let clean_text = String::from_utf8(clean.stdout).expect("utf-8");
     let records = clean_text
         .lines()
@@ -297,7 +303,7 @@ fn dump_shows_every_intact_record_and_each_damage_in_a_data_directory() {
     bytes.extend_from_slice(&half_a_record);
     std::fs::write(&segment, &bytes).expect("damage");
     let damaged = ringkv(&["dump", dir.to_str().expect("path")]);
-    assert!(damaged.status.success());
+    assert_eq!(damaged.status.code(), Some(1), "damage exits 1");
     let text = String::from_utf8(damaged.stdout).expect("utf-8");
     assert_eq!(
         text.lines().filter(|l| l.contains(" crc=ok ")).count(),
@@ -323,4 +329,32 @@ fn dump_shows_every_intact_record_and_each_damage_in_a_data_directory() {
         "{json}"
     );
     assert!(json.contains("\"crc_ok\":false"), "{json}");
+
+    // The directory holding the data directories dumps each of them, and
+    // the damage in one still makes the exit status 1.
+    let parent = data.parent().expect("the data directories' parent");
+    let all = ringkv(&["dump", parent.to_str().expect("path")]);
+    assert_eq!(all.status.code(), Some(1));
+    let all = String::from_utf8(all.stdout).expect("utf-8");
+    for id in 0..4 {
+        let wal = cluster.data_dir(id).join("wal");
+        assert!(
+            all.contains(wal.to_str().expect("path")),
+            "replica {id}'s wal:\n{all}"
+        );
+    }
+    // A file that is no log gets one sentence, and input that cannot be
+    // read at all exits 2.
+    let stray = parent.join("not-a-log");
+    std::fs::write(&stray, "hello, this is text").expect("stray file");
+    let stray_dump = ringkv(&["dump", stray.to_str().expect("path")]);
+    assert_eq!(stray_dump.status.code(), Some(1));
+    let stray_text = String::from_utf8(stray_dump.stdout).expect("utf-8");
+    assert!(
+        stray_text.contains("not a ringkv log segment"),
+        "{stray_text}"
+    );
+    assert!(!stray_text.contains('['), "{stray_text}");
+    let missing = ringkv(&["dump", parent.join("nothing-here").to_str().expect("path")]);
+    assert_eq!(missing.status.code(), Some(2));
 }

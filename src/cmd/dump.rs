@@ -33,25 +33,62 @@ pub struct DumpArgs {
     pub json: bool,
 }
 
-/// Prints the dump to standard output.
+/// What a dump found: the lines to print, and whether any reports damage.
+#[derive(Default)]
+pub struct Dump {
+    /// One line per segment header, record, seal, frame or damage.
+    pub lines: Vec<String>,
+    /// Whether some line reports damage (a bad checksum, a cut record, an
+    /// undecodable payload or frame), which makes the exit status 1.
+    pub damaged: bool,
+}
+
+impl Dump {
+    fn push(&mut self, line: String) {
+        self.lines.push(line);
+    }
+
+    fn push_damage(&mut self, line: String) {
+        self.damaged = true;
+        self.lines.push(line);
+    }
+}
+
+/// Prints the dump to standard output, and exits as fsck tools do: status
+/// 0 when everything read was whole, 1 when damage was reported, 2 when the
+/// input could not be read at all.
 pub fn run(args: DumpArgs) -> Result<(), String> {
-    let mut out = std::io::stdout().lock();
-    let lines = if args.frames {
-        let bytes = read_capture(args.path.as_deref())?;
-        frame_lines(&bytes, args.json)
-    } else {
-        let path = args
-            .path
-            .ok_or("give a data directory, a wal or hints directory, or a segment file")?;
-        log_lines(&path, args.json)?
+    let dump = match dump(args) {
+        Ok(dump) => dump,
+        Err(message) => {
+            eprintln!("ringkv: {message}");
+            std::process::exit(2);
+        }
     };
-    for line in lines {
+    let mut out = std::io::stdout().lock();
+    for line in &dump.lines {
         // A closed pipe (`| head`) ends the dump quietly.
         if writeln!(out, "{line}").is_err() {
             break;
         }
     }
+    if dump.damaged {
+        let _ = out.flush();
+        std::process::exit(1);
+    }
     Ok(())
+}
+
+fn dump(args: DumpArgs) -> Result<Dump, String> {
+    if args.frames {
+        let bytes = read_capture(args.path.as_deref())?;
+        Ok(frames(&bytes, args.json))
+    } else {
+        let path = args
+            .path
+            .ok_or("give a data directory, a wal or hints directory, or a segment file")?;
+        logs(&path, args.json)
+    }
 }
 
 fn read_capture(path: Option<&Path>) -> Result<Vec<u8>, String> {
@@ -65,9 +102,13 @@ fn read_capture(path: Option<&Path>) -> Result<Vec<u8>, String> {
 
 /// One line per frame of a captured stream, judged as a replica would.
 pub fn frame_lines(bytes: &[u8], json: bool) -> Vec<String> {
-    let mut lines = Vec::new();
+    frames(bytes, json).lines
+}
+
+fn frames(bytes: &[u8], json: bool) -> Dump {
+    let mut dump = Dump::default();
     for piece in split_captured(bytes, DEFAULT_MAX_FRAME_BYTES) {
-        let line = match piece {
+        let (whole, line) = match piece {
             CapturedFrame::Frame { offset, body } => {
                 let at = [
                     ("offset", Field::Num(offset as u64)),
@@ -76,48 +117,59 @@ pub fn frame_lines(bytes: &[u8], json: bool) -> Vec<String> {
                 match Envelope::decode(body) {
                     Ok(envelope) => {
                         let described = describe::envelope(&envelope);
-                        if json {
+                        let line = if json {
                             described.json(&at)
                         } else {
                             format!("@{offset} len={} {}", body.len(), described.text())
-                        }
+                        };
+                        (true, line)
                     }
-                    Err(error) => damage_line(
-                        json,
-                        &at,
-                        &format!(
+                    Err(error) => (
+                        false,
+                        damage_line(
+                            json,
+                            &at,
+                            &format!(
                             "not a valid Envelope ({error}): a replica answers INVALID and reads on"
+                        ),
                         ),
                     ),
                 }
             }
             CapturedFrame::TooLong { offset, claimed } => {
                 let unread = bytes.len() - offset;
-                damage_line(
+                (false, damage_line(
                     json,
                     &[("offset", Field::Num(offset as u64)), ("len", Field::Num(claimed as u64))],
                     &format!(
                         "a frame of {claimed} bytes exceeds the limit of {DEFAULT_MAX_FRAME_BYTES} bytes: \
                          a replica refuses it and closes the connection ({unread} bytes from here not read)"
                     ),
-                )
+                ))
             }
             CapturedFrame::Cut {
                 offset,
                 received,
                 expected,
-            } => damage_line(
-                json,
-                &[
-                    ("offset", Field::Num(offset as u64)),
-                    ("len", Field::Num(expected as u64)),
-                ],
-                &format!("the stream ends mid-frame, after {received} of {expected} bytes"),
+            } => (
+                false,
+                damage_line(
+                    json,
+                    &[
+                        ("offset", Field::Num(offset as u64)),
+                        ("len", Field::Num(expected as u64)),
+                    ],
+                    &format!("the stream ends mid-frame, after {received} of {expected} bytes"),
+                ),
             ),
         };
-        lines.push(line);
+        if whole {
+            dump.push(line);
+        } else {
+            dump.push_damage(line);
+        }
     }
-    lines
+    dump
 }
 
 /// A line reporting damage, in text or JSON.
@@ -148,20 +200,61 @@ enum LogKind {
     Hints,
 }
 
-/// One line per segment header and record of every log under `path`.
-pub fn log_lines(path: &Path, json: bool) -> Result<Vec<String>, String> {
+/// One line per segment header and record of every log under `path`: a
+/// segment file, a `wal` or `hints` directory, a data directory, or a
+/// directory of data directories (a run directory), each in turn.
+fn logs(path: &Path, json: bool) -> Result<Dump, String> {
     let meta = fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let mut lines = Vec::new();
+    let mut dump = Dump::default();
     if meta.is_file() {
         let kind = kind_of_dir(path.parent().unwrap_or(Path::new(".")));
-        dump_segment(path, kind, json, &mut lines)?;
-        return Ok(lines);
+        dump_segment(path, kind, json, &mut dump)?;
+        return Ok(dump);
     }
+    let data_dirs = data_dirs_in(path)?;
+    if !data_dirs.is_empty() {
+        for dir in data_dirs {
+            let one = data_dir_logs(&dir, json)?;
+            dump.damaged |= one.damaged;
+            dump.lines.extend(one.lines);
+        }
+        return Ok(dump);
+    }
+    data_dir_logs(path, json)
+}
+
+/// Whether `dir` looks like a data directory: it holds a log directory.
+fn is_data_dir(dir: &Path) -> bool {
+    dir.join("wal").is_dir() || dir.join("hints").is_dir()
+}
+
+/// The data directories directly inside `dir`, in name order, when `dir`
+/// is not itself a data directory or a log directory.
+fn data_dirs_in(dir: &Path) -> Result<Vec<PathBuf>, String> {
+    if is_data_dir(dir) || matches!(dir.file_name(), Some(n) if n == "wal" || n == "hints") {
+        return Ok(Vec::new());
+    }
+    let mut dirs: Vec<PathBuf> = fs::read_dir(dir)
+        .map_err(|e| format!("cannot list {}: {e}", dir.display()))?
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .filter(|path| is_data_dir(path))
+        .collect();
+    dirs.sort();
+    Ok(dirs)
+}
+
+fn data_dir_logs(path: &Path, json: bool) -> Result<Dump, String> {
+    let mut dump = Dump::default();
     if path.join(crate::cluster::identity::IDENTITY_FILE).is_file() {
-        lines.push(identity_line(path, json));
+        let (whole, line) = identity_line(path, json);
+        if whole {
+            dump.push(line);
+        } else {
+            dump.push_damage(line);
+        }
     }
-    let logs: Vec<(PathBuf, LogKind)> = if path.join("wal").is_dir() || path.join("hints").is_dir()
-    {
+    let logs: Vec<(PathBuf, LogKind)> = if is_data_dir(path) {
         [("wal", LogKind::Writes), ("hints", LogKind::Hints)]
             .into_iter()
             .map(|(name, kind)| (path.join(name), kind))
@@ -182,32 +275,36 @@ pub fn log_lines(path: &Path, json: bool) -> Result<Vec<String>, String> {
             .collect();
         segments.sort();
         if segments.is_empty() {
-            lines.push(format!("{}: no segments", dir.display()));
+            dump.push(format!("{}: no segments", dir.display()));
         }
         for (_, segment) in segments {
-            dump_segment(&segment, kind, json, &mut lines)?;
+            dump_segment(&segment, kind, json, &mut dump)?;
         }
     }
-    Ok(lines)
+    Ok(dump)
 }
 
-/// What a data directory's identity file says: whose data it holds.
-fn identity_line(data_dir: &Path, json: bool) -> String {
+/// What a data directory's identity file says: whose data it holds; false
+/// with a damage line when the file cannot be read.
+fn identity_line(data_dir: &Path, json: bool) -> (bool, String) {
     let identity = match crate::cluster::identity::Identity::read(data_dir) {
         Ok(Some(identity)) => identity,
-        Ok(None) => return format!("{}: no identity", data_dir.display()),
+        Ok(None) => return (true, format!("{}: no identity", data_dir.display())),
         Err(reason) => {
-            return damage_line(
-                json,
-                &[(
-                    "file",
-                    Field::Text(
-                        crate::cluster::identity::path_in(data_dir)
-                            .display()
-                            .to_string(),
-                    ),
-                )],
-                &reason,
+            return (
+                false,
+                damage_line(
+                    json,
+                    &[(
+                        "file",
+                        Field::Text(
+                            crate::cluster::identity::path_in(data_dir)
+                                .display()
+                                .to_string(),
+                        ),
+                    )],
+                    &reason,
+                ),
             )
         }
     };
@@ -233,13 +330,14 @@ fn identity_line(data_dir: &Path, json: bool) -> String {
         ("replaces", Field::Word(hex_list(&identity.replaces))),
     ];
     if json {
-        return json_line("identity", &fields);
+        return (true, json_line("identity", &fields));
     }
-    describe::Description {
+    let text = describe::Description {
         kind: "identity".to_string(),
         fields: fields.into_iter().collect(),
     }
-    .text()
+    .text();
+    (true, text)
 }
 
 fn kind_of_dir(dir: &Path) -> LogKind {
@@ -250,15 +348,13 @@ fn kind_of_dir(dir: &Path) -> LogKind {
     }
 }
 
-fn dump_segment(
-    path: &Path,
-    kind: LogKind,
-    json: bool,
-    lines: &mut Vec<String>,
-) -> Result<(), String> {
+fn dump_segment(path: &Path, kind: LogKind, json: bool, dump: &mut Dump) -> Result<(), String> {
     let data = fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let file = path.display().to_string();
     let inspection = wal::inspect_segment(&data);
+    if inspection.header.is_err() {
+        dump.damaged = true;
+    }
     let header_line = match &inspection.header {
         Ok(header) => {
             let checkpoint = header
@@ -295,26 +391,37 @@ fn dump_segment(
             }
         }
         Err(reason) => {
+            // A file that is no log at all (the clock lease, a stray file)
+            // gets one sentence, not a list of byte values.
+            let reason = if data.starts_with(&wal::MAGIC) {
+                format!("bad segment header: {reason}")
+            } else {
+                "not a ringkv log segment: it does not begin with the segment magic".to_string()
+            };
             if json {
                 json_line(
                     "damage",
                     &[
                         ("file", Field::Text(file.clone())),
                         ("offset", Field::Num(0)),
-                        (
-                            "damage",
-                            Field::Text(format!("bad segment header: {reason}")),
-                        ),
+                        ("damage", Field::Text(reason)),
                     ],
                 )
             } else {
-                format!("{file}: DAMAGE: bad segment header: {reason}")
+                format!("{file}: DAMAGE: {reason}")
             }
         }
     };
-    lines.push(header_line);
+    dump.push(header_line);
     for entry in &inspection.entries {
-        lines.push(match entry {
+        let whole = match entry {
+            wal::InspectedEntry::Record { crc_ok, .. }
+            | wal::InspectedEntry::Seal { crc_ok, .. } => *crc_ok,
+            wal::InspectedEntry::Damage { .. } => false,
+        };
+        dump.damaged |= !whole;
+        let mut undecodable = false;
+        let line = match entry {
             wal::InspectedEntry::Record {
                 offset,
                 len,
@@ -327,9 +434,12 @@ fn dump_segment(
                     LogKind::Hints => HintRecord::decode(payload.as_slice())
                         .map(|record| describe::hint_record(&record)),
                 }
-                .unwrap_or_else(|error| describe::Description {
-                    kind: "undecodable".into(),
-                    fields: vec![("error", Field::Text(error.to_string()))],
+                .unwrap_or_else(|error| {
+                    undecodable = true;
+                    describe::Description {
+                        kind: "undecodable".into(),
+                        fields: vec![("error", Field::Text(error.to_string()))],
+                    }
                 });
                 let crc = if *crc_ok { "ok" } else { "BAD" };
                 if json {
@@ -391,7 +501,9 @@ fn dump_segment(
                     format!("{file} @{offset} len={len} DAMAGE: {reason}")
                 }
             }
-        });
+        };
+        dump.damaged |= undecodable;
+        dump.push(line);
     }
     Ok(())
 }
