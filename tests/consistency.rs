@@ -217,3 +217,29 @@ fn a_replica_that_refuses_a_write_as_invalid_makes_the_put_invalid_not_a_timeout
         .put(0, 10, &value, Consistency::Quorum)
         .expect("two replicas accept it");
 }
+
+#[test]
+fn a_replica_frozen_past_its_pings_is_named_with_that_reason() {
+    // A write timeout longer than a ping's: the prober gives up on the
+    // frozen replica while the ALL put still waits for it, and closes its
+    // connections. The put must say why, not that the replica hung up.
+    let cluster = Cluster::start_with(4, &["--write-timeout-ms", "8000"]);
+    cluster.put(0, 10, "before", Consistency::All).expect("put");
+    cluster.signal(2, "STOP");
+    let put = cluster.put(0, 10, "during", Consistency::All);
+    let after = cluster.put(0, 10, "after", Consistency::All);
+    cluster.signal(2, "CONT");
+    let error = put.expect_err("ALL put cannot be acknowledged by a frozen replica");
+    assert!(
+        error
+            .message
+            .contains("replica 2: did not answer a ping in time"),
+        "{error}"
+    );
+    assert!(!error.message.contains("closed the connection"), "{error}");
+    // The next one is refused or times out, depending on how far the
+    // prober has got; either way it names replica 2 and no hang-up.
+    let error = after.expect_err("ALL put with replica 2 still frozen");
+    assert!(error.message.contains("replica 2"), "{error}");
+    assert!(!error.message.contains("closed the connection"), "{error}");
+}

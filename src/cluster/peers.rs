@@ -367,9 +367,10 @@ impl Peer {
             Err(reason) => {
                 // Connections to a peer that stopped answering are not
                 // reused: close them now, which also fails what waits on them.
+                // Requests still waiting on them are told why.
                 for role in [Role::Requests, Role::Pings] {
                     if let Some(connection) = lock(self.link.slot(role)).take() {
-                        connection.close();
+                        connection.close_because(&reason);
                     }
                 }
                 Err(reason)

@@ -92,6 +92,9 @@ struct InFlight {
     /// An error the other side sent about a frame it could not read
     /// (request id 0), kept to explain the close that usually follows.
     refusal: Option<String>,
+    /// Why this side closed the connection, when it did: what waiting
+    /// requests are told, rather than that the stream ended.
+    closed_here: Option<String>,
 }
 
 /// Frame size limits of one connection.
@@ -258,6 +261,19 @@ impl MuxConnection {
 }
 
 impl MuxConnection {
+    /// Closes the connection, as `close` does, and tells every request
+    /// waiting on it `reason` (a peer that missed its pings, say) instead of
+    /// the stream's end, which this side caused.
+    pub fn close_because(&self, reason: &str) {
+        {
+            let mut in_flight = lock(&self.in_flight);
+            if in_flight.closed.is_none() && in_flight.closed_here.is_none() {
+                in_flight.closed_here = Some(reason.to_string());
+            }
+        }
+        self.close();
+    }
+
     /// Closes the connection now, even while requests still hold it and
     /// even if a write is stuck on a full socket: shutting the socket down
     /// ends the writer and the reader, which fails every waiting request.
@@ -307,6 +323,7 @@ async fn route_replies(
     broken.store(true, Ordering::Relaxed);
     let _ = stream.shutdown(std::net::Shutdown::Both);
     let mut in_flight = lock(&in_flight);
+    let reason = in_flight.closed_here.take().unwrap_or(reason);
     let reason = match in_flight.refusal.take() {
         Some(refusal) => format!("{reason}, after refusing a frame: {refusal}"),
         None => reason,

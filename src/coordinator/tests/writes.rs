@@ -336,9 +336,11 @@ fn a_stale_answer_restamps_above_the_held_stamp_and_resends() {
 #[test]
 fn only_acknowledgements_of_the_final_stamp_count() {
     let (c, link) = coordinator(Setup::default());
+    // Far enough ahead that a stall of a loaded test run cannot carry the
+    // first stamp past it (50 ms did, now and then).
     link.script(0, |r| {
         r.held
-            .insert(KEY, version("ahead", wall_micros() + 50_000, 0));
+            .insert(KEY, version("ahead", wall_micros() + 400_000, 0));
     });
     // Replica 1 acknowledges the first stamp, then fails; 2 is silent.
     link.script(1, |r| {
@@ -380,9 +382,11 @@ fn a_stamp_beyond_twice_the_offset_is_not_chased() {
 #[test]
 fn a_hint_after_a_restamp_carries_the_final_stamp() {
     let (c, link) = coordinator(Setup::default());
+    // Far enough ahead that a stall of a loaded test run cannot carry the
+    // first stamp past it (50 ms did, now and then).
     link.script(0, |r| {
         r.held
-            .insert(KEY, version("ahead", wall_micros() + 50_000, 0));
+            .insert(KEY, version("ahead", wall_micros() + 400_000, 0));
     });
     link.script(2, |r| {
         r.delay = Duration::from_millis(20);
