@@ -143,6 +143,9 @@ pub struct ReplicaArgs {
         default = "crate::storage::clock::DEFAULT_MAX_CLOCK_OFFSET.as_millis() as u64"
     )]
     pub max_clock_offset_ms: u64,
+    /// serve the metrics in the Prometheus text format on GET /metrics at this address (HOST:PORT); off by default
+    #[argh(option)]
+    pub metrics_addr: Option<String>,
     /// for tests only: pretend the wall clock is off by this many milliseconds (negative: behind; default 0)
     #[argh(option, default = "0")]
     pub test_clock_offset_ms: i64,
@@ -180,6 +183,13 @@ pub fn run(args: ReplicaArgs) -> Result<(), String> {
         let (node, listener) =
             assemble(&args, settings, ring, secret, data, shutdown, &listen_addr).await?;
         start_background_tasks(&node, &args);
+        if let Some(addr) = &args.metrics_addr {
+            let scrapes = rt::TcpListener::bind(addr.as_str())
+                .await
+                .map_err(|e| format!("cannot listen for metrics on {addr}: {e}"))?;
+            crate::info!("serving Prometheus metrics on http://{addr}/metrics");
+            rt::spawn(server::metrics_http::serve(node.clone(), scrapes));
+        }
         let up: Vec<String> = node
             .peers
             .view()
@@ -458,6 +468,10 @@ async fn assemble(
         max_requests_per_connection: MAX_REQUESTS_PER_CONNECTION,
         max_connections: args.max_connections,
         max_peer_connections: args.max_peer_connections,
+        connections: crate::server::slots::ConnectionSlots::new(
+            args.max_connections,
+            args.max_peer_connections,
+        ),
         metrics,
     });
     Ok((node, listener))

@@ -20,6 +20,7 @@ pub struct Histogram {
     counts: Vec<u64>,
     total: u64,
     max: u64,
+    sum: u64,
 }
 
 impl Default for Histogram {
@@ -35,6 +36,7 @@ impl Histogram {
             counts: vec![0; MAGNITUDES * SUB_BUCKETS as usize],
             total: 0,
             max: 0,
+            sum: 0,
         }
     }
 
@@ -67,6 +69,7 @@ impl Histogram {
         self.counts[Self::index(value)] += 1;
         self.total += 1;
         self.max = self.max.max(value);
+        self.sum = self.sum.saturating_add(value);
     }
 
     /// Adds another histogram's counts to this one.
@@ -76,6 +79,7 @@ impl Histogram {
         }
         self.total += other.total;
         self.max = self.max.max(other.max);
+        self.sum = self.sum.saturating_add(other.sum);
     }
 
     /// How many values were recorded.
@@ -83,9 +87,31 @@ impl Histogram {
         self.total
     }
 
+    /// The sum of the values recorded (exact), for a mean.
+    pub fn sum(&self) -> u64 {
+        self.sum
+    }
+
     /// The largest value recorded (exact).
     pub fn max(&self) -> u64 {
         self.max
+    }
+
+    /// How many recorded values fall at or below each of `bounds` (in
+    /// increasing order), as Prometheus histogram buckets count them. A
+    /// value is counted under a bound when its whole bucket is (a bucket is
+    /// at most 1/64 of its value wide), so a count is exact or slightly low.
+    pub fn cumulative_counts(&self, bounds: &[u64]) -> Vec<u64> {
+        let mut counts = Vec::with_capacity(bounds.len());
+        let (mut index, mut seen) = (0, 0);
+        for &bound in bounds {
+            while index < self.counts.len() && Self::upper_bound(index) <= bound {
+                seen += self.counts[index];
+                index += 1;
+            }
+            counts.push(seen);
+        }
+        counts
     }
 
     /// The value at `quantile` (0.0-1.0): the upper bound of the bucket
@@ -113,6 +139,7 @@ impl Histogram {
 pub struct AtomicHistogram {
     counts: Box<[AtomicU64]>,
     max: AtomicU64,
+    sum: AtomicU64,
 }
 
 impl Default for AtomicHistogram {
@@ -129,13 +156,15 @@ impl AtomicHistogram {
                 .map(|_| AtomicU64::new(0))
                 .collect(),
             max: AtomicU64::new(0),
+            sum: AtomicU64::new(0),
         }
     }
 
-    /// Counts one value: two relaxed atomic operations, no lock.
+    /// Counts one value: three relaxed atomic operations, no lock.
     pub fn record(&self, value: u64) {
         self.counts[Histogram::index(value)].fetch_add(1, Ordering::Relaxed);
         self.max.fetch_max(value, Ordering::Relaxed);
+        self.sum.fetch_add(value, Ordering::Relaxed);
     }
 
     /// A copy of the counts so far. Values being recorded meanwhile may or
@@ -151,6 +180,7 @@ impl AtomicHistogram {
             counts,
             total,
             max: self.max.load(Ordering::Relaxed),
+            sum: self.sum.load(Ordering::Relaxed),
         }
     }
 }
@@ -158,6 +188,23 @@ impl AtomicHistogram {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cumulative_counts_count_each_value_under_every_bound_it_is_within() {
+        let mut histogram = Histogram::new();
+        for value in [5, 63, 100, 1_000, 250_000] {
+            histogram.record(value);
+        }
+        assert_eq!(
+            histogram.cumulative_counts(&[4, 5, 63, 99, 1_100, 1_000_000]),
+            vec![0, 1, 2, 2, 4, 5]
+        );
+        assert_eq!(histogram.sum(), 5 + 63 + 100 + 1_000 + 250_000);
+        let atomic = AtomicHistogram::new();
+        atomic.record(7);
+        atomic.record(9);
+        assert_eq!(atomic.snapshot().sum(), 16);
+    }
 
     #[test]
     fn buckets_cover_every_value_in_order() {

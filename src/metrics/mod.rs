@@ -15,6 +15,7 @@
 //! anti-entropy rounds) are read from them when the reply is built.
 
 pub mod histogram;
+pub mod prometheus;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -164,6 +165,13 @@ impl Metrics {
     /// it held a newer version (a stale write).
     pub fn stale_write_retry(&self) {
         self.stale_write_retries.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Each operation's coordinator latencies so far, in microseconds.
+    pub fn latencies(&self) -> Vec<(Op, histogram::Histogram)> {
+        OPS.iter()
+            .map(|&op| (op, self.latency[op_index(op)].snapshot()))
+            .collect()
     }
 
     /// Everything counted so far, with the gauges kept elsewhere.

@@ -79,6 +79,11 @@ impl MemoryBudget {
         }
     }
 
+    /// The budget's size in bytes.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
     /// Bytes held now, across every connection.
     pub fn used(&self) -> usize {
         self.used.load(Ordering::SeqCst)

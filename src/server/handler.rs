@@ -175,7 +175,8 @@ impl Node {
         })
     }
 
-    fn metrics_reply(&self) -> MetricsReply {
+    /// The counters `status --metrics` and the Prometheus endpoint show.
+    pub fn metrics_reply(&self) -> MetricsReply {
         let (anti_entropy_rounds, anti_entropy_fixes) = self.anti_entropy.counts();
         self.metrics.reply(Gauges {
             replica_id: self.self_id,

@@ -11,7 +11,6 @@ use std::time::Instant;
 use crate::ops::rt;
 use crate::ops::shutdown::GRACE;
 use crate::server::connection::serve_connection;
-use crate::server::slots::ConnectionSlots;
 use crate::server::Node;
 
 /// Accepts connections until a stop is requested, then closes the port and
@@ -19,7 +18,7 @@ use crate::server::Node;
 /// Connections over the limit are closed at once (and logged) so that the
 /// ones being served keep their share.
 pub async fn serve(node: Arc<Node>, listener: rt::TcpListener) {
-    let slots = ConnectionSlots::new(node.max_connections, node.max_peer_connections);
+    let slots = node.connections.clone();
     // Every connection's task holds a clone of `open`; once the listener
     // drops its own, `all_closed` ends with the last connection.
     let (open, all_closed) = rt::bounded::<()>(1);

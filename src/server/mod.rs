@@ -9,6 +9,7 @@ pub mod access;
 pub mod connection;
 pub mod handler;
 pub mod listener;
+pub mod metrics_http;
 pub mod slots;
 
 pub use listener::serve;
@@ -60,6 +61,9 @@ pub struct Node {
     pub max_connections: usize,
     /// Peer connections served at once, apart from the clients' allowance.
     pub max_peer_connections: usize,
+    /// The connections open now, counted against those allowances; shared
+    /// with the metrics endpoint, which reports how many are open.
+    pub connections: Arc<slots::ConnectionSlots>,
     /// Bytes held for requests and replies across all connections.
     pub budget: Arc<crate::ops::budget::MemoryBudget>,
     /// The cluster's shared secret, if connections must authenticate.
