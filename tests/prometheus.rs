@@ -106,7 +106,13 @@ fn the_metrics_endpoint_serves_prometheus_text_that_counts_the_load() {
         "ringkv_requests_total{replica=\"0\",operation=\"put\",consistency=\"QUORUM\"}";
     assert!(first[quorum_puts] > 0.0, "puts under way are counted");
     assert_eq!(second[quorum_puts], puts as f64, "every put, once");
-    assert!(second["ringkv_wal_records_total{replica=\"0\"}"] >= puts as f64);
+    // Replica 0 holds three keys in four, so it logged most of the puts.
+    let logged = second["ringkv_wal_records_total{replica=\"0\"}"];
+    assert!(
+        logged >= puts as f64 / 2.0,
+        "{logged} records for {puts} puts"
+    );
+    assert!(second["ringkv_wal_batches_total{replica=\"0\"}"] > 0.0);
     assert!(second["process_cpu_seconds_total{replica=\"0\"}"] > 0.0);
     assert!(second["process_resident_memory_bytes{replica=\"0\"}"] > 0.0);
     assert!(

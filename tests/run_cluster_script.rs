@@ -65,6 +65,16 @@ impl Drop for StopOnDrop<'_> {
     }
 }
 
+/// A cluster file of four replicas on free loopback ports.
+fn write_cluster_file(config: &Path) {
+    let lines: String = common::free_ports(4)
+        .iter()
+        .enumerate()
+        .map(|(id, addr)| format!("{id} {addr}\n"))
+        .collect();
+    fs::write(config, lines).expect("cluster file");
+}
+
 fn cmdline(pid: u32) -> String {
     fs::read_to_string(format!("/proc/{pid}/cmdline"))
         .unwrap_or_default()
@@ -95,12 +105,7 @@ fn a_replica_restarted_later_gets_the_flags_its_peers_started_with() {
         run_dir: &run_dir,
         config: &config,
     };
-    let lines: String = common::free_ports(4)
-        .iter()
-        .enumerate()
-        .map(|(id, addr)| format!("{id} {addr}\n"))
-        .collect();
-    fs::write(&config, lines).expect("cluster file");
+    write_cluster_file(&config);
     let flags = "--repair read-repair";
     let started = script_with_flags(&run_dir, &config, Some(flags), &["start"], "");
     assert!(started.status.success(), "{}", text(&started));
@@ -151,12 +156,7 @@ fn the_script_starts_serves_reports_and_stops_its_own_replicas() {
         run_dir: &run_dir,
         config: &config,
     };
-    let lines: String = common::free_ports(4)
-        .iter()
-        .enumerate()
-        .map(|(id, addr)| format!("{id} {addr}\n"))
-        .collect();
-    fs::write(&config, lines).expect("cluster file");
+    write_cluster_file(&config);
 
     // With no subcommand: start, then a console on replica 0 (stdin piped).
     let started = script(&run_dir, &config, &[], "put 10 from the script\nget 10\n");

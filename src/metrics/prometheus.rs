@@ -138,36 +138,36 @@ pub fn exposition(
     for (name, help, value) in counters {
         family(name, "counter", help, &plain(value));
     }
-    family(
-        "ringkv_hints_pending",
-        "gauge",
-        "Hints waiting for any peer now.",
-        &plain(reply.hints_pending),
-    );
-    family(
-        "ringkv_connections",
-        "gauge",
-        "Client and peer connections open now.",
-        &plain(process.connections),
-    );
-    family(
-        "ringkv_memory_budget_used_bytes",
-        "gauge",
-        "Bytes of the memory budget reserved by requests in flight.",
-        &plain(process.budget_used_bytes),
-    );
-    family(
-        "ringkv_memory_budget_limit_bytes",
-        "gauge",
-        "The memory budget's size.",
-        &plain(process.budget_limit_bytes),
-    );
-    family(
-        "process_resident_memory_bytes",
-        "gauge",
-        "Resident memory of the replica process.",
-        &plain(process.resident_bytes),
-    );
+    let gauges: [(&str, &str, u64); 5] = [
+        (
+            "ringkv_hints_pending",
+            "Hints waiting for any peer now.",
+            reply.hints_pending,
+        ),
+        (
+            "ringkv_connections",
+            "Client and peer connections open now.",
+            process.connections,
+        ),
+        (
+            "ringkv_memory_budget_used_bytes",
+            "Bytes of the memory budget reserved by requests in flight.",
+            process.budget_used_bytes,
+        ),
+        (
+            "ringkv_memory_budget_limit_bytes",
+            "The memory budget's size.",
+            process.budget_limit_bytes,
+        ),
+        (
+            "process_resident_memory_bytes",
+            "Resident memory of the replica process.",
+            process.resident_bytes,
+        ),
+    ];
+    for (name, help, value) in gauges {
+        family(name, "gauge", help, &plain(value));
+    }
     family(
         "process_cpu_seconds_total",
         "counter",
