@@ -355,6 +355,20 @@ fn dump_shows_every_intact_record_and_each_damage_in_a_data_directory() {
         "{stray_text}"
     );
     assert!(!stray_text.contains('['), "{stray_text}");
+    // The clock lease is read, not taken for a bad segment: in the data
+    // directory's dump, and given alone; a damaged one is damage.
+    assert!(clean_text.contains("clock-lease until="), "{clean_text}");
+    let copy = parent.join("lease-copy");
+    std::fs::create_dir_all(&copy).expect("dir");
+    let lease = copy.join("clock-lease");
+    std::fs::copy(data.join("clock-lease"), &lease).expect("copy the lease");
+    let alone = ringkv(&["dump", lease.to_str().expect("path")]);
+    assert_eq!(alone.status.code(), Some(0), "{alone:?}");
+    assert!(String::from_utf8_lossy(&alone.stdout).contains("clock-lease until="));
+    std::fs::write(&lease, "not a time").expect("damage the lease");
+    let bad = ringkv(&["dump", lease.to_str().expect("path")]);
+    assert_eq!(bad.status.code(), Some(1), "{bad:?}");
+    assert!(String::from_utf8_lossy(&bad.stdout).contains("does not hold a timestamp"));
     let missing = ringkv(&["dump", parent.join("nothing-here").to_str().expect("path")]);
     assert_eq!(missing.status.code(), Some(2));
 }

@@ -17,6 +17,7 @@ use prost::Message;
 use crate::protocol::describe::{self, Field};
 use crate::protocol::frame::{split_captured, CapturedFrame, DEFAULT_MAX_FRAME_BYTES};
 use crate::protocol::proto::{Envelope, HintRecord, LogRecord};
+use crate::storage::clock_lease::{read_lease, LEASE_FILE};
 
 /// Print WAL segments, hints logs or a captured stream of protocol frames as text.
 #[derive(FromArgs, Debug)]
@@ -207,8 +208,12 @@ fn logs(path: &Path, json: bool) -> Result<Dump, String> {
     let meta = fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let mut dump = Dump::default();
     if meta.is_file() {
-        let kind = kind_of_dir(path.parent().unwrap_or(Path::new(".")));
-        dump_segment(path, kind, json, &mut dump)?;
+        if path.file_name().is_some_and(|name| name == LEASE_FILE) {
+            lease_line(path, json, &mut dump);
+        } else {
+            let kind = kind_of_dir(path.parent().unwrap_or(Path::new(".")));
+            dump_segment(path, kind, json, &mut dump)?;
+        }
         return Ok(dump);
     }
     let data_dirs = data_dirs_in(path)?;
@@ -253,6 +258,9 @@ fn data_dir_logs(path: &Path, json: bool) -> Result<Dump, String> {
         } else {
             dump.push_damage(line);
         }
+    }
+    if path.join(LEASE_FILE).is_file() {
+        lease_line(&path.join(LEASE_FILE), json, &mut dump);
     }
     let logs: Vec<(PathBuf, LogKind)> = if is_data_dir(path) {
         [("wal", LogKind::Writes), ("hints", LogKind::Hints)]
@@ -338,6 +346,26 @@ fn identity_line(data_dir: &Path, json: bool) -> (bool, String) {
     }
     .text();
     (true, text)
+}
+
+/// What the clock lease file says: the timestamp the write clock may not
+/// pass until a newer lease is recorded (see `storage::clock_lease`).
+fn lease_line(path: &Path, json: bool, dump: &mut Dump) {
+    let file = path.display().to_string();
+    match read_lease(path) {
+        Ok(until) => {
+            let lease = describe::Description {
+                kind: "clock-lease".to_string(),
+                fields: vec![("until", Field::Time(until))],
+            };
+            dump.push(if json {
+                lease.json(&[("file", Field::Text(file))])
+            } else {
+                format!("{file}: {}", lease.text())
+            });
+        }
+        Err(reason) => dump.push_damage(damage_line(json, &[("file", Field::Text(file))], &reason)),
+    }
 }
 
 fn kind_of_dir(dir: &Path) -> LogKind {
