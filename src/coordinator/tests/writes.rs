@@ -336,9 +336,12 @@ fn a_stale_answer_restamps_above_the_held_stamp_and_resends() {
 #[test]
 fn only_acknowledgements_of_the_final_stamp_count() {
     let (c, link) = coordinator(Setup::default());
-    // Far enough ahead that a stall of a loaded test run cannot carry the
-    // first stamp past it (50 ms did, now and then).
+    // Replica 0 answers "stale" only after replica 1 has taken the first
+    // stamp's write: scripted acts go to writes in the order they arrive,
+    // and on a loaded machine a stale answer at once let the restamped
+    // write reach replica 1 first and take its `Serve`.
     link.script(0, |r| {
+        r.delay = Duration::from_millis(50);
         r.held
             .insert(KEY, version("ahead", wall_micros() + 400_000, 0));
     });
@@ -382,8 +385,6 @@ fn a_stamp_beyond_twice_the_offset_is_not_chased() {
 #[test]
 fn a_hint_after_a_restamp_carries_the_final_stamp() {
     let (c, link) = coordinator(Setup::default());
-    // Far enough ahead that a stall of a loaded test run cannot carry the
-    // first stamp past it (50 ms did, now and then).
     link.script(0, |r| {
         r.held
             .insert(KEY, version("ahead", wall_micros() + 400_000, 0));
