@@ -75,6 +75,17 @@ fn write_cluster_file(config: &Path) {
     fs::write(config, lines).expect("cluster file");
 }
 
+/// SIGKILLs a replica and waits until it is gone.
+fn sigkill_and_wait(pid: u32) {
+    Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .expect("kill");
+    while cmdline(pid).contains("ringkv") {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 fn cmdline(pid: u32) -> String {
     fs::read_to_string(format!("/proc/{pid}/cmdline"))
         .unwrap_or_default()
@@ -114,13 +125,7 @@ fn a_replica_restarted_later_gets_the_flags_its_peers_started_with() {
     // Replica 1 dies; a later start without REPLICA_ARGS brings it back
     // with the same flags, and says where they came from.
     let killed = pid_of(&run_dir, 1);
-    Command::new("kill")
-        .args(["-KILL", &killed.to_string()])
-        .status()
-        .expect("kill");
-    while cmdline(killed).contains("ringkv") {
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    sigkill_and_wait(killed);
     let restarted = script(&run_dir, &config, &["start"], "");
     let out = text(&restarted);
     assert!(restarted.status.success(), "{out}");
@@ -131,13 +136,7 @@ fn a_replica_restarted_later_gets_the_flags_its_peers_started_with() {
     assert!(cmdline(again).contains(flags), "{}", cmdline(again));
 
     // Setting REPLICA_ARGS, even to nothing, replaces what was remembered.
-    Command::new("kill")
-        .args(["-KILL", &again.to_string()])
-        .status()
-        .expect("kill");
-    while cmdline(again).contains("ringkv") {
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    sigkill_and_wait(again);
     let plain = script_with_flags(&run_dir, &config, Some(""), &["start"], "");
     assert!(plain.status.success(), "{}", text(&plain));
     assert!(!text(&plain).contains("remembered"), "{}", text(&plain));

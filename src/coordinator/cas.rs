@@ -138,15 +138,12 @@ impl<L: ReplicaLink> Coordinator<L> {
             }
         };
         loop {
-            attempt += 1;
-            let round = match self.prepare(key, &targets, seen, deadline).await? {
-                Prepared::Round(round) => round,
-                Prepared::Preempted(higher) => {
-                    seen = seen.max(higher);
-                    self.back_off(attempt, deadline).await;
-                    continue;
-                }
-                Prepared::Short(why) => return Err(unsettled(mine, &why)),
+            let round = match self
+                .promised_round(key, &targets, &mut seen, &mut attempt, deadline)
+                .await?
+            {
+                Ok(round) => round,
+                Err(why) => return Err(unsettled(mine, &why)),
             };
             if let Some(unfinished) = round.in_progress.clone() {
                 let stamp = stamp_of(&unfinished);
@@ -248,15 +245,12 @@ impl<L: ReplicaLink> Coordinator<L> {
         let mut seen: Stamp = (0, 0);
         let mut attempt = 0u32;
         loop {
-            attempt += 1;
-            let round = match self.prepare(key, &targets, seen, deadline).await? {
-                Prepared::Round(round) => round,
-                Prepared::Preempted(higher) => {
-                    seen = seen.max(higher);
-                    self.back_off(attempt, deadline).await;
-                    continue;
-                }
-                Prepared::Short(why) => {
+            let round = match self
+                .promised_round(key, &targets, &mut seen, &mut attempt, deadline)
+                .await?
+            {
+                Ok(round) => round,
+                Err(why) => {
                     return Err(KvError::timeout(format!("SERIAL get of key {key}: {why}")))
                 }
             };
@@ -283,6 +277,30 @@ impl<L: ReplicaLink> Coordinator<L> {
                 self.clock.observe(version.timestamp_micros);
             }
             return Ok(round.current.filter(|version| !version.tombstone));
+        }
+    }
+
+    /// Prepares ballots above `seen`, backing off after each preemption,
+    /// until a majority promises one (`Ok`) or too few replicas answer
+    /// (`Err` with why). Each prepare is one more `attempt`.
+    async fn promised_round(
+        &self,
+        key: u8,
+        targets: &[ReplicaId],
+        seen: &mut Stamp,
+        attempt: &mut u32,
+        deadline: Instant,
+    ) -> Result<Result<Round, String>, KvError> {
+        loop {
+            *attempt += 1;
+            match self.prepare(key, targets, *seen, deadline).await? {
+                Prepared::Round(round) => return Ok(Ok(round)),
+                Prepared::Preempted(higher) => {
+                    *seen = (*seen).max(higher);
+                    self.back_off(*attempt, deadline).await;
+                }
+                Prepared::Short(why) => return Ok(Err(why)),
+            }
         }
     }
 
