@@ -42,10 +42,17 @@ fn check_latency(name: &str, summary: &Option<LatencySummary>, count: u64) {
     assert_eq!(s.count, count, "{name} latency count");
     assert!(s.p50_us > 0, "{name}: p50 is zero: {s:?}");
     assert!(
-        s.p50_us <= s.p90_us && s.p90_us <= s.p99_us && s.p99_us <= s.p999_us,
+        s.p50_us <= s.p90_us
+            && s.p90_us <= s.p95_us
+            && s.p95_us <= s.p99_us
+            && s.p99_us <= s.p999_us,
         "{name}: percentiles out of order: {s:?}"
     );
-    assert!(s.p999_us <= s.max_us, "{name}: p99.9 above max: {s:?}");
+    assert!(s.p999_us <= s.max_us, "{name}: p999 above max: {s:?}");
+    assert!(
+        s.mean_us > 0 && s.mean_us <= s.max_us,
+        "{name}: mean outside (0, max]: {s:?}"
+    );
 }
 
 /// Polls until `done` holds for the metrics of every replica, or fails.
@@ -135,6 +142,10 @@ fn a_coordinator_counts_its_requests_errors_latency_and_wal_batches() {
     });
     for reply in (0..4).map(|id| metrics(&cluster, id)) {
         assert!(reply.wal_batches >= 1, "{reply:?}");
+        assert!(
+            reply.cpu_user_us + reply.cpu_system_us > 0,
+            "no CPU time: {reply:?}"
+        );
         assert!(reply.wal_batches <= reply.wal_records, "{reply:?}");
     }
 
@@ -145,9 +156,11 @@ fn a_coordinator_counts_its_requests_errors_latency_and_wal_batches() {
     for section in [
         "requests: get ONE",
         "errors: INVALID",
-        "latency put: 8 requests, p50",
+        "latency put: 8 requests, mean",
         "latency get: 6 requests",
-        "p99.9",
+        "p95",
+        "p999",
+        "cpu: ",
         "wal: ",
         "records per fdatasync",
         "checkpoints",

@@ -172,6 +172,12 @@ fn render_metrics(metrics: &MetricsReply) -> String {
         metrics.anti_entropy_rounds,
         metrics.anti_entropy_fixes
     );
+    let _ = writeln!(
+        block,
+        "  cpu: {:.3} s user, {:.3} s system since start",
+        metrics.cpu_user_us as f64 / 1e6,
+        metrics.cpu_system_us as f64 / 1e6
+    );
     block
 }
 
@@ -179,8 +185,8 @@ fn render_metrics(metrics: &MetricsReply) -> String {
 fn render_latency(summary: &Option<LatencySummary>) -> String {
     match summary {
         Some(s) if s.count > 0 => format!(
-            "{} requests, p50 {} us, p90 {} us, p99 {} us, p99.9 {} us, max {} us",
-            s.count, s.p50_us, s.p90_us, s.p99_us, s.p999_us, s.max_us
+            "{} requests, mean {} us, p50 {} us, p90 {} us, p95 {} us, p99 {} us, p999 {} us, max {} us",
+            s.count, s.mean_us, s.p50_us, s.p90_us, s.p95_us, s.p99_us, s.p999_us, s.max_us
         ),
         _ => "no requests".to_string(),
     }

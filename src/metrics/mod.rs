@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use crate::metrics::histogram::AtomicHistogram;
+use crate::ops::process;
 use crate::protocol::error::{ErrorKind, KvError};
 use crate::protocol::proto::{Consistency, ErrorCount, LatencySummary, MetricsReply, RequestCount};
 
@@ -200,6 +201,7 @@ impl Metrics {
             })
             .collect();
         let latency = |op: Op| summary(&self.latency[op_index(op)]);
+        let cpu = process::cpu_time();
         MetricsReply {
             replica_id: gauges.replica_id,
             requests,
@@ -219,6 +221,8 @@ impl Metrics {
             anti_entropy_rounds: gauges.anti_entropy_rounds,
             anti_entropy_fixes: gauges.anti_entropy_fixes,
             stale_write_retries: load(&self.stale_write_retries),
+            cpu_user_us: cpu.user_us,
+            cpu_system_us: cpu.system_us,
         }
     }
 }
@@ -247,9 +251,11 @@ fn summary(histogram: &AtomicHistogram) -> LatencySummary {
         count: histogram.count(),
         p50_us: histogram.percentile(0.5),
         p90_us: histogram.percentile(0.9),
+        p95_us: histogram.percentile(0.95),
         p99_us: histogram.percentile(0.99),
         p999_us: histogram.percentile(0.999),
         max_us: histogram.max(),
+        mean_us: histogram.sum().checked_div(histogram.count()).unwrap_or(0),
     }
 }
 

@@ -188,8 +188,9 @@ impl Description {
     }
 }
 
-/// A JSON string literal.
-fn json_string(text: &str) -> String {
+/// A JSON string literal: quoted, with quotes, backslashes and control
+/// characters escaped. Every JSON ringkv prints builds its strings here.
+pub fn json_string(text: &str) -> String {
     let mut quoted = String::with_capacity(text.len() + 2);
     quoted.push('"');
     for c in text.chars() {

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::metrics::prometheus::{exposition, ProcessGauges};
+use crate::ops::process;
 use crate::ops::rt::{self, ReadExt, WriteExt};
 use crate::server::Node;
 
@@ -87,36 +88,8 @@ fn scrape(node: &Node) -> String {
         connections: node.connections.open() as u64,
         budget_used_bytes: node.budget.used() as u64,
         budget_limit_bytes: node.budget.limit() as u64,
-        cpu_seconds: cpu_seconds(),
-        resident_bytes: resident_bytes(),
+        cpu_seconds: process::cpu_time().total_us() as f64 / 1e6,
+        resident_bytes: process::resident_bytes(),
     };
     exposition(&node.metrics_reply(), &node.metrics.latencies(), &process)
-}
-
-/// User and system CPU time of this process, from `/proc/self/stat`
-/// (clock ticks, 100 a second on Linux); 0 where that cannot be read.
-fn cpu_seconds() -> f64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
-        return 0.0;
-    };
-    // Fields after the command name (which may hold spaces) start at 3.
-    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    // utime and stime are fields 14 and 15: 12 and 13 after the name.
-    (ticks(11) + ticks(12)) as f64 / 100.0
-}
-
-/// Resident memory of this process, from `/proc/self/statm`; 0 where that
-/// cannot be read.
-fn resident_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/statm")
-        .ok()
-        .and_then(|statm| statm.split_whitespace().nth(1)?.parse::<u64>().ok())
-        .map_or(0, |pages| pages * 4096)
 }
