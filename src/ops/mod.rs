@@ -7,6 +7,7 @@ pub mod budget;
 pub mod exit;
 pub mod lock;
 pub mod logging;
+pub mod net;
 pub mod process;
 pub mod rt;
 pub mod secret;

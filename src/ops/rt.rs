@@ -3,17 +3,18 @@
 //! ringkv runs on async-std, which upstream has deprecated in favour of smol
 //! (async-std is built from smol's pieces). Keeping spawn, TCP, timers,
 //! channels and the blocking pool behind this one module means moving to
-//! smol is a change to this file alone.
+//! smol is a change to this file alone, and to `net.rs`, which builds TCP
+//! on the reactor both share (async-io).
 
 use std::future::Future;
 use std::pin::Pin;
 use std::task::Poll;
 use std::time::Duration;
 
+pub use crate::ops::net::{TcpListener, TcpStream};
 pub use async_std::channel::{bounded, unbounded, Receiver, Sender};
 pub use async_std::io::prelude::{BufReadExt, ReadExt, WriteExt};
 pub use async_std::io::{copy, sink, stdin, BufRead, BufReader, BufWriter, Read, Write};
-pub use async_std::net::{TcpListener, TcpStream};
 pub use async_std::sync::Mutex as AsyncMutex;
 pub use async_std::task::JoinHandle;
 
