@@ -4,6 +4,7 @@
 //! process costs (CPU time, resident memory), and the process's exit codes.
 
 pub mod budget;
+pub mod deadline;
 pub mod exit;
 pub mod lock;
 pub mod logging;

@@ -73,8 +73,10 @@ pub async fn first_of<T>(a: impl Future<Output = T>, b: impl Future<Output = T>)
 }
 
 /// The future's output, or `None` if it did not finish within `duration`.
+/// Kept in one process-wide table (`deadline.rs`) rather than a reactor
+/// timer each: see there for why.
 pub async fn timeout<F: Future>(duration: Duration, future: F) -> Option<F::Output> {
-    async_std::future::timeout(duration, future).await.ok()
+    crate::ops::deadline::timeout(duration, future).await
 }
 
 /// Runs blocking work (disk, stdin) on the blocking pool so that it never
