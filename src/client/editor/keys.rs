@@ -193,7 +193,8 @@ impl KeyDecoder {
                 return;
             }
             0x20..=0x7e => Key::Insert(byte as char),
-            0xc2..=0xdf | 0xe0..=0xef | 0xf0..=0xf4 => {
+            // The first byte of a UTF-8 character says how many follow.
+            0xc2..=0xf4 => {
                 let more = match byte {
                     0xc2..=0xdf => 1,
                     0xe0..=0xef => 2,
