@@ -5,6 +5,7 @@
 //! a `KvError` with the same kinds the replicas use on the wire.
 
 pub mod console;
+pub mod editor;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,6 +1,7 @@
 //! `ringkv client`: the line-based console. One coordinator per process; one
 //! line of output per answer; a prompt only when stdin is a terminal, so
-//! piping a file of commands through it gives clean output.
+//! piping a file of commands through it gives clean output. When stdout is
+//! a terminal too, lines are edited and remembered (`client::editor`).
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -11,6 +12,7 @@ use argh::FromArgs;
 use crate::client::console::{
     parse_line, render_cas, render_holdings, render_value, Command, HELP,
 };
+use crate::client::editor::{history::History, terminal, LineReader};
 use crate::client::Client;
 use crate::cluster::ring::Ring;
 use crate::ops::rt;
@@ -59,6 +61,8 @@ pub fn run(args: ClientArgs) -> Result<(), String> {
         .with_timeout(Duration::from_millis(args.timeout_ms))
         .with_secret(secret);
     let interactive = std::io::stdin().is_terminal();
+    let mut editor =
+        terminal::is_interactive().then(|| LineReader::new(History::from_environment()));
     let prompt = format!("ringkv@{}> ", args.coordinator);
     if interactive {
         println!(
@@ -72,15 +76,25 @@ pub fn run(args: ClientArgs) -> Result<(), String> {
         let mut stdin = rt::BufReader::new(rt::stdin());
         let mut bytes = Vec::new();
         loop {
-            if interactive {
-                print!("{prompt}");
-                let _ = std::io::stdout().flush();
-            }
             bytes.clear();
-            match stdin.read_until(b'\n', &mut bytes).await {
-                Ok(0) => break,
-                Ok(_) => {}
-                Err(e) => return Err(format!("cannot read standard input: {e}")),
+            if let Some(reader) = editor.take() {
+                let (reader, line) = read_edited_line(reader, prompt.clone()).await;
+                editor = Some(reader);
+                match line {
+                    Ok(Some(line)) => bytes.extend_from_slice(line.as_bytes()),
+                    Ok(None) => break,
+                    Err(e) => return Err(format!("cannot read the terminal: {e}")),
+                }
+            } else {
+                if interactive {
+                    print!("{prompt}");
+                    let _ = std::io::stdout().flush();
+                }
+                match stdin.read_until(b'\n', &mut bytes).await {
+                    Ok(0) => break,
+                    Ok(_) => {}
+                    Err(e) => return Err(format!("cannot read standard input: {e}")),
+                }
             }
             // A line that is not UTF-8 is one error; the script goes on.
             let Ok(line) = std::str::from_utf8(&bytes) else {
@@ -100,6 +114,19 @@ pub fn run(args: ClientArgs) -> Result<(), String> {
         }
         Ok(())
     })
+}
+
+/// One line from the editor, read on the blocking pool (it waits on the
+/// terminal); the reader comes back with it for the next line.
+async fn read_edited_line(
+    mut reader: LineReader,
+    prompt: String,
+) -> (LineReader, std::io::Result<Option<String>>) {
+    rt::spawn_blocking(move || {
+        let line = reader.read_line(&prompt);
+        (reader, line)
+    })
+    .await
 }
 
 /// Carries out one command; the text is the one line that answers it.

@@ -465,3 +465,6 @@ pub mod linearizability;
 
 /// Recording concurrent client histories against a running cluster.
 pub mod history;
+
+/// A terminal screen's model, to read what a program drew on a pty.
+pub mod screen;
