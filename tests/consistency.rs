@@ -238,8 +238,15 @@ fn a_replica_frozen_past_its_pings_is_named_with_that_reason() {
     );
     assert!(!error.message.contains("closed the connection"), "{error}");
     // The next one is refused or times out, depending on how far the
-    // prober has got; either way it names replica 2 and no hang-up.
+    // prober has got; either way it names replica 2 with the truth: counted
+    // down, or the ping it did not answer. Never a hang-up.
     let error = after.expect_err("ALL put with replica 2 still frozen");
+    println!("the put after: {error}");
     assert!(error.message.contains("replica 2"), "{error}");
+    assert!(
+        error.message.contains("believed down")
+            || error.message.contains("did not answer a ping in time"),
+        "{error}"
+    );
     assert!(!error.message.contains("closed the connection"), "{error}");
 }

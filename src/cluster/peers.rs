@@ -103,6 +103,11 @@ struct PeerLink {
     up_events: rt::Sender<ReplicaId>,
     /// Why it was last counted down, for `status`.
     down_reason: Mutex<String>,
+    /// What last went wrong with it (a connection that broke, a probe that
+    /// failed), cleared by a probe that succeeds: a request that finds it
+    /// up but with no connection says this rather than only that none
+    /// opened.
+    trouble: Mutex<Option<String>>,
 }
 
 impl PeerLink {
@@ -114,6 +119,7 @@ impl PeerLink {
     }
 
     fn mark_down(&self, reason: &str) {
+        self.note_trouble(reason);
         reason.clone_into(&mut lock(&self.down_reason));
         if self.up.swap(false, Ordering::SeqCst) {
             crate::warn!("peer {} at {} is down: {reason}", self.id, self.addr);
@@ -126,12 +132,17 @@ impl PeerLink {
     /// before it was ever used (its hello was refused) leaves the reason
     /// the prober gave.
     fn connection_broke(&self, role: Role, connection_id: u64, reason: &str) {
+        self.note_trouble(reason);
         let in_use = lock(self.slot(role))
             .as_ref()
             .is_some_and(|c| c.id() == connection_id);
         if in_use {
             self.mark_down(reason);
         }
+    }
+
+    fn note_trouble(&self, reason: &str) {
+        *lock(&self.trouble) = Some(reason.to_string());
     }
 
     fn slot(&self, role: Role) -> &Mutex<Option<Arc<MuxConnection>>> {
@@ -189,10 +200,13 @@ impl Peer {
             if let Some(connection) = live(&self.link.requests) {
                 break connection;
             }
-            // Up by its hello, before the prober's connection is open.
+            // Up by its hello or its last probe, with no connection open.
             if started.elapsed() >= timeout.min(self.timing.connect_timeout) {
+                let trouble = lock(&self.link.trouble)
+                    .as_ref()
+                    .map_or(String::new(), |reason| format!(" (last: {reason})"));
                 return Err(CallError::Disconnected(format!(
-                    "replica {} at {} is up but no connection to it opened in time",
+                    "replica {} at {} is counted up but no connection to it opened in time{trouble}",
                     self.link.id, self.link.addr
                 )));
             }
@@ -297,6 +311,7 @@ impl Peer {
     async fn probe_and_judge(&self) -> bool {
         match self.probe_once().await {
             Ok(()) => {
+                *lock(&self.link.trouble) = None;
                 self.link.mark_up();
                 // A break reported while the ping was in flight would
                 // have been overwritten just now: look again.
@@ -311,7 +326,10 @@ impl Peer {
             }
             // The peer said hello a moment ago (it says hello before it
             // opens its port): it is starting, not down; try again soon.
-            Err(_) if self.heard_recently() => true,
+            Err(reason) if self.heard_recently() => {
+                self.link.note_trouble(&reason);
+                true
+            }
             Err(reason) => {
                 self.link.mark_down(&reason);
                 false
@@ -420,6 +438,7 @@ impl Peers {
                             wake: rt::bounded(1),
                             up_events: announce_up.clone(),
                             down_reason: Mutex::new("not reached yet".to_string()),
+                            trouble: Mutex::new(None),
                         }),
                         timing: timing.clone(),
                         offsets: offsets.clone(),
