@@ -14,8 +14,11 @@ use crate::error::{
     CheckpointStart, Corruption, IncompleteCheckpoint, ReplayReport, TornTail, WalError,
 };
 use crate::options::Options;
-use crate::record::{self, Chain, Damage, RECORD_HEADER_LEN};
-use crate::seal::{self, Seal, SEAL_LEN};
+use std::ops::ControlFlow;
+
+use crate::decode::{Damage, Entry, Layout, Reader};
+use crate::record::{self, Chain, Damage as RecordDamage, RECORD_HEADER_LEN};
+use crate::seal::{FoundSeal, Seal, SealDamage, SEAL_LEN};
 use crate::segment::{self, Header, HeaderCheck, Kind, FORMAT_VERSION_1, SCAN_AHEAD_BUDGET};
 
 /// Where appends go after replay.
@@ -556,22 +559,19 @@ fn checkpoint_damage(data: &[u8], header: &Header) -> Option<String> {
     let Kind::Checkpoint { records } = header.kind else {
         return None;
     };
-    let chain = header.chain();
-    let mut seed = header.first_seed;
-    let mut off = header.len;
-    for index in 0..records {
-        match record::decode(data.get(off..).unwrap_or(&[]), seed) {
-            Ok(found) => {
-                seed = chain.seed_after(found.crc);
-                off += found.size;
-            }
-            Err(damage) => {
-                return Some(format!(
-                    "checkpoint record {index} of {records} at offset {off}: {}",
-                    damage.describe()
-                ))
-            }
-        }
+    let mut reader = Reader::new(data, Layout::of(header));
+    while reader.records() < u64::from(records) {
+        let index = reader.records();
+        let off = reader.offset();
+        let reason = match reader.next_entry() {
+            Some(Ok(Entry::Record { .. })) => continue,
+            Some(Ok(Entry::Seal(_))) => "a seal ends the segment first".to_string(),
+            Some(Err(damage)) => damage.describe(),
+            None => RecordDamage::PartialHeader { available: 0 }.describe(),
+        };
+        return Some(format!(
+            "checkpoint record {index} of {records} at offset {off}: {reason}"
+        ));
     }
     None
 }
@@ -608,15 +608,6 @@ pub(crate) struct Scan {
     pub torn_seal: Option<usize>,
 }
 
-/// A seal found at the end of a segment.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct FoundSeal {
-    pub offset: usize,
-    pub seal: Seal,
-    /// Its CRC field: the chain value the next segment continues from.
-    pub crc: u32,
-}
-
 /// How damage in one segment is judged.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Rules {
@@ -645,172 +636,118 @@ pub(crate) fn scan(
     rules: Rules,
     on_record: &mut dyn FnMut(&[u8]) -> Result<(), String>,
 ) -> Result<Scan, WalError> {
-    let chain = header.chain();
-    let mut scan = Scan {
-        next_seed: header.first_seed,
-        records_end: header.len,
-        ..Scan::default()
-    };
-    let mut off = header.len;
-    // Seeds the next record may be continued from: one, except right after
-    // a skipped record (see below).
-    let mut seeds = vec![header.first_seed];
-    while off < data.len() {
-        let damage = if header.sealable() && seal::starts_seal(&data[off..]) {
-            match check_seal(data, off, header) {
-                Ok(found) => {
-                    end_with_seal(data, found, file, rules, &seeds, &mut scan)?;
+    let mut reader = Reader::new(data, Layout::of(header));
+    let mut scan = Scan::default();
+    while let Some(next) = reader.next_entry() {
+        match next {
+            Ok(Entry::Record {
+                offset, payload, ..
+            }) => on_record(payload).map_err(|message| WalError::Replay {
+                file: file.to_path_buf(),
+                offset: offset as u64,
+                message,
+            })?,
+            Ok(Entry::Seal(found)) => scan.seal = Some(found),
+            Err(damage) => {
+                if judge_damage(&mut reader, damage, header, file, rules, &mut scan)?.is_break() {
                     break;
                 }
-                Err(damage) => damage,
             }
-        } else {
-            match record::decode_any(&data[off..], &seeds) {
-                Ok(found) => {
-                    on_record(found.payload).map_err(|message| WalError::Replay {
-                        file: file.to_path_buf(),
-                        offset: off as u64,
-                        message,
-                    })?;
-                    scan.records += 1;
-                    scan.next_seed = chain.seed_after(found.crc);
-                    seeds = vec![scan.next_seed];
-                    off += found.size;
-                    scan.records_end = off;
-                    continue;
-                }
-                Err(damage) => damage,
-            }
-        };
-        if rules.may_end_in_torn_seal && is_torn_seal(&data[off..], header, &scan) {
-            scan.torn_seal = Some(off);
-            break;
         }
-        let protected = scan.records < rules.protected_records;
-        if rules.newest && !protected && is_torn_tail(data, off, &damage, chain) {
-            scan.torn_tail = Some(TornTail {
-                file: file.to_path_buf(),
-                offset: off as u64,
-                bytes_dropped: (data.len() - off) as u64,
-            });
-            break;
-        }
-        if !rules.skip_corrupt {
-            return Err(WalError::Corrupt {
-                file: file.to_path_buf(),
-                offset: off as u64,
-                reason: damage.describe(),
-            });
-        }
-        // Skip by the record's own length when it is plausible and fits;
-        // otherwise no later boundary can be trusted: stop this segment.
-        let skip = damage.in_file_extent().unwrap_or(data.len() - off);
-        scan.skipped.push(Corruption {
-            file: file.to_path_buf(),
-            offset: off as u64,
-            bytes: skip as u64,
-            reason: damage.describe(),
-        });
-        if damage.in_file_extent().is_none() {
-            scan.unparseable_tail = true;
-            break;
-        }
-        // The genuine next record was seeded with the skipped record's
-        // true CRC: the stored field if the payload was hit, the computed
-        // one if the CRC field itself was.
-        if let Damage::BadChecksum {
-            stored, computed, ..
-        } = damage
-        {
-            seeds = vec![chain.seed_after(stored), chain.seed_after(computed)];
-            scan.next_seed = chain.seed_after(stored);
-        }
-        off += skip;
-        scan.records_end = off;
     }
+    scan.records = reader.records();
+    scan.next_seed = reader.next_seed();
+    scan.records_end = reader.body_end();
     Ok(scan)
 }
 
-/// The seal at `off`, if it is intact and names the next segment; what is
-/// wrong with it otherwise.
-fn check_seal(data: &[u8], off: usize, header: &Header) -> Result<FoundSeal, Damage> {
-    let (found, crc) = seal::decode(&data[off..]).map_err(|reason| Damage::Seal { reason })?;
-    let next = header.number.wrapping_add(1);
-    if found.next != next {
-        return Err(Damage::Seal {
-            reason: format!(
-                "the seal names segment {} as the next, but segment {next} follows segment {}",
-                found.next, header.number
-            ),
-        });
-    }
-    Ok(FoundSeal {
-        offset: off,
-        seal: found,
-        crc,
-    })
-}
-
-/// An intact seal ends the segment: it must come right after the records it
-/// counts (same count, same chain value) and nothing may follow it.
-fn end_with_seal(
-    data: &[u8],
-    found: FoundSeal,
+/// What damage at the reader's offset means here: a seal that ends the
+/// segment all the same, an interrupted seal, a torn tail, corruption to
+/// refuse, or (with `skip_corrupt`) a region to skip. Breaks when nothing
+/// more of the segment can be read.
+fn judge_damage(
+    reader: &mut Reader<'_>,
+    damage: Damage,
+    header: &Header,
     file: &Path,
     rules: Rules,
-    seeds: &[u32],
     scan: &mut Scan,
-) -> Result<(), WalError> {
-    scan.seal = Some(found);
-    let mut problems = Vec::new();
-    // After a skipped record the count is short by design; the chain value
-    // may be either seed.
-    if !seeds.contains(&found.seal.chain)
-        || (scan.skipped.is_empty() && found.seal.records != scan.records)
-    {
-        problems.push((
-            found.offset,
-            SEAL_LEN,
-            format!(
-                "the seal says {} records ending with chain value {:#010x}, but {} records ending \
-                 with {:#010x} precede it: records before the seal are missing",
-                found.seal.records, found.seal.chain, scan.records, scan.next_seed
-            ),
-        ));
-    }
-    let after = found.offset + SEAL_LEN;
-    if after < data.len() {
-        problems.push((
-            after,
-            data.len() - after,
-            format!("{} bytes after the seal", data.len() - after),
-        ));
-    }
-    for (offset, bytes, reason) in problems {
-        if !rules.skip_corrupt {
-            return Err(WalError::Corrupt {
-                file: file.to_path_buf(),
-                offset: offset as u64,
-                reason,
-            });
+) -> Result<ControlFlow<()>, WalError> {
+    let data = reader.data();
+    let off = reader.offset();
+    match damage {
+        // An intact seal that does not end the records before it still
+        // ends the segment: what follows it is damage too.
+        Damage::Seal(SealDamage::Mismatch { found, .. }) => {
+            corruption(rules, scan, file, off, SEAL_LEN, damage.describe())?;
+            reader.accept_seal(found);
+            scan.seal = Some(found);
+            return Ok(ControlFlow::Continue(()));
         }
-        scan.skipped.push(Corruption {
+        Damage::AfterSeal { bytes } => {
+            corruption(rules, scan, file, off, bytes, damage.describe())?;
+            return Ok(ControlFlow::Break(()));
+        }
+        _ => {}
+    }
+    if rules.may_end_in_torn_seal && is_torn_seal(&data[off..], header, reader) {
+        scan.torn_seal = Some(off);
+        return Ok(ControlFlow::Break(()));
+    }
+    let protected = reader.records() < rules.protected_records;
+    if rules.newest && !protected && is_torn_tail(data, off, &damage, reader.chain()) {
+        scan.torn_tail = Some(TornTail {
+            file: file.to_path_buf(),
+            offset: off as u64,
+            bytes_dropped: (data.len() - off) as u64,
+        });
+        return Ok(ControlFlow::Break(()));
+    }
+    // Skip by the record's own length when it is plausible and fits;
+    // otherwise no later boundary can be trusted: stop this segment.
+    let skip = damage.in_file_extent().unwrap_or(data.len() - off);
+    corruption(rules, scan, file, off, skip, damage.describe())?;
+    if reader.skip_by_length(&damage) {
+        Ok(ControlFlow::Continue(()))
+    } else {
+        scan.unparseable_tail = true;
+        Ok(ControlFlow::Break(()))
+    }
+}
+
+/// Damage inside a segment: `WalError::Corrupt`, or with `skip_corrupt` a
+/// region of `bytes` bytes listed as skipped.
+fn corruption(
+    rules: Rules,
+    scan: &mut Scan,
+    file: &Path,
+    offset: usize,
+    bytes: usize,
+    reason: String,
+) -> Result<(), WalError> {
+    if !rules.skip_corrupt {
+        return Err(WalError::Corrupt {
             file: file.to_path_buf(),
             offset: offset as u64,
-            bytes: bytes as u64,
             reason,
         });
     }
+    scan.skipped.push(Corruption {
+        file: file.to_path_buf(),
+        offset: offset as u64,
+        bytes: bytes as u64,
+        reason,
+    });
     Ok(())
 }
 
 /// The bytes from a damaged offset to the end are what a crash while
 /// writing the segment's seal leaves: no longer than the seal, and each byte
 /// zero or the byte the seal of the records before it would have there.
-fn is_torn_seal(tail: &[u8], header: &Header, scan: &Scan) -> bool {
+fn is_torn_seal(tail: &[u8], header: &Header, reader: &Reader<'_>) -> bool {
     let (expected, _) = Seal {
-        records: scan.records,
-        chain: scan.next_seed,
+        records: reader.records(),
+        chain: reader.next_seed(),
         next: header.number.wrapping_add(1),
     }
     .encode();
@@ -834,12 +771,15 @@ fn is_torn_seal(tail: &[u8], header: &Header, scan: &Scan) -> bool {
 /// Anything else is corruption of data that may have been acknowledged.
 fn is_torn_tail(data: &[u8], off: usize, damage: &Damage, chain: Chain) -> bool {
     let claimed_end = match damage {
-        Damage::PartialHeader { .. } | Damage::PartialPayload { .. } => data.len(),
-        Damage::BadLength { .. } => off + RECORD_HEADER_LEN,
-        Damage::BadChecksum { .. } => off + damage.in_file_extent().unwrap_or(0),
+        Damage::Record(RecordDamage::PartialHeader { .. })
+        | Damage::Record(RecordDamage::PartialPayload { .. }) => data.len(),
+        Damage::Record(RecordDamage::BadLength { .. }) => off + RECORD_HEADER_LEN,
+        Damage::Record(RecordDamage::BadChecksum { .. }) => {
+            off + damage.in_file_extent().unwrap_or(0)
+        }
         // A seal is written only once the next segment exists: the newest
         // segment never ends in one that a crash cut.
-        Damage::Seal { .. } => return false,
+        Damage::Seal(_) | Damage::AfterSeal { .. } => return false,
     };
     if !data[claimed_end..].iter().all(|&b| b == 0) {
         return false;
@@ -888,7 +828,7 @@ mod tests {
         let header = header_of(&data);
         let off = SEGMENT_HEADER_LEN as usize;
         data[off + 2] = 0x10; // "first" now claims ~1 MiB, past end of file
-        let damage = record::decode(&data[off..], header.first_seed).unwrap_err();
+        let damage = Damage::Record(record::decode(&data[off..], header.first_seed).unwrap_err());
         assert!(!is_torn_tail(&data, off, &damage, Chain::Chained));
         // The same damage on the last record is a torn tail.
         let data = segment(&[b"first", b"second", b"third"]);
@@ -896,11 +836,14 @@ mod tests {
         let second = SEGMENT_HEADER_LEN as usize + RECORD_HEADER_LEN + 5;
         let seed = u32::from_be_bytes(data[second + 4..second + 8].try_into().expect("4"));
         let mut cut = data[..data.len() - 1].to_vec();
-        let damage = record::decode(&cut[last..], seed).unwrap_err();
+        let damage = Damage::Record(record::decode(&cut[last..], seed).unwrap_err());
         assert!(is_torn_tail(&cut, last, &damage, Chain::Chained));
         cut.extend_from_slice(&[0, 0, 0, 1]); // non-zero garbage past the extent
-        let damage = record::decode(&cut[last..], seed).unwrap_err();
-        assert!(matches!(damage, Damage::BadChecksum { .. }));
+        let damage = Damage::Record(record::decode(&cut[last..], seed).unwrap_err());
+        assert!(matches!(
+            damage,
+            Damage::Record(RecordDamage::BadChecksum { .. })
+        ));
         assert!(!is_torn_tail(&cut, last, &damage, Chain::Chained));
     }
 
