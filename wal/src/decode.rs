@@ -159,6 +159,11 @@ impl<'a> Reader<'a> {
         self.next_seed
     }
 
+    /// The seeds the record at the current offset may continue from.
+    pub(crate) fn seeds(&self) -> &[u32] {
+        &self.seeds
+    }
+
     /// Offset just past the last record or skipped region.
     pub(crate) fn body_end(&self) -> usize {
         self.body_end
@@ -169,10 +174,15 @@ impl<'a> Reader<'a> {
         self.layout.chain
     }
 
+    /// Whether a seal may end this segment.
+    pub(crate) fn sealable(&self) -> bool {
+        self.layout.sealable
+    }
+
     /// Decodes what starts at the current offset; `None` at end of file.
     /// An intact record or seal is consumed; on damage the reader stays
-    /// where it is, for the caller to stop, [`skip_by_length`](Self::skip_by_length)
-    /// or [`accept_seal`](Self::accept_seal).
+    /// where it is, for the caller to stop, [`skip_by_length`](Self::skip_by_length),
+    /// [`accept_seal`](Self::accept_seal) or [`resume_at`](Self::resume_at).
     pub(crate) fn next_entry(&mut self) -> Option<Result<Entry<'a>, Damage>> {
         let data = self.data;
         let rest = data.get(self.off..).filter(|rest| !rest.is_empty())?;
@@ -257,6 +267,15 @@ impl<'a> Reader<'a> {
         self.body_end = self.off;
         self.lost = true;
         true
+    }
+
+    /// Goes on at `offset` (after damage whose extent is unknown), where
+    /// the record continues from `seed`.
+    pub(crate) fn resume_at(&mut self, offset: usize, seed: u32) {
+        self.off = offset;
+        self.seeds = vec![seed];
+        self.next_seed = seed;
+        self.lost = true;
     }
 }
 

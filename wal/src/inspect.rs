@@ -1,14 +1,20 @@
 //! Reading a segment for people (`ringkv dump`): every record that can be
 //! found, with its checksum verdict, and every damaged region, in order.
+//! What the bytes are is decided by `decode`, the decoder replay uses too;
+//! this module only decides how to show damage and where reading goes on
+//! after it, which replay never does.
 //!
 //! This module never modifies anything, never calls back into replay, never
 //! panics and never allocates by a length read from the input: whatever the
 //! bytes, it returns a description of them.
 
+use std::ops::ControlFlow;
+
 use byteorder::{BigEndian, ByteOrder};
 
-use crate::record::{self, Chain, MAX_RECORD_BYTES, RECORD_HEADER_LEN};
-use crate::seal::{self, SEAL_LEN};
+use crate::decode::{Damage, Entry, Layout, Reader};
+use crate::record::{self, Chain, Damage as RecordDamage, RECORD_HEADER_LEN};
+use crate::seal::{self, Seal, SealDamage, SEAL_LEN};
 use crate::segment::{
     self, Kind, FORMAT_VERSION_1, FORMAT_VERSION_2, SEGMENT_HEADER_LEN, V1_HEADER_LEN,
     V2_HEADER_LEN,
@@ -74,8 +80,10 @@ pub enum InspectedEntry {
         next: u32,
         /// Its CRC field: the chain value the next segment continues from.
         crc: u32,
-        /// Whether its CRC verified and its chain value is the one the
-        /// records before it end with.
+        /// Whether it is the seal the records before it call for: its CRC
+        /// verifies, it names the segment after this one (when the header
+        /// is readable), and its chain value and count are those of the
+        /// records before it (the count is not checked after damage).
         crc_ok: bool,
     },
     /// Bytes that hold no record that could be found: from offset, this many bytes, and why.
@@ -101,46 +109,34 @@ pub fn segment_number_from_name(name: &str) -> Option<u32> {
 /// What a segment file holds, read without repairing anything, for people.
 ///
 /// Records are read from the end of the header (16 bytes if the version
-/// field says 1, otherwise 28, even when the header is damaged). Each
-/// record is checked with the seed rule of its format: in version 2, the
-/// CRC field of the record before it (the header CRC field for the first);
-/// after a record whose CRC failed, either its stored or its recomputed CRC
-/// is accepted as the next seed, so a damaged CRC field costs one record,
-/// not the rest of the segment. In version 1, seed 0.
+/// field says 1, 28 if it says 2, otherwise 32, even when the header is
+/// damaged), through the same decoder replay uses, so an entry listed
+/// intact is exactly what replay would accept there. Each record is checked
+/// with the seed rule of its format: in versions 2 and 3, the CRC field of
+/// the record before it (the header CRC field for the first); after a
+/// record whose CRC failed, either its stored or its recomputed CRC is
+/// accepted as the next seed, so a damaged CRC field costs one record, not
+/// the rest of the segment. In version 1, seed 0.
 ///
 /// A record with a plausible length that fits is shown even when its CRC
 /// fails, and reading goes on at `offset + 8 + len`, as long as what is
-/// there could be a record, zeros, or the end of the file (otherwise its
-/// length is the likely damage, and it is treated as below). Any other
-/// bytes are damage, and reading resumes at the first later offset where
-/// a record verifies seeded with the damaged record's CRC field or with the
-/// seed in effect before it; in version 2 also after the first pair of
-/// records where the second verifies seeded with the first's CRC field
-/// (which re-finds the chain after a lost seed; such a pair could also sit
-/// inside a client's payload, which only matters inside a damaged region).
-/// A tail of zeros is reported as damage saying "zero-filled tail".
+/// there could be a record, a seal, zeros, or the end of the file
+/// (otherwise its length is the likely damage, and it is treated as below).
+/// A seal is listed with `crc_ok` saying whether it is the seal the records
+/// before it call for; after one whose CRC verifies, the rest of the file
+/// is damage ("bytes after the seal"). Any other bytes are damage, and
+/// reading resumes at the first later offset where a record verifies
+/// seeded with the damaged record's CRC field or with the seed in effect
+/// before it; in versions 2 and 3 also after the first pair of records
+/// where the second verifies seeded with the first's CRC field (which
+/// re-finds the chain after a lost seed; such a pair could also sit inside
+/// a client's payload, which only matters inside a damaged region). A tail
+/// of zeros is reported as damage saying "zero-filled tail".
 pub fn inspect_segment(data: &[u8]) -> SegmentInspection {
     let parsed = segment::parse_header(data);
-    let version_field = data.get(8..12).map(BigEndian::read_u32);
-    let (chain, header_len, first_seed, sealable) = match &parsed {
-        Ok(header) => (
-            header.chain(),
-            header.len,
-            header.first_seed,
-            header.sealable(),
-        ),
-        Err(_) if version_field == Some(FORMAT_VERSION_1) => {
-            (Chain::Unchained, V1_HEADER_LEN as usize, 0, false)
-        }
-        Err(_) => {
-            let (len, sealable) = if version_field == Some(FORMAT_VERSION_2) {
-                (V2_HEADER_LEN as usize, false)
-            } else {
-                (SEGMENT_HEADER_LEN as usize, true)
-            };
-            let seed = data.get(len - 4..len).map_or(0, BigEndian::read_u32);
-            (Chain::Chained, len, seed, sealable)
-        }
+    let layout = match &parsed {
+        Ok(header) => Layout::of(header),
+        Err(_) => guessed_layout(data),
     };
     let header = parsed.map(|h| SegmentHeader {
         version: h.version,
@@ -152,161 +148,220 @@ pub fn inspect_segment(data: &[u8]) -> SegmentInspection {
         continues: h.continues,
         first_seed: h.first_seed,
     });
-    let entries = inspect_records(
-        data,
-        header_len.min(data.len()),
-        chain,
-        first_seed,
-        sealable,
-    );
+    let entries = inspect_records(data, layout);
     SegmentInspection { header, entries }
 }
 
-fn inspect_records(
-    data: &[u8],
-    start: usize,
-    chain: Chain,
-    first_seed: u32,
-    sealable: bool,
-) -> Vec<InspectedEntry> {
-    let mut entries = Vec::new();
+/// Where the records of a segment with a damaged header are looked for:
+/// the layout of the version its version field names (version 3 when that
+/// is unreadable too), seeded with whatever is where the header CRC would
+/// be. The segment's number is not trusted, so a seal's is not checked.
+fn guessed_layout(data: &[u8]) -> Layout {
+    let (len, chain, sealable) = match data.get(8..12).map(BigEndian::read_u32) {
+        Some(FORMAT_VERSION_1) => (V1_HEADER_LEN as usize, Chain::Unchained, false),
+        Some(FORMAT_VERSION_2) => (V2_HEADER_LEN as usize, Chain::Chained, false),
+        _ => (SEGMENT_HEADER_LEN as usize, Chain::Chained, true),
+    };
+    let first_seed = match chain {
+        Chain::Unchained => 0,
+        Chain::Chained => data.get(len - 4..len).map_or(0, BigEndian::read_u32),
+    };
+    Layout {
+        start: len,
+        chain,
+        first_seed,
+        sealable,
+        number: None,
+    }
+}
+
+/// Every entry after the header, in file order, covering every byte.
+fn inspect_records(data: &[u8], layout: Layout) -> Vec<InspectedEntry> {
+    let mut reader = Reader::new(data, layout);
     let mut budget = SEARCH_BUDGET;
-    // Seeds the record at `off` may be continued from.
-    let mut seeds = vec![first_seed];
-    let mut off = start;
-    while off < data.len() {
-        let rest = &data[off..];
-        if sealable && seal::starts_seal(rest) && rest.len() >= SEAL_LEN {
-            let found = inspect_seal(&rest[..SEAL_LEN], off, &seeds);
-            if let InspectedEntry::Seal { crc, .. } = found {
-                seeds = vec![crc];
-            }
-            entries.push(found);
-            off += SEAL_LEN;
-            continue;
-        }
-        if rest.iter().all(|&b| b == 0) {
-            entries.push(damage(off, rest.len(), "zero-filled tail".to_string()));
-            break;
-        }
-        if rest.len() < RECORD_HEADER_LEN {
-            entries.push(damage(
-                off,
-                rest.len(),
-                format!(
-                    "partial record header: {} of {RECORD_HEADER_LEN} bytes before end of file",
-                    rest.len()
-                ),
-            ));
-            break;
-        }
-        let len = BigEndian::read_u32(&rest[0..4]);
-        let stored = BigEndian::read_u32(&rest[4..8]);
-        let fits = plausible_fit(rest).is_some();
-        let end = off + RECORD_HEADER_LEN + len as usize;
-        if fits {
-            let payload = &rest[RECORD_HEADER_LEN..RECORD_HEADER_LEN + len as usize];
-            let crc_ok = seeds
-                .iter()
-                .any(|&seed| record::checksum(seed, &rest[0..4], payload) == stored);
-            // A record whose CRC failed is believed about its length only if
-            // what follows could be a record (or is the end, or zeros);
-            // otherwise its length is likely the damaged part.
-            let after = &data[end..];
-            if crc_ok
-                || after.is_empty()
-                || after.iter().all(|&b| b == 0)
-                || plausible_fit(after).is_some()
-            {
-                let computed = record::checksum(seeds[0], &rest[0..4], payload);
-                entries.push(InspectedEntry::Record {
-                    offset: off as u64,
-                    len,
-                    crc_ok,
-                    payload: payload.to_vec(),
-                });
-                seeds = if crc_ok {
-                    vec![chain.seed_after(stored)]
-                } else {
-                    vec![chain.seed_after(stored), chain.seed_after(computed)]
-                };
-                off = end;
-                continue;
-            }
-        }
-        let reason = if fits {
-            format!(
-                "record of {len} bytes fails its checksum and is not followed by a record \
-                 (its length is likely damaged)"
-            )
-        } else if len == 0 {
-            "record length is 0".to_string()
-        } else if len as usize > MAX_RECORD_BYTES {
-            format!("record length {len} exceeds the maximum of {MAX_RECORD_BYTES} bytes")
-        } else {
-            format!(
-                "record claims {len} payload bytes but only {} remain before end of file",
-                rest.len() - RECORD_HEADER_LEN
-            )
+    let mut entries = Vec::new();
+    while let Some(next) = reader.next_entry() {
+        let (entry, flow) = match next {
+            Ok(intact) => (intact_entry(intact), ControlFlow::Continue(())),
+            Err(damage) => damaged_entry(&mut reader, damage, &mut budget),
         };
-        let damaged_seed = chain.seed_after(stored);
-        let mut candidates = vec![damaged_seed];
-        candidates.extend(seeds.iter().copied().filter(|&s| s != damaged_seed));
-        // From the next byte: the bytes at `off` were just found to be no
-        // record (nor the first of a pair), so starting at `off` finds the
-        // same; starting a byte earlier differs only for a record forged
-        // to verify across the previous one's last byte. The mutants of
-        // this `+ 1` are left standing for that reason.
-        match resync(data, off + 1, &candidates, chain, &mut budget) {
-            Ok(Some((next, seed))) => {
-                entries.push(damage(off, next - off, reason));
-                seeds = vec![seed];
-                off = next;
-            }
-            Ok(None) => {
-                entries.push(damage(off, rest.len(), reason + "; no later record found"));
-                break;
-            }
-            Err(()) => {
-                entries.push(damage(
-                    off,
-                    rest.len(),
-                    reason
-                        + &format!(
-                            "; search for a later record stopped after {} MiB of checksumming",
-                            SEARCH_BUDGET >> 20
-                        ),
-                ));
-                break;
-            }
+        entries.push(entry);
+        if flow.is_break() {
+            break;
         }
     }
     entries
 }
 
-/// The 24 bytes of a seal at `offset`, checked against `seeds` (the chain
-/// values the records before it may end with).
-fn inspect_seal(bytes: &[u8], offset: usize, seeds: &[u32]) -> InspectedEntry {
-    let chain = BigEndian::read_u32(&bytes[16..20]);
-    let crc_ok = seal::decode(bytes).is_ok() && seeds.contains(&chain);
+fn intact_entry(entry: Entry<'_>) -> InspectedEntry {
+    match entry {
+        Entry::Record {
+            offset, payload, ..
+        } => InspectedEntry::Record {
+            offset: offset as u64,
+            // At most MAX_RECORD_BYTES, which fits in a u32.
+            len: payload.len() as u32,
+            crc_ok: true,
+            payload: payload.to_vec(),
+        },
+        Entry::Seal(found) => seal_entry(found.offset, found.seal, found.crc, true),
+    }
+}
+
+/// How damage at the reader's offset is shown, and whether reading goes
+/// on (the reader is moved to where it does).
+fn damaged_entry(
+    reader: &mut Reader<'_>,
+    damage: Damage,
+    budget: &mut usize,
+) -> (InspectedEntry, ControlFlow<()>) {
+    let data = reader.data();
+    let off = reader.offset();
+    let rest = &data[off..];
+    match damage {
+        Damage::Seal(seal_damage) => damaged_seal(reader, seal_damage),
+        Damage::AfterSeal { bytes } => (
+            damaged_region(off, bytes, damage.describe()),
+            ControlFlow::Break(()),
+        ),
+        Damage::Record(_) if rest.iter().all(|&b| b == 0) => (
+            damaged_region(off, rest.len(), "zero-filled tail".to_string()),
+            ControlFlow::Break(()),
+        ),
+        Damage::Record(RecordDamage::BadChecksum { len, .. })
+            if could_follow(reader, off + RECORD_HEADER_LEN + len as usize) =>
+        {
+            let payload = &rest[RECORD_HEADER_LEN..RECORD_HEADER_LEN + len as usize];
+            reader.skip_by_length(&damage);
+            let entry = InspectedEntry::Record {
+                offset: off as u64,
+                len,
+                crc_ok: false,
+                payload: payload.to_vec(),
+            };
+            (entry, ControlFlow::Continue(()))
+        }
+        Damage::Record(RecordDamage::BadChecksum { len, .. }) => {
+            let reason = format!(
+                "record of {len} bytes fails its checksum and is not followed by a record \
+                 (its length is likely damaged)"
+            );
+            resync_after(reader, &damage, reason, budget)
+        }
+        Damage::Record(_) => resync_after(reader, &damage, damage.describe(), budget),
+    }
+}
+
+/// A record whose CRC failed is believed about its length only if what
+/// follows it could come next in the segment: the end of the file, zeros,
+/// a record that fits, or a seal. Otherwise its length is likely the
+/// damaged part.
+fn could_follow(reader: &Reader<'_>, at: usize) -> bool {
+    let after = &reader.data()[at..];
+    after.iter().all(|&b| b == 0)
+        || record::plausible_len(after).is_some()
+        || (reader.sealable() && seal::starts_seal(after))
+}
+
+/// A seal that is not the one the segment needs. One whose CRC verifies is
+/// a seal all the same (what follows it is after the seal); after one
+/// whose CRC fails, reading goes on right after it, continuing from its
+/// CRC field; a partial one runs to the end of the file.
+fn damaged_seal(reader: &mut Reader<'_>, damage: SealDamage) -> (InspectedEntry, ControlFlow<()>) {
+    let off = reader.offset();
+    match damage {
+        SealDamage::Partial { available } => (
+            InspectedEntry::Damage {
+                offset: off as u64,
+                len: available as u64,
+                reason: damage.describe(),
+            },
+            ControlFlow::Break(()),
+        ),
+        SealDamage::BadChecksum { seal, stored, .. } => {
+            reader.resume_at(off + SEAL_LEN, stored);
+            (
+                seal_entry(off, seal, stored, false),
+                ControlFlow::Continue(()),
+            )
+        }
+        SealDamage::WrongNext { found, .. } | SealDamage::Mismatch { found, .. } => {
+            reader.accept_seal(found);
+            (
+                seal_entry(found.offset, found.seal, found.crc, false),
+                ControlFlow::Continue(()),
+            )
+        }
+    }
+}
+
+fn seal_entry(offset: usize, seal: Seal, crc: u32, crc_ok: bool) -> InspectedEntry {
     InspectedEntry::Seal {
         offset: offset as u64,
-        records: BigEndian::read_u64(&bytes[8..16]),
-        chain,
-        next: BigEndian::read_u32(&bytes[20..24]),
-        crc: BigEndian::read_u32(&bytes[4..8]),
+        records: seal.records,
+        chain: seal.chain,
+        next: seal.next,
+        crc,
         crc_ok,
     }
 }
 
-/// The payload length if `buf` starts with a record header whose length is
-/// plausible (1 ..= [`MAX_RECORD_BYTES`]) and whose payload fits in `buf`.
-fn plausible_fit(buf: &[u8]) -> Option<usize> {
-    let len_field = buf.get(0..4)?;
-    let len = BigEndian::read_u32(len_field) as usize;
-    let fits =
-        len != 0 && len <= MAX_RECORD_BYTES && len <= buf.len() - RECORD_HEADER_LEN.min(buf.len());
-    (fits && buf.len() >= RECORD_HEADER_LEN).then_some(len)
+/// Damage of unknown extent at the reader's offset: a region up to the
+/// first later offset where the chain can be picked up again (the reader
+/// resumes there), or to the end of the file.
+fn resync_after(
+    reader: &mut Reader<'_>,
+    damaged: &Damage,
+    reason: String,
+    budget: &mut usize,
+) -> (InspectedEntry, ControlFlow<()>) {
+    let data = reader.data();
+    let off = reader.offset();
+    let to_end = data.len() - off;
+    // Fewer than 8 bytes: no CRC field, and no room for a record.
+    let Some(stored) = damaged.stored_crc() else {
+        return (damaged_region(off, to_end, reason), ControlFlow::Break(()));
+    };
+    let chain = reader.chain();
+    let damaged_seed = chain.seed_after(stored);
+    let mut candidates = vec![damaged_seed];
+    candidates.extend(
+        reader
+            .seeds()
+            .iter()
+            .copied()
+            .filter(|&s| s != damaged_seed),
+    );
+    // From the next byte: the bytes at `off` were just found to be no
+    // record (nor the first of a pair), so starting at `off` finds the
+    // same; starting a byte earlier differs only for a record forged
+    // to verify across the previous one's last byte. The mutants of
+    // this `+ 1` are left standing for that reason.
+    match resync(data, off + 1, &candidates, chain, budget) {
+        Ok(Some((next, seed))) => {
+            reader.resume_at(next, seed);
+            (
+                damaged_region(off, next - off, reason),
+                ControlFlow::Continue(()),
+            )
+        }
+        Ok(None) => (
+            damaged_region(off, to_end, reason + "; no later record found"),
+            ControlFlow::Break(()),
+        ),
+        Err(()) => (
+            damaged_region(
+                off,
+                to_end,
+                reason
+                    + &format!(
+                        "; search for a later record stopped after {} MiB of checksumming",
+                        SEARCH_BUDGET >> 20
+                    ),
+            ),
+            ControlFlow::Break(()),
+        ),
+    }
 }
 
 /// The first offset at or after `from` where reading can resume, and the
@@ -323,42 +378,37 @@ fn resync(
     budget: &mut usize,
 ) -> Result<Option<(usize, u32)>, ()> {
     for start in from..data.len() {
-        let rest = &data[start..];
-        let Some(len) = plausible_fit(rest) else {
-            continue;
-        };
-        let stored = BigEndian::read_u32(&rest[4..8]);
-        let payload = &rest[RECORD_HEADER_LEN..RECORD_HEADER_LEN + len];
-        for &seed in seeds {
-            spend(budget, len)?;
-            if record::checksum(seed, &rest[0..4], payload) == stored {
-                return Ok(Some((start, seed)));
-            }
+        if let Some(seed) = record::verifying_seed(&data[start..], seeds, budget)? {
+            return Ok(Some((start, seed)));
         }
-        if chain == Chain::Unchained {
-            continue;
-        }
-        let next = start + RECORD_HEADER_LEN + len;
-        let after = &data[next..];
-        if let Some(next_len) = plausible_fit(after) {
-            spend(budget, next_len)?;
-            let next_payload = &after[RECORD_HEADER_LEN..RECORD_HEADER_LEN + next_len];
-            let next_stored = BigEndian::read_u32(&after[4..8]);
-            let seed = chain.seed_after(stored);
-            if record::checksum(seed, &after[0..4], next_payload) == next_stored {
-                return Ok(Some((next, seed)));
+        if chain == Chain::Chained {
+            if let Some(found) = chained_pair(data, start, chain, budget)? {
+                return Ok(Some(found));
             }
         }
     }
     Ok(None)
 }
 
-fn spend(budget: &mut usize, bytes: usize) -> Result<(), ()> {
-    *budget = budget.checked_sub(bytes).ok_or(())?;
-    Ok(())
+/// If a record that fits starts at `start` and the one after it verifies
+/// seeded with its CRC field: where that second record starts, and the seed.
+fn chained_pair(
+    data: &[u8],
+    start: usize,
+    chain: Chain,
+    budget: &mut usize,
+) -> Result<Option<(usize, u32)>, ()> {
+    let rest = &data[start..];
+    let Some(len) = record::plausible_len(rest) else {
+        return Ok(None);
+    };
+    let next = start + RECORD_HEADER_LEN + len;
+    let seed = chain.seed_after(BigEndian::read_u32(&rest[4..8]));
+    let found = record::verifying_seed(&data[next..], &[seed], budget)?;
+    Ok(found.map(|_| (next, seed)))
 }
 
-fn damage(offset: usize, len: usize, reason: String) -> InspectedEntry {
+fn damaged_region(offset: usize, len: usize, reason: String) -> InspectedEntry {
     InspectedEntry::Damage {
         offset: offset as u64,
         len: len as u64,
@@ -545,7 +595,7 @@ mod tests {
     }
 
     #[test]
-    fn a_seal_is_listed_and_what_follows_it_too() {
+    fn a_seal_is_listed_and_what_follows_it_is_damage() {
         let mut data = segment_with(Kind::Log, &[b"aaaa"]);
         let chain = u32::from_be_bytes(data[36..40].try_into().expect("4 bytes"));
         let (seal, crc) = crate::seal::Seal {
@@ -555,7 +605,8 @@ mod tests {
         }
         .encode();
         data.extend_from_slice(&seal);
-        // Bytes after a seal are not the log's, but they are shown.
+        // Bytes after a seal are never the log's, even a record chained
+        // to it: replay refuses them, and so they are damage here too.
         record::encode_into(crc, b"after", &mut data);
         let entries = inspect_segment(&data).entries;
         assert_eq!(
@@ -569,19 +620,56 @@ mod tests {
                 crc_ok: true
             }
         );
-        assert_eq!(offsets(&entries), [(32, true), (44, true), (68, true)]);
-        // A seal whose chain value is not the records' is not ok.
-        let mut data2 = segment_with(Kind::Log, &[b"aaaa"]);
-        let (other, _) = crate::seal::Seal {
-            records: 1,
-            chain: chain ^ 1,
-            next: 10,
-        }
-        .encode();
-        data2.extend_from_slice(&other);
+        assert_eq!(offsets(&entries), [(32, true), (44, true), (68, false)]);
+        assert_eq!(reason_of(&entries[2]), "13 bytes after the seal");
+    }
+
+    #[test]
+    fn a_seal_must_be_the_one_the_records_call_for() {
+        let records = segment_with(Kind::Log, &[b"aaaa"]);
+        let chain = u32::from_be_bytes(records[36..40].try_into().expect("4 bytes"));
+        let sealed = |records_field: u64, chain: u32, next: u32| {
+            let mut data = records.clone();
+            let seal = crate::seal::Seal {
+                records: records_field,
+                chain,
+                next,
+            };
+            data.extend_from_slice(&seal.encode().0);
+            offsets(&inspect_segment(&data).entries)
+        };
+        assert_eq!(sealed(1, chain, 10), [(32, true), (44, true)]);
+        // Another chain value, another count, another next segment.
+        assert_eq!(sealed(1, chain ^ 1, 10), [(32, true), (44, false)]);
+        assert_eq!(sealed(2, chain, 10), [(32, true), (44, false)]);
+        assert_eq!(sealed(1, chain, 11), [(32, true), (44, false)]);
+        // A cut seal is a partial seal, not a record with a huge length.
+        let mut cut = records.clone();
+        cut.extend_from_slice(&[0xFF; 10]);
+        let entries = inspect_segment(&cut).entries;
         assert_eq!(
-            offsets(&inspect_segment(&data2).entries),
-            [(32, true), (44, false)]
+            reason_of(&entries[1]),
+            "partial seal: 10 of 24 bytes before end of file"
+        );
+    }
+
+    #[test]
+    fn a_record_that_fails_its_checksum_before_a_seal_is_read_past() {
+        // The record's length is believed, since a seal follows it, and the
+        // seal continues from its stored CRC, as replay with skip_corrupt
+        // reads it.
+        let mut data = segment_with(Kind::Log, &[b"aaaa", b"bbbb"]);
+        let chain = u32::from_be_bytes(data[48..52].try_into().expect("4 bytes"));
+        let seal = crate::seal::Seal {
+            records: 2,
+            chain,
+            next: 10,
+        };
+        data.extend_from_slice(&seal.encode().0);
+        data[44 + 9] ^= 1;
+        assert_eq!(
+            offsets(&inspect_segment(&data).entries),
+            [(32, true), (44, false), (56, true)]
         );
     }
 
