@@ -97,6 +97,17 @@ pub(crate) fn segment_numbers(dir: &Path) -> Result<Vec<u32>, WalError> {
     Ok(numbers)
 }
 
+/// The number after segment `current`, or an error once numbers run out
+/// (at `u32::MAX`).
+pub(crate) fn next_number(dir: &Path, current: u32) -> Result<u32, WalError> {
+    current.checked_add(1).ok_or_else(|| {
+        WalError::io(
+            dir,
+            std::io::Error::other("segment numbers exhausted (u32::MAX reached)"),
+        )
+    })
+}
+
 /// `{number:020}.wal`.
 pub(crate) fn file_name(number: u32) -> String {
     format!("{number:020}.wal")

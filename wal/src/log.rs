@@ -180,7 +180,7 @@ impl Wal {
     /// a segment that does not exist (which replay must refuse: it is what
     /// a deleted newest segment looks like).
     fn rotate(&mut self) -> Result<(), WalError> {
-        let number = next_number(&self.dir, self.active_number)?;
+        let number = dir::next_number(&self.dir, self.active_number)?;
         let seal = self.active_sealable.then_some(Seal {
             records: self.active_records,
             chain: self.next_seed,
@@ -266,7 +266,7 @@ impl Wal {
         count: u32,
         batch_len: u64,
     ) -> Result<(), WalError> {
-        let number = next_number(&self.dir, self.active_number)?;
+        let number = dir::next_number(&self.dir, self.active_number)?;
         // The active segment is not sealed: once the checkpoint is durable
         // it is deleted, and until then (a crash) it is still the newest
         // segment of the log. The header records where that segment ends,
@@ -398,15 +398,6 @@ fn validate(payloads: &[&[u8]]) -> Result<u64, WalError> {
         total += record::encoded_len(payload.len());
     }
     Ok(total)
-}
-
-fn next_number(dir: &Path, current: u32) -> Result<u32, WalError> {
-    current.checked_add(1).ok_or_else(|| {
-        WalError::io(
-            dir,
-            std::io::Error::other("segment numbers exhausted (u32::MAX reached)"),
-        )
-    })
 }
 
 #[cfg(test)]
