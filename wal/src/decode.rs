@@ -11,9 +11,9 @@
 //! it is a torn tail, corruption to refuse or a region to skip is replay's
 //! policy, and how to show it is inspection's. It never touches files.
 
+use crate::header::Header;
 use crate::record::{self, Chain, Damage as RecordDamage, RECORD_HEADER_LEN};
 use crate::seal::{self, FoundSeal, SealDamage, SEAL_LEN};
-use crate::segment::Header;
 
 /// How to read the body of one segment: what its header says, or (for a
 /// damaged header, in inspection) a best guess.
@@ -282,8 +282,8 @@ impl<'a> Reader<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::header::{header_bytes, parse_header, Kind};
     use crate::seal::Seal;
-    use crate::segment::{header_bytes, parse_header, Kind};
 
     fn segment(payloads: &[&[u8]]) -> (Vec<u8>, Layout) {
         let mut data = header_bytes(4, Kind::Log, 0).to_vec();

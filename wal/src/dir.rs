@@ -206,4 +206,14 @@ mod tests {
         create_durably(&nested).expect("an existing directory is fine");
         let _ = fs::remove_dir_all(&root);
     }
+
+    #[test]
+    fn names_are_parsed_strictly() {
+        assert_eq!(parse_file_name("00000000000000000007.wal"), Some(7));
+        assert_eq!(parse_file_name("99999999999999999999.wal"), Some(u64::MAX));
+        assert_eq!(parse_file_name("0000000000000000007.wal"), None);
+        assert_eq!(parse_file_name("0000000000000000000x.wal"), None);
+        assert_eq!(parse_file_name("00000000000000000007.wal.tmp"), None);
+        assert_eq!(parse_file_name("LOCK"), None);
+    }
 }

@@ -13,12 +13,12 @@ use std::ops::ControlFlow;
 use byteorder::{BigEndian, ByteOrder};
 
 use crate::decode::{Damage, Entry, Layout, Reader};
-use crate::record::{self, Chain, Damage as RecordDamage, RECORD_HEADER_LEN};
-use crate::seal::{self, Seal, SealDamage, SEAL_LEN};
-use crate::segment::{
+use crate::header::{
     self, Kind, FORMAT_VERSION_1, FORMAT_VERSION_2, SEGMENT_HEADER_LEN, V1_HEADER_LEN,
     V2_HEADER_LEN,
 };
+use crate::record::{self, Chain, Damage as RecordDamage, RECORD_HEADER_LEN};
+use crate::seal::{self, Seal, SealDamage, SEAL_LEN};
 
 /// Upper bound on checksum work spent searching for the next record after
 /// damage, for one whole segment. Past it, the rest of the segment is
@@ -133,7 +133,7 @@ pub fn segment_number_from_name(name: &str) -> Option<u32> {
 /// a client's payload, which only matters inside a damaged region). A tail
 /// of zeros is reported as damage saying "zero-filled tail".
 pub fn inspect_segment(data: &[u8]) -> SegmentInspection {
-    let parsed = segment::parse_header(data);
+    let parsed = header::parse_header(data);
     let layout = match &parsed {
         Ok(header) => Layout::of(header),
         Err(_) => guessed_layout(data),
@@ -419,7 +419,7 @@ fn damaged_region(offset: usize, len: usize, reason: String) -> InspectedEntry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::segment::header_bytes;
+    use crate::header::header_bytes;
 
     fn segment_with(kind: Kind, payloads: &[&[u8]]) -> Vec<u8> {
         let header = header_bytes(9, kind, 0);

@@ -10,11 +10,12 @@ use std::path::{Path, PathBuf};
 use crate::dir;
 use crate::error::{ReplayReport, WalError};
 use crate::fault;
+use crate::header::{self, Header, Kind};
 use crate::options::Options;
 use crate::record::{self, MAX_RECORD_BYTES};
 use crate::replay::{self, AppendAt};
 use crate::seal::{Seal, SEAL_LEN};
-use crate::segment::{self, Kind};
+use crate::segment;
 
 /// An open, locked write-ahead log, positioned to append at the end of its
 /// newest segment.
@@ -125,7 +126,7 @@ impl Wal {
     }
 
     fn write_batch(&mut self, payloads: &[&[u8]], batch_len: u64) -> Result<(), WalError> {
-        let header_len = segment::SEGMENT_HEADER_LEN;
+        let header_len = header::SEGMENT_HEADER_LEN;
         // Room is kept for the seal, so a sealed segment stays within
         // `segment_max_bytes` too.
         let seal_len = if self.active_sealable { SEAL_LEN } else { 0 } as u64;
@@ -342,7 +343,7 @@ impl Wal {
         number: u32,
         kind: Kind,
         continues: u32,
-    ) -> Result<(std::fs::File, segment::Header), WalError> {
+    ) -> Result<(std::fs::File, Header), WalError> {
         match segment::create(&self.dir, number, kind, continues) {
             Err(error) if error.is_no_space() => {
                 let path = segment::path(&self.dir, number);
@@ -404,7 +405,7 @@ fn validate(payloads: &[&[u8]]) -> Result<u64, WalError> {
 mod tests {
     use super::*;
     use crate::fault::no_space;
-    use crate::segment::SEGMENT_HEADER_LEN;
+    use crate::header::SEGMENT_HEADER_LEN;
     use std::fs;
 
     fn temp_dir(name: &str) -> PathBuf {

@@ -13,9 +13,9 @@ use std::path::{Path, PathBuf};
 use super::plan::Rotation;
 use super::scan::Scan;
 use crate::error::{Corruption, IncompleteCheckpoint, ReplayReport, WalError};
+use crate::header::{self, Header};
 use crate::options::Options;
 use crate::seal::Seal;
-use crate::segment::{self, Header};
 
 /// The segment replayed before the current one.
 #[derive(Debug)]
@@ -181,7 +181,7 @@ pub(super) fn check_continues(
             options,
             report,
             path,
-            segment::CONTINUES_OFFSET,
+            header::CONTINUES_OFFSET,
             0,
             format!(
                 "segment {} continues the chain from {continues:#010x}, but segment {} ({}) ends \

@@ -26,9 +26,10 @@ use self::plan::{Live, Plan, Rotation};
 use self::scan::{Rules, Scan};
 use crate::dir;
 use crate::error::{ReplayReport, WalError};
+use crate::header::{Header, Kind, FORMAT_VERSION_1};
 use crate::options::Options;
 use crate::seal::{Seal, SEAL_LEN};
-use crate::segment::{self, Header, Kind, FORMAT_VERSION_1};
+use crate::segment;
 
 /// Where appends go after replay.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -12,8 +12,9 @@ use std::path::Path;
 
 use crate::decode::{Entry, Layout, Reader};
 use crate::error::{CheckpointStart, IncompleteCheckpoint, WalError};
+use crate::header::{Header, HeaderCheck, Kind};
 use crate::record::Damage as RecordDamage;
-use crate::segment::{self, Header, HeaderCheck, Kind};
+use crate::segment;
 
 /// A live segment found by [`live_segments`].
 #[derive(Debug)]
