@@ -57,8 +57,11 @@ pub(crate) enum Kind {
 /// A parsed, valid segment header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Header {
+    /// Format version, 1 to 3.
     pub version: u32,
+    /// The segment number the header states.
     pub number: u32,
+    /// Log or checkpoint segment.
     pub kind: Kind,
     /// Bytes the header occupies (16, 28 or 32 for versions 1, 2, 3).
     pub len: usize,

@@ -72,6 +72,7 @@ pub(crate) fn encode_into(seed: u32, payload: &[u8], out: &mut Vec<u8>) -> u32 {
 /// An intact record found at the start of a buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Decoded<'a> {
+    /// The payload bytes.
     pub payload: &'a [u8],
     /// Bytes the record occupies on disk (header + payload).
     pub size: usize,

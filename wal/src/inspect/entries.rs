@@ -143,6 +143,7 @@ fn seal_entry(offset: usize, seal: Seal, crc: u32, crc_ok: bool) -> InspectedEnt
     }
 }
 
+/// A damaged region of `len` bytes at `offset`.
 pub(super) fn damaged_region(offset: usize, len: usize, reason: String) -> InspectedEntry {
     InspectedEntry::Damage {
         offset: offset as u64,

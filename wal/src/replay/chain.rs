@@ -20,7 +20,9 @@ use crate::seal::Seal;
 /// The segment replayed before the current one.
 #[derive(Debug)]
 pub(super) struct Previous {
+    /// Its number.
     pub number: u32,
+    /// Its file.
     pub path: PathBuf,
     /// The chain value it ends with (its seal's CRC if sealed); `None` when
     /// its end was already reported as damaged.
@@ -29,13 +31,17 @@ pub(super) struct Previous {
 
 /// A segment just scanned, as the checks between segments see it.
 pub(super) struct Scanned<'a> {
+    /// Its number.
     pub number: u32,
+    /// Its file.
     pub path: &'a Path,
+    /// Its (valid) header.
     pub header: &'a Header,
     /// The newest live segment (the last replayed).
     pub newest: bool,
     /// Bytes in the file.
     pub file_len: usize,
+    /// What scanning its records found.
     pub scan: &'a Scan,
 }
 
@@ -45,6 +51,7 @@ pub(super) struct SegmentEnd {
     /// The chain value it ends with; `None` when its end was reported as
     /// damaged.
     pub chain: Option<u32>,
+    /// What follows from it.
     pub action: EndAction,
 }
 

@@ -219,6 +219,7 @@ fn checkpoint_damage(data: &[u8], header: &Header) -> Option<String> {
 /// being created) but the one before it, `sealing`, was not sealed yet.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Rotation {
+    /// The segment before the newest, which the rotation was sealing.
     pub sealing: u32,
     /// The newest segment's chain value, which the seal must produce;
     /// `None` when its header is torn.
