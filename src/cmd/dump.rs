@@ -109,61 +109,7 @@ pub fn frame_lines(bytes: &[u8], json: bool) -> Vec<String> {
 fn frames(bytes: &[u8], json: bool) -> Dump {
     let mut dump = Dump::default();
     for piece in split_captured(bytes, DEFAULT_MAX_FRAME_BYTES) {
-        let (whole, line) = match piece {
-            CapturedFrame::Frame { offset, body } => {
-                let at = [
-                    ("offset", Field::Num(offset as u64)),
-                    ("len", Field::Num(body.len() as u64)),
-                ];
-                match Envelope::decode(body) {
-                    Ok(envelope) => {
-                        let described = describe::envelope(&envelope);
-                        let line = if json {
-                            described.json(&at)
-                        } else {
-                            format!("@{offset} len={} {}", body.len(), described.text())
-                        };
-                        (true, line)
-                    }
-                    Err(error) => (
-                        false,
-                        damage_line(
-                            json,
-                            &at,
-                            &format!(
-                            "not a valid Envelope ({error}): a replica answers INVALID and reads on"
-                        ),
-                        ),
-                    ),
-                }
-            }
-            CapturedFrame::TooLong { offset, claimed } => {
-                let unread = bytes.len() - offset;
-                (false, damage_line(
-                    json,
-                    &[("offset", Field::Num(offset as u64)), ("len", Field::Num(claimed as u64))],
-                    &format!(
-                        "a frame of {claimed} bytes exceeds the limit of {DEFAULT_MAX_FRAME_BYTES} bytes: \
-                         a replica refuses it and closes the connection ({unread} bytes from here not read)"
-                    ),
-                ))
-            }
-            CapturedFrame::Cut {
-                offset,
-                received,
-                expected,
-            } => (
-                false,
-                damage_line(
-                    json,
-                    &[
-                        ("offset", Field::Num(offset as u64)),
-                        ("len", Field::Num(expected as u64)),
-                    ],
-                    &format!("the stream ends mid-frame, after {received} of {expected} bytes"),
-                ),
-            ),
-        };
+        let (whole, line) = frame_line(bytes.len(), piece, json);
         if whole {
             dump.push(line);
         } else {
@@ -171,6 +117,68 @@ fn frames(bytes: &[u8], json: bool) -> Dump {
         }
     }
     dump
+}
+
+/// The line for one piece of a captured stream of `stream_len` bytes, and
+/// whether it is a whole, decodable frame.
+fn frame_line(stream_len: usize, piece: CapturedFrame<'_>, json: bool) -> (bool, String) {
+    match piece {
+        CapturedFrame::Frame { offset, body } => envelope_line(offset, body, json),
+        CapturedFrame::TooLong { offset, claimed } => {
+            let unread = stream_len - offset;
+            (false, damage_line(
+                json,
+                &[("offset", Field::Num(offset as u64)), ("len", Field::Num(claimed as u64))],
+                &format!(
+                    "a frame of {claimed} bytes exceeds the limit of {DEFAULT_MAX_FRAME_BYTES} bytes: \
+                     a replica refuses it and closes the connection ({unread} bytes from here not read)"
+                ),
+            ))
+        }
+        CapturedFrame::Cut {
+            offset,
+            received,
+            expected,
+        } => (
+            false,
+            damage_line(
+                json,
+                &[
+                    ("offset", Field::Num(offset as u64)),
+                    ("len", Field::Num(expected as u64)),
+                ],
+                &format!("the stream ends mid-frame, after {received} of {expected} bytes"),
+            ),
+        ),
+    }
+}
+
+/// A whole frame at `offset`: the envelope it holds, or damage when it
+/// holds none.
+fn envelope_line(offset: usize, body: &[u8], json: bool) -> (bool, String) {
+    let at = [
+        ("offset", Field::Num(offset as u64)),
+        ("len", Field::Num(body.len() as u64)),
+    ];
+    match Envelope::decode(body) {
+        Ok(envelope) => {
+            let described = describe::envelope(&envelope);
+            let line = if json {
+                described.json(&at)
+            } else {
+                format!("@{offset} len={} {}", body.len(), described.text())
+            };
+            (true, line)
+        }
+        Err(error) => (
+            false,
+            damage_line(
+                json,
+                &at,
+                &format!("not a valid Envelope ({error}): a replica answers INVALID and reads on"),
+            ),
+        ),
+    }
 }
 
 /// A line reporting damage, in text or JSON.
@@ -376,164 +384,196 @@ fn kind_of_dir(dir: &Path) -> LogKind {
     }
 }
 
+/// One line for a segment's header and one per record, seal or damaged
+/// region in it, as `wal::inspect_segment` reads it.
 fn dump_segment(path: &Path, kind: LogKind, json: bool, dump: &mut Dump) -> Result<(), String> {
     let data = fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let file = path.display().to_string();
     let inspection = wal::inspect_segment(&data);
-    if inspection.header.is_err() {
-        dump.damaged = true;
+    match &inspection.header {
+        Ok(header) => dump.push(header_line(&file, header, data.len(), json)),
+        Err(reason) => dump.push_damage(bad_header_line(&file, &data, reason, json)),
     }
-    let header_line = match &inspection.header {
-        Ok(header) => {
-            let checkpoint = header
-                .checkpoint_records
-                .map(|n| format!(", checkpoint of {n} records"))
-                .unwrap_or_default();
-            let continues = header
-                .continues
-                .map(|chain| format!(", continues chain {chain:#010x}"))
-                .unwrap_or_default();
-            if json {
-                let mut fields = vec![
-                    ("file", Field::Text(file.clone())),
-                    ("version", Field::Num(u64::from(header.version))),
-                    ("segment", Field::Num(u64::from(header.number))),
-                ];
-                if let Some(n) = header.checkpoint_records {
-                    fields.push(("checkpoint_records", Field::Num(u64::from(n))));
-                }
-                if let Some(chain) = header.continues {
-                    fields.push(("continues", Field::Num(u64::from(chain))));
-                }
-                fields.push(("first_seed", Field::Num(u64::from(header.first_seed))));
-                json_line("segment", &fields)
-            } else {
-                format!(
-                    "{file}: segment {} (format {}){checkpoint}{continues}, {} bytes, \
-                     header chain {:#010x}",
-                    header.number,
-                    header.version,
-                    data.len(),
-                    header.first_seed
-                )
-            }
+    for entry in &inspection.entries {
+        let (whole, line) = entry_line(&file, entry, kind, json);
+        if whole {
+            dump.push(line);
+        } else {
+            dump.push_damage(line);
         }
-        Err(reason) => {
-            // A file that is no log at all (the clock lease, a stray file)
-            // gets one sentence, not a list of byte values.
-            let reason = if data.starts_with(&wal::MAGIC) {
-                format!("bad segment header: {reason}")
-            } else {
-                "not a ringkv log segment: it does not begin with the segment magic".to_string()
-            };
-            if json {
+    }
+    Ok(())
+}
+
+/// What a valid segment header says: number, format, kind, chain.
+fn header_line(file: &str, header: &wal::SegmentHeader, file_len: usize, json: bool) -> String {
+    if json {
+        let mut fields = vec![
+            ("file", Field::Text(file.to_string())),
+            ("version", Field::Num(u64::from(header.version))),
+            ("segment", Field::Num(u64::from(header.number))),
+        ];
+        if let Some(n) = header.checkpoint_records {
+            fields.push(("checkpoint_records", Field::Num(u64::from(n))));
+        }
+        if let Some(chain) = header.continues {
+            fields.push(("continues", Field::Num(u64::from(chain))));
+        }
+        fields.push(("first_seed", Field::Num(u64::from(header.first_seed))));
+        return json_line("segment", &fields);
+    }
+    let checkpoint = header
+        .checkpoint_records
+        .map(|n| format!(", checkpoint of {n} records"))
+        .unwrap_or_default();
+    let continues = header
+        .continues
+        .map(|chain| format!(", continues chain {chain:#010x}"))
+        .unwrap_or_default();
+    format!(
+        "{file}: segment {} (format {}){checkpoint}{continues}, {file_len} bytes, \
+         header chain {:#010x}",
+        header.number, header.version, header.first_seed
+    )
+}
+
+/// Damage: a segment header that cannot be read.
+fn bad_header_line(file: &str, data: &[u8], reason: &str, json: bool) -> String {
+    // A file that is no log at all (the clock lease, a stray file) gets one
+    // sentence, not a list of byte values.
+    let reason = if data.starts_with(&wal::MAGIC) {
+        format!("bad segment header: {reason}")
+    } else {
+        "not a ringkv log segment: it does not begin with the segment magic".to_string()
+    };
+    if json {
+        json_line(
+            "damage",
+            &[
+                ("file", Field::Text(file.to_string())),
+                ("offset", Field::Num(0)),
+                ("damage", Field::Text(reason)),
+            ],
+        )
+    } else {
+        format!("{file}: DAMAGE: {reason}")
+    }
+}
+
+/// The line for one thing found after a segment's header, and whether it
+/// is whole: false for a record or seal that failed its checks, a damaged
+/// region, or a payload that does not decode.
+fn entry_line(
+    file: &str,
+    entry: &wal::InspectedEntry,
+    kind: LogKind,
+    json: bool,
+) -> (bool, String) {
+    match entry {
+        wal::InspectedEntry::Record {
+            offset,
+            len,
+            crc_ok,
+            payload,
+        } => {
+            let (described, decodable) = describe_payload(kind, payload);
+            let line = record_line(file, *offset, *len, *crc_ok, &described, json);
+            (*crc_ok && decodable, line)
+        }
+        wal::InspectedEntry::Seal {
+            offset,
+            records,
+            chain,
+            next,
+            crc,
+            crc_ok,
+        } => {
+            let line = if json {
                 json_line(
-                    "damage",
+                    "seal",
                     &[
-                        ("file", Field::Text(file.clone())),
-                        ("offset", Field::Num(0)),
-                        ("damage", Field::Text(reason)),
+                        ("file", Field::Text(file.to_string())),
+                        ("offset", Field::Num(*offset)),
+                        ("records", Field::Num(*records)),
+                        ("chain", Field::Num(u64::from(*chain))),
+                        ("next", Field::Num(u64::from(*next))),
+                        ("crc", Field::Num(u64::from(*crc))),
+                        ("crc_ok", Field::Flag(*crc_ok)),
                     ],
                 )
             } else {
-                format!("{file}: DAMAGE: {reason}")
-            }
+                let verdict = if *crc_ok { "ok" } else { "BAD" };
+                format!(
+                    "{file} @{offset} SEAL records={records} chain={chain:#010x} next={next} \
+                     crc={crc:#010x} {verdict}"
+                )
+            };
+            (*crc_ok, line)
         }
-    };
-    dump.push(header_line);
-    for entry in &inspection.entries {
-        let whole = match entry {
-            wal::InspectedEntry::Record { crc_ok, .. }
-            | wal::InspectedEntry::Seal { crc_ok, .. } => *crc_ok,
-            wal::InspectedEntry::Damage { .. } => false,
-        };
-        dump.damaged |= !whole;
-        let mut undecodable = false;
-        let line = match entry {
-            wal::InspectedEntry::Record {
-                offset,
-                len,
-                crc_ok,
-                payload,
-            } => {
-                let described = match kind {
-                    LogKind::Writes => LogRecord::decode(payload.as_slice())
-                        .map(|record| describe::log_record(&record)),
-                    LogKind::Hints => HintRecord::decode(payload.as_slice())
-                        .map(|record| describe::hint_record(&record)),
-                }
-                .unwrap_or_else(|error| {
-                    undecodable = true;
-                    describe::Description {
-                        kind: "undecodable".into(),
-                        fields: vec![("error", Field::Text(error.to_string()))],
-                    }
-                });
-                let crc = if *crc_ok { "ok" } else { "BAD" };
-                if json {
-                    described.json(&[
-                        ("file", Field::Text(file.clone())),
-                        ("offset", Field::Num(*offset)),
-                        ("len", Field::Num(u64::from(*len))),
-                        ("crc_ok", Field::Flag(*crc_ok)),
-                    ])
-                } else {
-                    format!("{file} @{offset} len={len} crc={crc} {}", described.text())
-                }
-            }
-            wal::InspectedEntry::Seal {
-                offset,
-                records,
-                chain,
-                next,
-                crc,
-                crc_ok,
-            } => {
-                if json {
-                    json_line(
-                        "seal",
-                        &[
-                            ("file", Field::Text(file.clone())),
-                            ("offset", Field::Num(*offset)),
-                            ("records", Field::Num(*records)),
-                            ("chain", Field::Num(u64::from(*chain))),
-                            ("next", Field::Num(u64::from(*next))),
-                            ("crc", Field::Num(u64::from(*crc))),
-                            ("crc_ok", Field::Flag(*crc_ok)),
-                        ],
-                    )
-                } else {
-                    let verdict = if *crc_ok { "ok" } else { "BAD" };
-                    format!(
-                        "{file} @{offset} SEAL records={records} chain={chain:#010x} next={next} \
-                         crc={crc:#010x} {verdict}"
-                    )
-                }
-            }
-            wal::InspectedEntry::Damage {
-                offset,
-                len,
-                reason,
-            } => {
-                if json {
-                    json_line(
-                        "damage",
-                        &[
-                            ("file", Field::Text(file.clone())),
-                            ("offset", Field::Num(*offset)),
-                            ("len", Field::Num(*len)),
-                            ("damage", Field::Text(reason.clone())),
-                        ],
-                    )
-                } else {
-                    format!("{file} @{offset} len={len} DAMAGE: {reason}")
-                }
-            }
-        };
-        dump.damaged |= undecodable;
-        dump.push(line);
+        wal::InspectedEntry::Damage {
+            offset,
+            len,
+            reason,
+        } => (false, region_line(file, *offset, *len, reason, json)),
     }
-    Ok(())
+}
+
+/// A record's payload described by the schema of its log, and whether it
+/// decoded (an undecodable one is described as such).
+fn describe_payload(kind: LogKind, payload: &[u8]) -> (describe::Description, bool) {
+    let decoded = match kind {
+        LogKind::Writes => LogRecord::decode(payload).map(|record| describe::log_record(&record)),
+        LogKind::Hints => HintRecord::decode(payload).map(|record| describe::hint_record(&record)),
+    };
+    match decoded {
+        Ok(described) => (described, true),
+        Err(error) => (
+            describe::Description {
+                kind: "undecodable".into(),
+                fields: vec![("error", Field::Text(error.to_string()))],
+            },
+            false,
+        ),
+    }
+}
+
+/// One record: where it is, its checksum verdict, and what it says.
+fn record_line(
+    file: &str,
+    offset: u64,
+    len: u32,
+    crc_ok: bool,
+    described: &describe::Description,
+    json: bool,
+) -> String {
+    if json {
+        described.json(&[
+            ("file", Field::Text(file.to_string())),
+            ("offset", Field::Num(offset)),
+            ("len", Field::Num(u64::from(len))),
+            ("crc_ok", Field::Flag(crc_ok)),
+        ])
+    } else {
+        let crc = if crc_ok { "ok" } else { "BAD" };
+        format!("{file} @{offset} len={len} crc={crc} {}", described.text())
+    }
+}
+
+/// A damaged region of a segment: where, how long, and why.
+fn region_line(file: &str, offset: u64, len: u64, reason: &str, json: bool) -> String {
+    if json {
+        json_line(
+            "damage",
+            &[
+                ("file", Field::Text(file.to_string())),
+                ("offset", Field::Num(offset)),
+                ("len", Field::Num(len)),
+                ("damage", Field::Text(reason.to_string())),
+            ],
+        )
+    } else {
+        format!("{file} @{offset} len={len} DAMAGE: {reason}")
+    }
 }
 
 /// One JSON object with only `kind` and these fields: segment headers and
