@@ -127,13 +127,12 @@ fn version_1_log(seed: u64) -> Log {
 }
 
 /// What inspection says of one segment: its intact records' payloads
-/// before the first damage, the first damage, whether it ends with an
-/// intact seal (and that seal's CRC), and the chain value its records end
-/// with.
+/// before the first damage, the first damage, where its intact seal is,
+/// the chain value it ends with, its version and what it continues.
 struct Inspected {
     records: Vec<Vec<u8>>,
     damage: Option<u64>,
-    seal: Option<(u64, u32)>,
+    seal: Option<u64>,
     end_chain: u32,
     version: u32,
     continues: Option<u32>,
@@ -173,7 +172,7 @@ fn inspect_one(name: &str, data: &[u8]) -> Result<Inspected, ()> {
                 crc_ok: true,
                 ..
             } => {
-                seen.seal = Some((offset, crc));
+                seen.seal = Some(offset);
                 seen.end_chain = crc;
             }
             InspectedEntry::Record { offset, .. }
@@ -213,7 +212,7 @@ fn inspection_verdict(log: &[(String, Vec<u8>)]) -> (Vec<Vec<u8>>, Option<Place>
         }
         let data_len = log[index].1.len() as u64;
         match seen.seal {
-            Some((offset, _)) if index == last => return (records, Some((index, offset))),
+            Some(offset) if index == last => return (records, Some((index, offset))),
             None if index < last && seen.version >= 3 => return (records, Some((index, data_len))),
             _ => {}
         }
