@@ -458,23 +458,17 @@ fn every_damage(log: &Log, seed: u64) {
 
 #[test]
 fn replay_and_inspection_agree_on_a_sealed_log() {
-    for seed in 1..=2 {
-        every_damage(&sealed_log(seed), seed);
-    }
+    every_damage(&sealed_log(1), 1);
 }
 
 #[test]
 fn replay_and_inspection_agree_on_a_checkpoint() {
-    for seed in 11..=12 {
-        every_damage(&checkpoint_log(seed), seed);
-    }
+    every_damage(&checkpoint_log(11), 11);
 }
 
 #[test]
 fn replay_and_inspection_agree_on_one_segment() {
-    for seed in 21..=22 {
-        every_damage(&single_segment(seed), seed);
-    }
+    every_damage(&single_segment(21), 21);
 }
 
 #[test]
