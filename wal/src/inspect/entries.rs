@@ -363,4 +363,25 @@ mod tests {
             [(32, true), (44, false), (56, true)]
         );
     }
+
+    #[test]
+    fn only_in_version_3_can_a_seal_follow_a_damaged_record() {
+        // A version 2 segment: one record, its payload hit, then bytes
+        // starting with the seal marker. Version 2 has no seals, so those
+        // bytes cannot be what follows the record: its length is taken for
+        // the damage (in version 3 the record would be listed, crc_ok
+        // false, as in the test above).
+        let mut data = crate::header::header_bytes(9, Kind::Log, 0)[..24].to_vec();
+        data[11] = 2;
+        let seed = crc32fast::hash(&data);
+        data.extend_from_slice(&seed.to_be_bytes());
+        record::encode_into(seed, b"aaaa", &mut data);
+        data.extend_from_slice(&[0xFF; 24]);
+        data[28 + 9] ^= 1;
+        let entries = inspect_segment(&data).entries;
+        assert!(
+            matches!(entries[0], InspectedEntry::Damage { offset: 28, .. }),
+            "{entries:?}"
+        );
+    }
 }
