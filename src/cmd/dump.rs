@@ -7,6 +7,8 @@
 //! where it is found and the dump goes on with the next record it can find,
 //! so one bad byte does not hide the rest of a log.
 
+mod segment;
+
 use std::fs;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -16,7 +18,7 @@ use prost::Message;
 
 use crate::protocol::describe::{self, Field};
 use crate::protocol::frame::{split_captured, CapturedFrame, DEFAULT_MAX_FRAME_BYTES};
-use crate::protocol::proto::{Envelope, HintRecord, LogRecord};
+use crate::protocol::proto::Envelope;
 use crate::storage::clock_lease::{read_lease, LEASE_FILE};
 
 /// Print WAL segments, hints logs or a captured stream of protocol frames as text.
@@ -109,61 +111,7 @@ pub fn frame_lines(bytes: &[u8], json: bool) -> Vec<String> {
 fn frames(bytes: &[u8], json: bool) -> Dump {
     let mut dump = Dump::default();
     for piece in split_captured(bytes, DEFAULT_MAX_FRAME_BYTES) {
-        let (whole, line) = match piece {
-            CapturedFrame::Frame { offset, body } => {
-                let at = [
-                    ("offset", Field::Num(offset as u64)),
-                    ("len", Field::Num(body.len() as u64)),
-                ];
-                match Envelope::decode(body) {
-                    Ok(envelope) => {
-                        let described = describe::envelope(&envelope);
-                        let line = if json {
-                            described.json(&at)
-                        } else {
-                            format!("@{offset} len={} {}", body.len(), described.text())
-                        };
-                        (true, line)
-                    }
-                    Err(error) => (
-                        false,
-                        damage_line(
-                            json,
-                            &at,
-                            &format!(
-                            "not a valid Envelope ({error}): a replica answers INVALID and reads on"
-                        ),
-                        ),
-                    ),
-                }
-            }
-            CapturedFrame::TooLong { offset, claimed } => {
-                let unread = bytes.len() - offset;
-                (false, damage_line(
-                    json,
-                    &[("offset", Field::Num(offset as u64)), ("len", Field::Num(claimed as u64))],
-                    &format!(
-                        "a frame of {claimed} bytes exceeds the limit of {DEFAULT_MAX_FRAME_BYTES} bytes: \
-                         a replica refuses it and closes the connection ({unread} bytes from here not read)"
-                    ),
-                ))
-            }
-            CapturedFrame::Cut {
-                offset,
-                received,
-                expected,
-            } => (
-                false,
-                damage_line(
-                    json,
-                    &[
-                        ("offset", Field::Num(offset as u64)),
-                        ("len", Field::Num(expected as u64)),
-                    ],
-                    &format!("the stream ends mid-frame, after {received} of {expected} bytes"),
-                ),
-            ),
-        };
+        let (whole, line) = frame_line(bytes.len(), piece, json);
         if whole {
             dump.push(line);
         } else {
@@ -171,6 +119,68 @@ fn frames(bytes: &[u8], json: bool) -> Dump {
         }
     }
     dump
+}
+
+/// The line for one piece of a captured stream of `stream_len` bytes, and
+/// whether it is a whole, decodable frame.
+fn frame_line(stream_len: usize, piece: CapturedFrame<'_>, json: bool) -> (bool, String) {
+    match piece {
+        CapturedFrame::Frame { offset, body } => envelope_line(offset, body, json),
+        CapturedFrame::TooLong { offset, claimed } => {
+            let unread = stream_len - offset;
+            (false, damage_line(
+                json,
+                &[("offset", Field::Num(offset as u64)), ("len", Field::Num(claimed as u64))],
+                &format!(
+                    "a frame of {claimed} bytes exceeds the limit of {DEFAULT_MAX_FRAME_BYTES} bytes: \
+                     a replica refuses it and closes the connection ({unread} bytes from here not read)"
+                ),
+            ))
+        }
+        CapturedFrame::Cut {
+            offset,
+            received,
+            expected,
+        } => (
+            false,
+            damage_line(
+                json,
+                &[
+                    ("offset", Field::Num(offset as u64)),
+                    ("len", Field::Num(expected as u64)),
+                ],
+                &format!("the stream ends mid-frame, after {received} of {expected} bytes"),
+            ),
+        ),
+    }
+}
+
+/// A whole frame at `offset`: the envelope it holds, or damage when it
+/// holds none.
+fn envelope_line(offset: usize, body: &[u8], json: bool) -> (bool, String) {
+    let at = [
+        ("offset", Field::Num(offset as u64)),
+        ("len", Field::Num(body.len() as u64)),
+    ];
+    match Envelope::decode(body) {
+        Ok(envelope) => {
+            let described = describe::envelope(&envelope);
+            let line = if json {
+                described.json(&at)
+            } else {
+                format!("@{offset} len={} {}", body.len(), described.text())
+            };
+            (true, line)
+        }
+        Err(error) => (
+            false,
+            damage_line(
+                json,
+                &at,
+                &format!("not a valid Envelope ({error}): a replica answers INVALID and reads on"),
+            ),
+        ),
+    }
 }
 
 /// A line reporting damage, in text or JSON.
@@ -212,7 +222,7 @@ fn logs(path: &Path, json: bool) -> Result<Dump, String> {
             lease_line(path, json, &mut dump);
         } else {
             let kind = kind_of_dir(path.parent().unwrap_or(Path::new(".")));
-            dump_segment(path, kind, json, &mut dump)?;
+            segment::dump_segment(path, kind, json, &mut dump)?;
         }
         return Ok(dump);
     }
@@ -285,8 +295,8 @@ fn data_dir_logs(path: &Path, json: bool) -> Result<Dump, String> {
         if segments.is_empty() {
             dump.push(format!("{}: no segments", dir.display()));
         }
-        for (_, segment) in segments {
-            dump_segment(&segment, kind, json, &mut dump)?;
+        for (_, segment_file) in segments {
+            segment::dump_segment(&segment_file, kind, json, &mut dump)?;
         }
     }
     Ok(dump)
@@ -374,166 +384,6 @@ fn kind_of_dir(dir: &Path) -> LogKind {
     } else {
         LogKind::Writes
     }
-}
-
-fn dump_segment(path: &Path, kind: LogKind, json: bool, dump: &mut Dump) -> Result<(), String> {
-    let data = fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let file = path.display().to_string();
-    let inspection = wal::inspect_segment(&data);
-    if inspection.header.is_err() {
-        dump.damaged = true;
-    }
-    let header_line = match &inspection.header {
-        Ok(header) => {
-            let checkpoint = header
-                .checkpoint_records
-                .map(|n| format!(", checkpoint of {n} records"))
-                .unwrap_or_default();
-            let continues = header
-                .continues
-                .map(|chain| format!(", continues chain {chain:#010x}"))
-                .unwrap_or_default();
-            if json {
-                let mut fields = vec![
-                    ("file", Field::Text(file.clone())),
-                    ("version", Field::Num(u64::from(header.version))),
-                    ("segment", Field::Num(u64::from(header.number))),
-                ];
-                if let Some(n) = header.checkpoint_records {
-                    fields.push(("checkpoint_records", Field::Num(u64::from(n))));
-                }
-                if let Some(chain) = header.continues {
-                    fields.push(("continues", Field::Num(u64::from(chain))));
-                }
-                fields.push(("first_seed", Field::Num(u64::from(header.first_seed))));
-                json_line("segment", &fields)
-            } else {
-                format!(
-                    "{file}: segment {} (format {}){checkpoint}{continues}, {} bytes, \
-                     header chain {:#010x}",
-                    header.number,
-                    header.version,
-                    data.len(),
-                    header.first_seed
-                )
-            }
-        }
-        Err(reason) => {
-            // A file that is no log at all (the clock lease, a stray file)
-            // gets one sentence, not a list of byte values.
-            let reason = if data.starts_with(&wal::MAGIC) {
-                format!("bad segment header: {reason}")
-            } else {
-                "not a ringkv log segment: it does not begin with the segment magic".to_string()
-            };
-            if json {
-                json_line(
-                    "damage",
-                    &[
-                        ("file", Field::Text(file.clone())),
-                        ("offset", Field::Num(0)),
-                        ("damage", Field::Text(reason)),
-                    ],
-                )
-            } else {
-                format!("{file}: DAMAGE: {reason}")
-            }
-        }
-    };
-    dump.push(header_line);
-    for entry in &inspection.entries {
-        let whole = match entry {
-            wal::InspectedEntry::Record { crc_ok, .. }
-            | wal::InspectedEntry::Seal { crc_ok, .. } => *crc_ok,
-            wal::InspectedEntry::Damage { .. } => false,
-        };
-        dump.damaged |= !whole;
-        let mut undecodable = false;
-        let line = match entry {
-            wal::InspectedEntry::Record {
-                offset,
-                len,
-                crc_ok,
-                payload,
-            } => {
-                let described = match kind {
-                    LogKind::Writes => LogRecord::decode(payload.as_slice())
-                        .map(|record| describe::log_record(&record)),
-                    LogKind::Hints => HintRecord::decode(payload.as_slice())
-                        .map(|record| describe::hint_record(&record)),
-                }
-                .unwrap_or_else(|error| {
-                    undecodable = true;
-                    describe::Description {
-                        kind: "undecodable".into(),
-                        fields: vec![("error", Field::Text(error.to_string()))],
-                    }
-                });
-                let crc = if *crc_ok { "ok" } else { "BAD" };
-                if json {
-                    described.json(&[
-                        ("file", Field::Text(file.clone())),
-                        ("offset", Field::Num(*offset)),
-                        ("len", Field::Num(u64::from(*len))),
-                        ("crc_ok", Field::Flag(*crc_ok)),
-                    ])
-                } else {
-                    format!("{file} @{offset} len={len} crc={crc} {}", described.text())
-                }
-            }
-            wal::InspectedEntry::Seal {
-                offset,
-                records,
-                chain,
-                next,
-                crc,
-                crc_ok,
-            } => {
-                if json {
-                    json_line(
-                        "seal",
-                        &[
-                            ("file", Field::Text(file.clone())),
-                            ("offset", Field::Num(*offset)),
-                            ("records", Field::Num(*records)),
-                            ("chain", Field::Num(u64::from(*chain))),
-                            ("next", Field::Num(u64::from(*next))),
-                            ("crc", Field::Num(u64::from(*crc))),
-                            ("crc_ok", Field::Flag(*crc_ok)),
-                        ],
-                    )
-                } else {
-                    let verdict = if *crc_ok { "ok" } else { "BAD" };
-                    format!(
-                        "{file} @{offset} SEAL records={records} chain={chain:#010x} next={next} \
-                         crc={crc:#010x} {verdict}"
-                    )
-                }
-            }
-            wal::InspectedEntry::Damage {
-                offset,
-                len,
-                reason,
-            } => {
-                if json {
-                    json_line(
-                        "damage",
-                        &[
-                            ("file", Field::Text(file.clone())),
-                            ("offset", Field::Num(*offset)),
-                            ("len", Field::Num(*len)),
-                            ("damage", Field::Text(reason.clone())),
-                        ],
-                    )
-                } else {
-                    format!("{file} @{offset} len={len} DAMAGE: {reason}")
-                }
-            }
-        };
-        dump.damaged |= undecodable;
-        dump.push(line);
-    }
-    Ok(())
 }
 
 /// One JSON object with only `kind` and these fields: segment headers and

@@ -97,6 +97,17 @@ pub(crate) fn segment_numbers(dir: &Path) -> Result<Vec<u32>, WalError> {
     Ok(numbers)
 }
 
+/// The number after segment `current`, or an error once numbers run out
+/// (at `u32::MAX`).
+pub(crate) fn next_number(dir: &Path, current: u32) -> Result<u32, WalError> {
+    current.checked_add(1).ok_or_else(|| {
+        WalError::io(
+            dir,
+            std::io::Error::other("segment numbers exhausted (u32::MAX reached)"),
+        )
+    })
+}
+
 /// `{number:020}.wal`.
 pub(crate) fn file_name(number: u32) -> String {
     format!("{number:020}.wal")
@@ -194,5 +205,15 @@ mod tests {
         assert!(nested.is_dir());
         create_durably(&nested).expect("an existing directory is fine");
         let _ = fs::remove_dir_all(&root);
+    }
+
+    #[test]
+    fn names_are_parsed_strictly() {
+        assert_eq!(parse_file_name("00000000000000000007.wal"), Some(7));
+        assert_eq!(parse_file_name("99999999999999999999.wal"), Some(u64::MAX));
+        assert_eq!(parse_file_name("0000000000000000007.wal"), None);
+        assert_eq!(parse_file_name("0000000000000000000x.wal"), None);
+        assert_eq!(parse_file_name("00000000000000000007.wal.tmp"), None);
+        assert_eq!(parse_file_name("LOCK"), None);
     }
 }

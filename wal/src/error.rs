@@ -109,6 +109,7 @@ impl WalError {
         }
     }
 
+    /// An I/O error on `path`.
     pub(crate) fn io(path: impl Into<PathBuf>, source: io::Error) -> WalError {
         WalError::Io {
             path: path.into(),
@@ -324,8 +325,23 @@ mod tests {
         assert!(!WalError::io("f", io::Error::from_raw_os_error(5)).is_no_space());
     }
 
+    /// Each error's message contains each of its parts, and only an I/O
+    /// error has a source.
+    fn assert_messages(cases: Vec<(WalError, &[&str])>) {
+        for (error, parts) in cases {
+            let text = error.to_string();
+            for part in parts {
+                assert!(text.contains(part), "{text:?} lacks {part:?}");
+            }
+            assert_eq!(
+                error.source().is_some(),
+                matches!(error, WalError::Io { .. })
+            );
+        }
+    }
+
     #[test]
-    fn every_error_names_what_an_operator_needs() {
+    fn errors_about_files_name_the_file_and_offset() {
         let file = PathBuf::from("/d/00000000000000000007.wal");
         let cases: Vec<(WalError, &[&str])> = vec![
             (
@@ -373,6 +389,14 @@ mod tests {
                 },
                 &["rejected", "00000000000000000007.wal", "offset 9", "no"],
             ),
+        ];
+        assert_messages(cases);
+    }
+
+    #[test]
+    fn errors_about_input_or_state_say_which_and_what_to_do() {
+        let file = PathBuf::from("/d/00000000000000000007.wal");
+        let cases: Vec<(WalError, &[&str])> = vec![
             (WalError::EmptyPayload { index: 3 }, &["payload 3", "empty"]),
             (
                 WalError::PayloadTooLarge { index: 2, len: 99 },
@@ -390,16 +414,7 @@ mod tests {
                 &["/d", "fsync failed", "reopen"],
             ),
         ];
-        for (error, parts) in cases {
-            let text = error.to_string();
-            for part in parts {
-                assert!(text.contains(part), "{text:?} lacks {part:?}");
-            }
-            assert_eq!(
-                error.source().is_some(),
-                matches!(error, WalError::Io { .. })
-            );
-        }
+        assert_messages(cases);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! opening (`log`) and replaying (`replay`) share them without importing
 //! each other.
 
-/// Tuning knobs for [`Wal::open`].
+/// Tuning knobs for [`Wal::open`](crate::Wal::open).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Options {
     /// A segment is closed and a new one started when the next batch would
@@ -10,7 +10,7 @@ pub struct Options {
     /// split, so a segment holding a single oversized batch can exceed it.
     pub segment_max_bytes: u64,
     /// Replay past corrupt records instead of failing, listing each skipped
-    /// region in [`ReplayReport::skipped`]. For operator-driven recovery only:
+    /// region in [`ReplayReport::skipped`](crate::ReplayReport::skipped). For operator-driven recovery only:
     /// skipped records are lost.
     pub skip_corrupt: bool,
 }

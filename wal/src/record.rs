@@ -72,6 +72,7 @@ pub(crate) fn encode_into(seed: u32, payload: &[u8], out: &mut Vec<u8>) -> u32 {
 /// An intact record found at the start of a buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Decoded<'a> {
+    /// The payload bytes.
     pub payload: &'a [u8],
     /// Bytes the record occupies on disk (header + payload).
     pub size: usize,
@@ -99,10 +100,6 @@ pub(crate) enum Damage {
         stored: u32,
         computed: u32,
     },
-    /// A seal (see `seal`) that is partial, fails its checksum or names the
-    /// wrong next segment. Its extent is unknown: four `FF` bytes may as
-    /// well be a damaged record length, so no later boundary is trusted.
-    Seal { reason: String },
 }
 
 impl Damage {
@@ -119,7 +116,7 @@ impl Damage {
     /// The damaged record's CRC field, when its 8 header bytes are present.
     pub(crate) fn stored_crc(&self) -> Option<u32> {
         match *self {
-            Damage::PartialHeader { .. } | Damage::Seal { .. } => None,
+            Damage::PartialHeader { .. } => None,
             Damage::BadLength { stored, .. }
             | Damage::PartialPayload { stored, .. }
             | Damage::BadChecksum { stored, .. } => Some(stored),
@@ -129,7 +126,6 @@ impl Damage {
     /// Human-readable reason used in errors and reports.
     pub(crate) fn describe(&self) -> String {
         match *self {
-            Damage::Seal { ref reason } => reason.clone(),
             Damage::PartialHeader { available } => format!(
                 "partial record header: {available} of {RECORD_HEADER_LEN} bytes before end of file"
             ),
@@ -205,6 +201,43 @@ pub(crate) fn decode_any<'a>(buf: &'a [u8], seeds: &[u32]) -> Result<Decoded<'a>
     Err(first_damage.expect("decode_any is always given at least one seed"))
 }
 
+/// The payload length, if `buf` starts with a record header whose length is
+/// plausible (`1 ..= MAX_RECORD_BYTES`) and whose payload fits in `buf`:
+/// bytes that could be a record, before its checksum is looked at.
+pub(crate) fn plausible_len(buf: &[u8]) -> Option<usize> {
+    let header = buf.get(..RECORD_HEADER_LEN)?;
+    let len = BigEndian::read_u32(&header[0..4]) as usize;
+    // The limit check matters only for a buffer of more than 64 MiB (below
+    // that, a length above it never fits): changing its `>` to `>=` or
+    // `==` is a mutant only a 64 MiB test record would catch, and
+    // decode's own limit is tested exactly.
+    let plausible = len != 0 && len <= MAX_RECORD_BYTES && len <= buf.len() - RECORD_HEADER_LEN;
+    plausible.then_some(len)
+}
+
+/// Which of `seeds` (tried in order) the record at the start of `buf`
+/// verifies with, if its length is plausible and it fits. Checksums at most
+/// `*budget` payload bytes (decremented as it goes, once per seed tried);
+/// `Err(())` when the budget runs out first. Never allocates.
+pub(crate) fn verifying_seed(
+    buf: &[u8],
+    seeds: &[u32],
+    budget: &mut usize,
+) -> Result<Option<u32>, ()> {
+    let Some(len) = plausible_len(buf) else {
+        return Ok(None);
+    };
+    let stored = BigEndian::read_u32(&buf[4..8]);
+    let payload = &buf[RECORD_HEADER_LEN..RECORD_HEADER_LEN + len];
+    for &seed in seeds {
+        *budget = budget.checked_sub(len).ok_or(())?;
+        if checksum(seed, &buf[0..4], payload) == stored {
+            return Ok(Some(seed));
+        }
+    }
+    Ok(None)
+}
+
 /// Finds the first offset at or after `from` where a record verifies
 /// seeded with one of `seeds`. Checksums at most `*budget` payload bytes in
 /// total (decremented as it goes); returns `Err(())` when the budget runs
@@ -216,32 +249,13 @@ pub(crate) fn find_record(
     seeds: &[u32],
     budget: &mut usize,
 ) -> Result<Option<usize>, ()> {
+    // A record needs more than its header, so none starts in the last 8
+    // bytes; `..` instead of `..=` would only skip a start where
+    // `plausible_len` finds no room for a payload anyway.
     let last_start = data.len().saturating_sub(RECORD_HEADER_LEN);
     for start in from..=last_start {
-        // Only when `data` is shorter than a record header (then
-        // `last_start` is 0). `>=` here would change nothing: a record
-        // header that ends the data holds no payload, so is no record.
-        if start + RECORD_HEADER_LEN > data.len() {
-            break;
-        }
-        let len = BigEndian::read_u32(&data[start..start + 4]) as usize;
-        // The limit check matters only for a segment of more than 64 MiB
-        // (below that, a length above it never fits): changing its `>`
-        // to `>=` or `==` is a mutant only a 64 MiB test record would
-        // catch, and decode's own limit is tested exactly.
-        if len == 0 || len > MAX_RECORD_BYTES || len > data.len() - start - RECORD_HEADER_LEN {
-            continue;
-        }
-        let stored = BigEndian::read_u32(&data[start + 4..start + 8]);
-        let payload = &data[start + RECORD_HEADER_LEN..start + RECORD_HEADER_LEN + len];
-        for &seed in seeds {
-            if len > *budget {
-                return Err(());
-            }
-            *budget -= len;
-            if checksum(seed, &data[start..start + 4], payload) == stored {
-                return Ok(Some(start));
-            }
+        if verifying_seed(data.get(start..).unwrap_or(&[]), seeds, budget)?.is_some() {
+            return Ok(Some(start));
         }
     }
     Ok(None)

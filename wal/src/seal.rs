@@ -5,8 +5,9 @@
 //! A seal is what makes the loss of a segment's *end* visible: without it,
 //! an older segment cut exactly at a record boundary, or a newest segment
 //! deleted outright, replays as a shorter log that looks whole. This module
-//! only encodes and checks the 24 bytes; what a missing or damaged seal
-//! means is `replay`'s decision.
+//! only encodes and checks the 24 bytes and names the ways they can be
+//! wrong; whether a seal is the one its segment needs is `decode`'s
+//! verdict, and what a missing or damaged seal means is `replay`'s decision.
 
 use byteorder::{BigEndian, ByteOrder};
 
@@ -52,15 +53,79 @@ pub(crate) fn starts_seal(buf: &[u8]) -> bool {
     buf.starts_with(&SEAL_MARKER)
 }
 
+/// Why the 24 bytes at a seal marker are not the seal the segment needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum SealDamage {
+    /// Fewer than [`SEAL_LEN`] bytes remain before end of file.
+    Partial { available: usize },
+    /// The seal's CRC does not verify (seeded with the chain value it states).
+    BadChecksum {
+        seal: Seal,
+        stored: u32,
+        computed: u32,
+    },
+    /// An intact seal that names another segment than the one after
+    /// segment `number`.
+    WrongNext { found: FoundSeal, number: u32 },
+    /// An intact seal whose count or chain value differs from the records
+    /// before it (`records` of them, ending with chain value `chain`).
+    Mismatch {
+        found: FoundSeal,
+        records: u64,
+        chain: u32,
+    },
+}
+
+impl SealDamage {
+    /// Human-readable reason used in errors and reports.
+    pub(crate) fn describe(&self) -> String {
+        match *self {
+            SealDamage::Partial { available } => {
+                format!("partial seal: {available} of {SEAL_LEN} bytes before end of file")
+            }
+            SealDamage::BadChecksum {
+                stored, computed, ..
+            } => {
+                format!("seal checksum mismatch: stored {stored:#010x}, computed {computed:#010x}")
+            }
+            SealDamage::WrongNext { found, number } => format!(
+                "the seal names segment {} as the next, but segment {} follows segment {number}",
+                found.seal.next,
+                number.wrapping_add(1)
+            ),
+            SealDamage::Mismatch {
+                found,
+                records,
+                chain,
+            } => format!(
+                "the seal says {} records ending with chain value {:#010x}, but {records} records \
+                 ending with {chain:#010x} precede it: records before the seal are missing",
+                found.seal.records, found.seal.chain
+            ),
+        }
+    }
+}
+
+/// An intact seal, where it was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FoundSeal {
+    /// Byte offset of the seal within the file.
+    pub offset: usize,
+    /// What it says.
+    pub seal: Seal,
+    /// Its CRC field: the chain value the next segment continues from.
+    pub crc: u32,
+}
+
 /// Decodes the seal at the start of `buf` (which starts with the marker)
 /// and checks its CRC, seeded with the chain value it states. Returns the
-/// seal and its CRC field, or what is wrong with it.
-pub(crate) fn decode(buf: &[u8]) -> Result<(Seal, u32), String> {
+/// seal and its CRC field, or what is wrong with it. Whether it is the seal
+/// its segment needs is `decode`'s question.
+pub(crate) fn decode(buf: &[u8]) -> Result<(Seal, u32), SealDamage> {
     let Some(bytes) = buf.get(..SEAL_LEN) else {
-        return Err(format!(
-            "partial seal: {} of {SEAL_LEN} bytes before end of file",
-            buf.len()
-        ));
+        return Err(SealDamage::Partial {
+            available: buf.len(),
+        });
     };
     let seal = Seal {
         records: BigEndian::read_u64(&bytes[8..16]),
@@ -70,9 +135,11 @@ pub(crate) fn decode(buf: &[u8]) -> Result<(Seal, u32), String> {
     let stored = BigEndian::read_u32(&bytes[4..8]);
     let computed = record::checksum(seal.chain, &bytes[0..4], &bytes[8..SEAL_LEN]);
     if stored != computed {
-        return Err(format!(
-            "seal checksum mismatch: stored {stored:#010x}, computed {computed:#010x}"
-        ));
+        return Err(SealDamage::BadChecksum {
+            seal,
+            stored,
+            computed,
+        });
     }
     Ok((seal, stored))
 }
@@ -116,7 +183,7 @@ mod tests {
         }
         .encode();
         let partial = decode(&bytes[..SEAL_LEN - 1]).expect_err("one byte short");
-        assert!(partial.contains("23 of 24"), "{partial}");
+        assert!(partial.describe().contains("23 of 24"), "{partial:?}");
         for byte in 4..SEAL_LEN {
             let mut flipped = bytes;
             flipped[byte] ^= 0x20;

@@ -2,7 +2,12 @@
 //!
 //! This module owns the active segment and the order of durable steps when
 //! writing. It never decides what is on disk at open (that is `replay`) and
-//! never retries a failed write or fsync.
+//! never retries a failed write or fsync. This file opens the log and
+//! appends; moving to the next segment is `rotate`, replacing the log with
+//! a checkpoint is `checkpoint`.
+
+mod checkpoint;
+mod rotate;
 
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
@@ -10,11 +15,12 @@ use std::path::{Path, PathBuf};
 use crate::dir;
 use crate::error::{ReplayReport, WalError};
 use crate::fault;
+use crate::header::{self, Kind};
 use crate::options::Options;
 use crate::record::{self, MAX_RECORD_BYTES};
 use crate::replay::{self, AppendAt};
-use crate::seal::{Seal, SEAL_LEN};
-use crate::segment::{self, Kind};
+use crate::seal::SEAL_LEN;
+use crate::segment;
 
 /// An open, locked write-ahead log, positioned to append at the end of its
 /// newest segment.
@@ -125,7 +131,7 @@ impl Wal {
     }
 
     fn write_batch(&mut self, payloads: &[&[u8]], batch_len: u64) -> Result<(), WalError> {
-        let header_len = segment::SEGMENT_HEADER_LEN;
+        let header_len = header::SEGMENT_HEADER_LEN;
         // Room is kept for the seal, so a sealed segment stays within
         // `segment_max_bytes` too.
         let seal_len = if self.active_sealable { SEAL_LEN } else { 0 } as u64;
@@ -172,159 +178,6 @@ impl Wal {
         Ok(())
     }
 
-    /// Moves the log to a new, durable, empty segment and seals the active
-    /// one (already durable: every append synced it). The new segment comes
-    /// first, its header continuing from the seal about to be written, so a
-    /// crash in between leaves an unsealed segment whose successor says
-    /// exactly which seal it lacks (replay writes it), never a seal naming
-    /// a segment that does not exist (which replay must refuse: it is what
-    /// a deleted newest segment looks like).
-    fn rotate(&mut self) -> Result<(), WalError> {
-        let number = next_number(&self.dir, self.active_number)?;
-        let seal = self.active_sealable.then_some(Seal {
-            records: self.active_records,
-            chain: self.next_seed,
-            next: number,
-        });
-        let (seal_bytes, continues) = match seal {
-            Some(seal) => {
-                let (bytes, crc) = seal.encode();
-                (Some(bytes), crc)
-            }
-            // A version 2 segment ends where its records end.
-            None => (None, self.next_seed),
-        };
-        let (file, header) = self.create_or_take_back(number, Kind::Log, continues)?;
-        let mut sealed_len = self.active_len;
-        if let Some(bytes) = seal_bytes {
-            self.write_seal(&bytes, number)?;
-            sealed_len += SEAL_LEN as u64;
-        }
-        self.active = file;
-        self.next_seed = header.first_seed;
-        self.sealed_bytes += sealed_len;
-        self.active_number = number;
-        self.active_len = header.len as u64;
-        self.active_records = 0;
-        self.active_sealable = true;
-        Ok(())
-    }
-
-    /// Appends the seal to the active segment and syncs it. On a full disk
-    /// the seal is cut off again and the segment `next` (just created,
-    /// empty) removed, so the log is as it was.
-    fn write_seal(&mut self, bytes: &[u8], next: u32) -> Result<(), WalError> {
-        let path = segment::path(&self.dir, self.active_number);
-        if let Err(error) = fault::write_all(&mut self.active, bytes) {
-            if !crate::error::is_no_space(&error) {
-                return Err(WalError::io(path, error));
-            }
-            self.active
-                .set_len(self.active_len)
-                .and_then(|()| self.active.sync_data())
-                .map_err(|e| WalError::io(&path, e))?;
-            segment::remove(&self.dir, next)?;
-            return Err(WalError::DiskFull { path });
-        }
-        self.active.sync_data().map_err(|e| WalError::io(path, e))
-    }
-
-    /// Replaces the whole log with `records`: the caller's restatement of
-    /// everything the log holds (for ringkv, the whole store, tombstones
-    /// included), so that restart time and disk use stop growing with the
-    /// number of writes ever taken.
-    ///
-    /// Steps, each durable before the next: a fresh segment is created whose
-    /// header says "checkpoint of N records" (header written, file fsynced,
-    /// directory fsynced); the N records go in with one `write` and one
-    /// `fdatasync`; then every older segment is deleted, oldest first, with
-    /// a directory fsync after each removal. A crash at any step leaves a
-    /// log that replays to the same records (see the README's recovery
-    /// rules). Later appends continue in the checkpoint segment.
-    ///
-    /// `checkpoint(&[])` is a valid empty checkpoint. Payloads are checked
-    /// as in [`Wal::append_batch`], and a failure poisons the log the same
-    /// way.
-    pub fn checkpoint(&mut self, records: &[&[u8]]) -> Result<(), WalError> {
-        self.check_not_poisoned()?;
-        let batch_len = validate(records)?;
-        // The header holds the count as a u32; 2^32 records of at least 9
-        // bytes each would not fit in memory anyway.
-        let count = u32::try_from(records.len()).map_err(|_| {
-            WalError::io(
-                &self.dir,
-                std::io::Error::other("a checkpoint holds at most u32::MAX records"),
-            )
-        })?;
-        let result = self.write_checkpoint(records, count, batch_len);
-        self.poison_on_error(result)
-    }
-
-    fn write_checkpoint(
-        &mut self,
-        records: &[&[u8]],
-        count: u32,
-        batch_len: u64,
-    ) -> Result<(), WalError> {
-        let number = next_number(&self.dir, self.active_number)?;
-        // The active segment is not sealed: once the checkpoint is durable
-        // it is deleted, and until then (a crash) it is still the newest
-        // segment of the log. The header records where that segment ends,
-        // so replay can tell that it was not cut since.
-        let (file, header) =
-            self.create_or_take_back(number, Kind::Checkpoint { records: count }, self.next_seed)?;
-        let previous = (
-            std::mem::replace(&mut self.active, file),
-            self.active_number,
-            self.active_len,
-            self.next_seed,
-            self.active_records,
-            self.active_sealable,
-        );
-        self.active_number = number;
-        self.active_len = header.len as u64;
-        self.next_seed = header.first_seed;
-        self.active_records = 0;
-        self.active_sealable = true;
-        if !records.is_empty() {
-            if let Err(error) = self.write_records(records, batch_len) {
-                if !error.is_no_space() {
-                    return Err(error);
-                }
-                // A checkpoint that does not fit changes nothing: drop its
-                // segment and go on appending where the log was.
-                (
-                    self.active,
-                    self.active_number,
-                    self.active_len,
-                    self.next_seed,
-                    self.active_records,
-                    self.active_sealable,
-                ) = previous;
-                segment::remove(&self.dir, number)?;
-                return Err(error);
-            }
-        }
-        // The checkpoint is durable: everything before it is obsolete.
-        for old in dir::segment_numbers(&self.dir)? {
-            if old >= number {
-                break;
-            }
-            segment::remove(&self.dir, old)?;
-        }
-        self.sealed_bytes = 0;
-        Ok(())
-    }
-
-    /// Deletes every record: for a log whose records have all become
-    /// obsolete (the hints log, once every hint is delivered). It is an
-    /// empty [`Wal::checkpoint`], so it leaves one empty segment (whose
-    /// number is no longer 1) and is crash-safe the same way. A failure
-    /// poisons the log, as a failed append does.
-    pub fn clear(&mut self) -> Result<(), WalError> {
-        self.checkpoint(&[])
-    }
-
     /// Bytes in all live segments, headers included (for status reporting).
     pub fn total_bytes(&self) -> u64 {
         self.sealed_bytes + self.active_len
@@ -333,31 +186,6 @@ impl Wal {
     /// The directory this WAL lives in (for status and error messages).
     pub fn dir(&self) -> &Path {
         &self.dir
-    }
-
-    /// Creates segment `number`; if the disk is full, removes whatever of
-    /// it was created, so the log is exactly as before, and says so.
-    fn create_or_take_back(
-        &self,
-        number: u32,
-        kind: Kind,
-        continues: u32,
-    ) -> Result<(std::fs::File, segment::Header), WalError> {
-        match segment::create(&self.dir, number, kind, continues) {
-            Err(error) if error.is_no_space() => {
-                let path = segment::path(&self.dir, number);
-                match std::fs::remove_file(&path) {
-                    Ok(()) => crate::dir::sync(&self.dir)?,
-                    // Never created. (Any other failure to remove it is an
-                    // I/O error the tests cannot provoke: making this guard
-                    // `true` is a mutant no test here catches.)
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(WalError::io(&path, e)),
-                }
-                Err(WalError::DiskFull { path })
-            }
-            created => created,
-        }
     }
 
     fn check_not_poisoned(&self) -> Result<(), WalError> {
@@ -400,30 +228,20 @@ fn validate(payloads: &[&[u8]]) -> Result<u64, WalError> {
     Ok(total)
 }
 
-fn next_number(dir: &Path, current: u32) -> Result<u32, WalError> {
-    current.checked_add(1).ok_or_else(|| {
-        WalError::io(
-            dir,
-            std::io::Error::other("segment numbers exhausted (u32::MAX reached)"),
-        )
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::fault::no_space;
-    use crate::segment::SEGMENT_HEADER_LEN;
     use std::fs;
 
-    fn temp_dir(name: &str) -> PathBuf {
+    pub(super) fn temp_dir(name: &str) -> PathBuf {
         let dir =
             std::env::temp_dir().join(format!("ringkv-wal-unit-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         dir
     }
 
-    fn replayed(dir: &Path) -> Vec<Vec<u8>> {
+    pub(super) fn replayed(dir: &Path) -> Vec<Vec<u8>> {
         let mut seen = Vec::new();
         Wal::open(dir, Options::default(), |p| {
             seen.push(p.to_vec());
@@ -433,7 +251,7 @@ mod tests {
         seen
     }
 
-    fn files(dir: &Path) -> Vec<(u32, u64)> {
+    pub(super) fn files(dir: &Path) -> Vec<(u32, u64)> {
         dir::segment_numbers(dir)
             .expect("list")
             .into_iter()
@@ -441,37 +259,11 @@ mod tests {
             .collect()
     }
 
-    fn expect_disk_full(result: Result<(), WalError>, path: PathBuf) {
+    pub(super) fn expect_disk_full(result: Result<(), WalError>, path: PathBuf) {
         match result {
             Err(WalError::DiskFull { path: p }) => assert_eq!(p, path),
             other => panic!("expected DiskFull, got {other:?}"),
         }
-    }
-
-    #[test]
-    fn a_segment_in_the_way_is_not_a_full_disk() {
-        // The next segment's name is taken: creating it fails, and that is
-        // an I/O error that poisons the log, with the file left alone.
-        let dir = temp_dir("in-the-way");
-        let options = Options {
-            segment_max_bytes: 80,
-            ..Options::default()
-        };
-        let (mut wal, _) = Wal::open(&dir, options, |_| Ok(())).expect("open");
-        wal.append_batch(&[b"first record"]).expect("append");
-        let squatter = segment::path(&dir, 2);
-        fs::write(&squatter, b"not ours").expect("write");
-        match wal.append_batch(&[b"a record that does not fit"]) {
-            Err(WalError::Io { path, .. }) => assert_eq!(path, squatter),
-            other => panic!("expected Io, got {other:?}"),
-        }
-        assert_eq!(fs::read(&squatter).expect("read"), b"not ours");
-        assert!(matches!(
-            wal.append_batch(&[b"x"]),
-            Err(WalError::Poisoned { .. })
-        ));
-        drop(wal);
-        fs::remove_dir_all(&dir).expect("cleanup");
     }
 
     #[test]
@@ -505,68 +297,6 @@ mod tests {
         wal.append_batch(&[b"later"]).expect("not poisoned");
         drop(wal);
         assert_eq!(replayed(&dir), [b"kept".to_vec(), b"later".to_vec()]);
-        fs::remove_dir_all(&dir).expect("cleanup");
-    }
-
-    #[test]
-    fn a_full_disk_while_rotating_leaves_the_log_as_it_was() {
-        let dir = temp_dir("full-rotate");
-        let options = Options {
-            segment_max_bytes: 80,
-            ..Options::default()
-        };
-        let (mut wal, _) = Wal::open(&dir, options, |_| Ok(())).expect("open");
-        wal.append_batch(&[b"first record"]).expect("append");
-        let before = files(&dir);
-        // No room for the new segment at all, none for its whole header,
-        // then none for the seal.
-        for room in [0, 9, SEGMENT_HEADER_LEN as usize + 4] {
-            no_space::after(room);
-            let full = wal.append_batch(&[b"a record that does not fit"]);
-            let path = if room < SEGMENT_HEADER_LEN as usize {
-                2
-            } else {
-                1
-            };
-            expect_disk_full(full, segment::path(&dir, path));
-            assert_eq!(files(&dir), before, "room {room}");
-            assert_eq!(wal.total_bytes(), before[0].1, "room {room}");
-        }
-        wal.append_batch(&[b"a record that does not fit"])
-            .expect("rotates once there is room");
-        drop(wal);
-        assert_eq!(
-            replayed(&dir),
-            [
-                b"first record".to_vec(),
-                b"a record that does not fit".to_vec()
-            ]
-        );
-        assert_eq!(dir::segment_numbers(&dir).expect("list"), [1, 2]);
-        fs::remove_dir_all(&dir).expect("cleanup");
-    }
-
-    #[test]
-    fn a_checkpoint_that_does_not_fit_changes_nothing() {
-        let dir = temp_dir("full-checkpoint");
-        let (mut wal, _) = Wal::open(&dir, Options::default(), |_| Ok(())).expect("open");
-        wal.append_batch(&[b"one", b"two"]).expect("append");
-        let before = files(&dir);
-        // No room for its segment, for its header, then for its records.
-        for room in [0, 9, SEGMENT_HEADER_LEN as usize + 4] {
-            no_space::after(room);
-            let full = wal.checkpoint(&[b"restated one", b"restated two"]);
-            expect_disk_full(full, segment::path(&dir, 2));
-            assert_eq!(files(&dir), before, "room {room}");
-            assert_eq!(wal.total_bytes(), before[0].1, "room {room}");
-        }
-        wal.append_batch(&[b"three"])
-            .expect("appends go on where they were");
-        assert_eq!(files(&dir).len(), 1);
-        wal.checkpoint(&[b"all"])
-            .expect("checkpoint once there is room");
-        drop(wal);
-        assert_eq!(replayed(&dir), [b"all".to_vec()]);
         fs::remove_dir_all(&dir).expect("cleanup");
     }
 
