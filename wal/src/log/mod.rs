@@ -158,24 +158,30 @@ impl Wal {
         for payload in payloads {
             seed = record::encode_into(seed, payload, &mut buf);
         }
-        if let Err(error) = fault::write_all(&mut self.active, &buf) {
+        self.append_synced(&buf)?;
+        self.active_len += batch_len;
+        self.active_records += payloads.len() as u64;
+        self.next_seed = seed;
+        Ok(())
+    }
+
+    /// Appends `bytes` to the active segment and syncs them. On a full disk
+    /// nothing of them was synced: whatever part landed is cut off again, so
+    /// the segment ends where it did, and the error says the disk is full.
+    /// Only if that fails is the log left in doubt (poisoned).
+    fn append_synced(&mut self, bytes: &[u8]) -> Result<(), WalError> {
+        let path = segment::path(&self.dir, self.active_number);
+        if let Err(error) = fault::write_all(&mut self.active, bytes) {
             if !crate::error::is_no_space(&error) {
                 return Err(WalError::io(path, error));
             }
-            // Nothing of this batch was synced: cut off whatever part of it
-            // landed, so the log ends where it did, and say the disk is
-            // full. Only if that fails is the log left in doubt (poisoned).
             self.active
                 .set_len(self.active_len)
                 .and_then(|()| self.active.sync_data())
                 .map_err(|e| WalError::io(&path, e))?;
             return Err(WalError::DiskFull { path });
         }
-        self.active.sync_data().map_err(|e| WalError::io(path, e))?;
-        self.active_len += batch_len;
-        self.active_records += payloads.len() as u64;
-        self.next_seed = seed;
-        Ok(())
+        self.active.sync_data().map_err(|e| WalError::io(path, e))
     }
 
     /// Bytes in all live segments, headers included (for status reporting).

@@ -7,7 +7,6 @@
 use super::Wal;
 use crate::dir;
 use crate::error::WalError;
-use crate::fault;
 use crate::header::{Header, Kind};
 use crate::seal::{Seal, SEAL_LEN};
 use crate::segment;
@@ -55,19 +54,13 @@ impl Wal {
     /// the seal is cut off again and the segment `next` (just created,
     /// empty) removed, so the log is as it was.
     fn write_seal(&mut self, bytes: &[u8], next: u32) -> Result<(), WalError> {
-        let path = segment::path(&self.dir, self.active_number);
-        if let Err(error) = fault::write_all(&mut self.active, bytes) {
-            if !crate::error::is_no_space(&error) {
-                return Err(WalError::io(path, error));
+        match self.append_synced(bytes) {
+            Err(full @ WalError::DiskFull { .. }) => {
+                segment::remove(&self.dir, next)?;
+                Err(full)
             }
-            self.active
-                .set_len(self.active_len)
-                .and_then(|()| self.active.sync_data())
-                .map_err(|e| WalError::io(&path, e))?;
-            segment::remove(&self.dir, next)?;
-            return Err(WalError::DiskFull { path });
+            written => written,
         }
-        self.active.sync_data().map_err(|e| WalError::io(path, e))
     }
 
     /// Creates segment `number`; if the disk is full, removes whatever of
