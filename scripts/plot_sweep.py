@@ -2,6 +2,7 @@
 """Draws the scaling sweeps that scripts/sweep.sh recorded as SVG files.
 
     scripts/plot_sweep.py [INPUT] [--out-dir DIR]
+    scripts/plot_sweep.py [INPUT] --markdown
 
 INPUT is the JSON lines file sweep.sh appends to (default docs/scaling.jsonl);
 DIR is where the images go (default: INPUT's directory). For each sweep in
@@ -14,6 +15,13 @@ QUORUM get). A y axis is logarithmic when its values span more than 20x,
 linear from zero otherwise. A point whose run had errors is drawn hollow and
 labelled with how many; a run with no result is left out and named below the
 panels.
+
+With --markdown it writes no image and prints one Markdown table per sweep
+instead (each point's put and get: throughput, p50, p99, server and bench
+CPU per request, the cores the cluster and bench kept busy, errors, WAL
+records per fdatasync and checkpoints, puts stamped again after a "stale"
+answer, largest replica RSS), as
+docs/scaling.md quotes them.
 
 When INPUT holds several runs of the same point, the last line wins. The
 output depends only on INPUT: the same input gives the same bytes. Python 3
@@ -279,11 +287,65 @@ def draw(sweep, records):
     return "\n".join(out) + "\n"
 
 
+def ms(us):
+    return trim("%.2f" % (us / 1000.0)) if us < 10000 else "%.0f" % (us / 1000.0)
+
+
+def markdown(records):
+    """One Markdown table per sweep and REPLICA_ARGS, rows in x then op order."""
+    lines = []
+    groups = sorted({(key[0], key[1]) for key in records},
+                    key=lambda g: (list(SWEEPS).index(g[0]) if g[0] in SWEEPS else 99, g[1]))
+    for sweep, args in groups:
+        title = SWEEPS.get(sweep, (sweep,))[0]
+        lines.append("#### %s%s" % (title, ", replicas with `%s`" % args if args else ""))
+        lines.append("")
+        lines.append("| %s | op | ops/s | p50 ms | p99 ms | server CPU µs/req | bench CPU µs/req "
+                     "| cores busy | errors | WAL records/fdatasync | checkpoints | re-stamped puts | largest replica RSS MiB |"
+                     % ("value" if sweep == "value-size" else sweep))
+        lines.append("|" + "---|" * 13)
+        keys = sorted((k for k in records if k[0] == sweep and k[1] == args),
+                      key=lambda k: (k[3], [o[0] for o in OPS].index(k[2]) if k[2] in [o[0] for o in OPS] else 9))
+        for key in keys:
+            record = records[key]
+            bench = record.get("bench")
+            label = x_label(sweep, key[3])
+            if not bench or key[2] not in bench["operations"]:
+                lines.append("| %s | %s | no result (exit %s): %s |%s" % (
+                    label, key[2], record.get("exit_code"), record.get("stderr", ""), " |" * 10))
+                continue
+            operation = bench["operations"][key[2]]
+            latency = operation["latency_us"]
+            cpu = bench["cpu"]
+            busy = ((cpu["cluster"]["user_s"] + cpu["cluster"]["system_s"]
+                     + cpu["bench"]["user_s"] + cpu["bench"]["system_s"]) / bench["duration_s"]
+                    if bench.get("duration_s") else 0)
+            errors = ", ".join("%d %s" % (n, kind) for kind, n in sorted(operation["errors"].items())) or "0"
+            fill = record.get("fill")
+            if fill and fill.get("failed"):
+                errors += " (fill: %d of 256 failed)" % fill["failed"]
+            wal = record.get("wal") or {}
+            per_sync = "%.1f" % (wal["records"] / wal["fdatasyncs"]) if wal.get("fdatasyncs") else "-"
+            rss = record.get("replica_rss_kib") or []
+            stale = record.get("stale_write_retries")
+            lines.append("| %s | %s | %s | %s | %s | %s | %s | %.2f | %s | %s | %s | %s | %s |" % (
+                label, key[2], "{:,.0f}".format(operation["ops_per_sec"]), ms(latency["p50"]),
+                ms(latency["p99"]), "{:,.0f}".format(cpu["cluster"]["us_per_request"] or 0),
+                "{:,.0f}".format(cpu["bench"]["us_per_request"] or 0), busy, errors, per_sync,
+                wal.get("checkpoints", "-"), "-" if stale is None else "{:,}".format(stale),
+                "%.0f" % (max(rss) / 1024.0) if rss else "-"))
+        lines.append("")
+    return "\n".join(lines)
+
+
 def main(argv):
     args = list(argv)
     out_dir = None
     if "-h" in args or "--help" in args:
         usage(0)
+    tables = "--markdown" in args
+    if tables:
+        args.remove("--markdown")
     if "--out-dir" in args:
         at = args.index("--out-dir")
         if at + 1 >= len(args):
@@ -291,13 +353,16 @@ def main(argv):
         out_dir = args[at + 1]
         del args[at:at + 2]
     if len(args) > 1 or any(a.startswith("-") for a in args):
-        sys.stderr.write("usage: plot_sweep.py [INPUT] [--out-dir DIR]\n")
+        sys.stderr.write("usage: plot_sweep.py [INPUT] [--out-dir DIR | --markdown]\n")
         sys.exit(2)
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     path = args[0] if args else os.path.join(root, "docs", "scaling.jsonl")
     if out_dir is None:
         out_dir = os.path.dirname(os.path.abspath(path))
     records = load(path)
+    if tables:
+        sys.stdout.write(markdown(records))
+        return
     sweeps = [s for s in SWEEPS if any(key[0] == s for key in records)]
     if not sweeps:
         sys.exit("plot_sweep: no sweep in %s" % path)

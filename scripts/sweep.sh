@@ -24,12 +24,14 @@
 #   {"sweep": "connections", "op": "put", "x": 64, "run": "<sweep start, UTC>",
 #    "time": "<UTC>", "loadavg_before": "1.02 0.98 0.91", "loadavg_after": "...",
 #    "replica_args": "", "exit_code": 0, "stderr": "",
-#    "wal": {"fdatasyncs": N, "records": N, "checkpoints": N},
+#    "wal": {"fdatasyncs": N, "records": N, "checkpoints": N}, "stale_write_retries": N,
 #    "replica_rss_kib": [N, N, N, N], "replica_log": {"warnings": N, "errors": N,
 #    "first_warning": "...", "first_error": "..."}, "fill": null,
 #    "bench": {...bench's --json line...}}
-# "wal" is the change over the run (warm-up included), summed over the four
-# replicas, from `ringkv status --metrics`; "replica_rss_kib" is each
+# "wal" and "stale_write_retries" (puts stamped again after a replica
+# answered that it held a newer version) are the change over the run
+# (warm-up included), summed over the four replicas, from `ringkv status
+# --metrics`; "replica_rss_kib" is each
 # replica's VmRSS halfway through the measured phase; "replica_log" counts
 # the WARN and ERROR lines the replicas logged meanwhile (a full memory
 # budget is one) and quotes the first of each. Before each get of the
@@ -108,11 +110,14 @@ for i in 0 1 2 3; do
 done >"$config"
 mkdir -p "$(dirname "$out")"
 
-# The WAL counters summed over the replicas: "fdatasyncs records checkpoints".
+# Counters summed over the replicas: "fdatasyncs records checkpoints
+# stale-write-retries" (a put stamped again after a replica answered that
+# it holds a newer version of the key).
 wal_totals() {
     "$bin" status --config "$config" --metrics 2>/dev/null | awk '
         $1 == "wal:" { syncs += $2; records += $5; checkpoints += $(NF - 1) }
-        END { printf "%d %d %d\n", syncs, records, checkpoints }'
+        $1 == "clock:" { stale += $2 }
+        END { printf "%d %d %d %d\n", syncs, records, checkpoints, stale }'
 }
 # Each replica's VmRSS in KiB, comma-separated (0 for one not running).
 replica_rss() {
@@ -197,11 +202,12 @@ run_point() {
     json=$(python3 - "$sweep" "$op" "$x" "$RUN_STARTED" "$load_before" \
         "$(cut -d' ' -f1-3 /proc/loadavg)" "$replica_args" "$code" \
         "$((wal_after[0] - wal_before[0]))" "$((wal_after[1] - wal_before[1]))" \
-        "$((wal_after[2] - wal_before[2]))" "$(cat "$work/rss" 2>/dev/null || echo)" \
+        "$((wal_after[2] - wal_before[2]))" "$((wal_after[3] - wal_before[3]))" \
+        "$(cat "$work/rss" 2>/dev/null || echo)" \
         "$work/bench.out" "$work/bench.err" "$run_dir" "$logs_before" "$filled" <<'EOF'
 import json, sys, time
 (sweep, op, x, run, load_before, load_after, replica_args, code,
- syncs, records, checkpoints, rss, out_path, err_path, run_dir, logs_before, filled) = sys.argv[1:]
+ syncs, records, checkpoints, stale, rss, out_path, err_path, run_dir, logs_before, filled) = sys.argv[1:]
 bench = None
 with open(out_path) as f:
     for line in f:
@@ -234,6 +240,7 @@ record = {
     "replica_args": replica_args, "exit_code": int(code),
     "stderr": "" if bench is not None or not err else err[-1],
     "wal": {"fdatasyncs": int(syncs), "records": int(records), "checkpoints": int(checkpoints)},
+    "stale_write_retries": int(stale),
     "replica_rss_kib": [int(v) for v in rss.split(",") if v],
     "replica_log": log,
     "fill": ({"seconds": float(filled.split()[0]), "failed": int(filled.split()[1])}
@@ -252,11 +259,11 @@ if b is None:
 else:
     o = b["operations"][r["op"]]; lat = o["latency_us"]
     errors = sum(o["errors"].values())
-    print("  %-11s %-3s %8s  %9.0f/s  p50 %7d us  p99 %8d us  cpu %7.1f us/req  errors %d  wal %.1f rec/sync  %d ckpt  %d warn"
+    print("  %-11s %-3s %8s  %9.0f/s  p50 %7d us  p99 %8d us  cpu %7.1f us/req  errors %d  wal %.1f rec/sync  %d ckpt  %d warn  %d stale"
           % (r["sweep"], r["op"], r["x"], o["ops_per_sec"], lat["p50"], lat["p99"],
              b["cpu"]["cluster"]["us_per_request"] or 0, errors,
              r["wal"]["records"] / max(r["wal"]["fdatasyncs"], 1), r["wal"]["checkpoints"],
-             r["replica_log"]["warnings"] + r["replica_log"]["errors"]))
+             r["replica_log"]["warnings"] + r["replica_log"]["errors"], r["stale_write_retries"]))
 if r["fill"]:
     print("  %-11s     %8s  (filled every key first: %.1f s, %d failed)" % ("", "", r["fill"]["seconds"], r["fill"]["failed"]))
 ' "$json" >&2
