@@ -7,7 +7,7 @@
 //!   the errors it answered them with, and their latency (`Request`), and
 //!   the writes it stamped again because a replica held a newer version;
 //! - the WAL thread (`storage/durable.rs`): group commits, records, checkpoints;
-//! - the hints (`hints.rs`): hints stored, delivered and dropped.
+//! - the hints (`cluster/hints/`): hints stored, delivered and dropped.
 //!
 //! Everything here is a relaxed atomic counter or an `AtomicHistogram`, so
 //! counting costs the hot path a few atomic increments and never a lock.

@@ -31,56 +31,27 @@
 //! be chosen, and only then answers NOT APPLIED. When the time runs out
 //! with such a proposal unsettled, the answer is a TIMEOUT that says the
 //! outcome is unknown.
+//!
+//! The parts: `prepare` (ballots and promises), `propose` (a proposal and
+//! its acceptances), `commit` (making a chosen or read value stand on a
+//! majority), `back_off` (the pause after meeting a higher ballot). This
+//! file holds the two requests built of those rounds, and who takes part.
+
+mod back_off;
+mod commit;
+mod prepare;
+mod propose;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use crate::coordinator::link::{stamp_of, Outcome, ReplicaAsk, ReplicaLink, Stamp, WriteOf};
-use crate::coordinator::write::describe;
+use crate::coordinator::link::{stamp_of, ReplicaLink, Stamp};
 use crate::coordinator::Coordinator;
 use crate::metrics::Op;
-use crate::ops::rt;
 use crate::protocol::checks::{checked_key, checked_value};
 use crate::protocol::error::KvError;
 use crate::protocol::proto::{CasReply, CasRequest, Consistency, ReplicaId, Versioned};
-use crate::storage::clock::wall_micros;
-
-/// The longest pause between a round that met a higher ballot and the
-/// next, drawn at random below it so two coordinators fall out of step.
-const MAX_BACK_OFF: Duration = Duration::from_millis(20);
-
-/// What a prepare round found, with a majority of promises.
-struct Round {
-    ballot: Stamp,
-    /// The newest version among the promises: the key's current version.
-    current: Option<Versioned>,
-    /// The replicas that promised, with the stamp of what each holds.
-    promisers: Vec<(ReplicaId, Option<Stamp>)>,
-    /// The accepted proposal with the highest ballot, if it is newer than
-    /// every current version: a proposal left unfinished.
-    in_progress: Option<Versioned>,
-}
-
-/// How a prepare ended.
-enum Prepared {
-    /// A majority promised.
-    Round(Round),
-    /// A replica had promised this higher ballot.
-    Preempted(Stamp),
-    /// Too few replicas answered: why.
-    Short(String),
-}
-
-/// How a proposal ended.
-enum Proposed {
-    /// A majority accepted it and a majority holds it committed.
-    Committed,
-    /// A replica had promised this higher ballot. Whether some replica
-    /// may have accepted it all the same (one did, or one did not answer).
-    Preempted(Stamp, bool),
-    /// Too few answers in time: it may or may not be chosen.
-    Unknown(String),
-}
+use propose::Proposed;
 
 impl<L: ReplicaLink> Coordinator<L> {
     /// Writes the request's value only if the key holds the expected one.
@@ -280,30 +251,6 @@ impl<L: ReplicaLink> Coordinator<L> {
         }
     }
 
-    /// Prepares ballots above `seen`, backing off after each preemption,
-    /// until a majority promises one (`Ok`) or too few replicas answer
-    /// (`Err` with why). Each prepare is one more `attempt`.
-    async fn promised_round(
-        &self,
-        key: u8,
-        targets: &[ReplicaId],
-        seen: &mut Stamp,
-        attempt: &mut u32,
-        deadline: Instant,
-    ) -> Result<Result<Round, String>, KvError> {
-        loop {
-            *attempt += 1;
-            match self.prepare(key, targets, *seen, deadline).await? {
-                Prepared::Round(round) => return Ok(Ok(round)),
-                Prepared::Preempted(higher) => {
-                    *seen = (*seen).max(higher);
-                    self.back_off(*attempt, deadline).await;
-                }
-                Prepared::Short(why) => return Ok(Err(why)),
-            }
-        }
-    }
-
     /// The replicas of `key` that take part in its Paxos rounds: those that
     /// may serve it (a replica rebuilding after lost data has lost its
     /// promises too), at least a majority of them up, or UNAVAILABLE.
@@ -330,206 +277,6 @@ impl<L: ReplicaLink> Coordinator<L> {
     fn majority(&self, key: u8) -> usize {
         Consistency::Serial.required_acks(self.ring.replicas_for(key).len())
     }
-
-    /// Sends a prepare with a ballot above `seen` and collects promises
-    /// until a majority promised or that can no longer happen.
-    async fn prepare(
-        &self,
-        key: u8,
-        targets: &[ReplicaId],
-        seen: Stamp,
-        deadline: Instant,
-    ) -> Result<Prepared, KvError> {
-        let need = self.majority(key);
-        let ballot = (self.restamp_above(key, seen, deadline).await?, self.self_id);
-        let ballot = if ballot > seen {
-            ballot
-        } else {
-            (seen.0 + 1, self.self_id)
-        };
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        let mut fan = self.fan_out(targets, ReplicaAsk::Prepare(key, ballot), false, remaining);
-        fan.gather_while(|outcomes| promised(outcomes).len() < need)
-            .await;
-        let promises = promised(&fan.outcomes);
-        if promises.len() < need {
-            let higher = fan
-                .outcomes
-                .iter()
-                .filter_map(|(_, outcome)| match outcome {
-                    Outcome::Promised(promise) if !promise.promised => promise.promised_ballot,
-                    _ => None,
-                })
-                .max();
-            return Ok(match higher {
-                Some(higher) => Prepared::Preempted(higher),
-                None => Prepared::Short(format!(
-                    "{} of {need} replicas promised ({})",
-                    promises.len(),
-                    describe(&fan.misses(remaining))
-                )),
-            });
-        }
-        let current = promises
-            .iter()
-            .map(|(_, promise)| promise.current.clone())
-            .fold(None, Versioned::newest);
-        let newest_accepted = promises
-            .iter()
-            .filter_map(|(_, promise)| promise.accepted.clone())
-            .max_by_key(|(ballot, _)| *ballot)
-            .map(|(_, version)| version);
-        let in_progress = newest_accepted.filter(|accepted| match &current {
-            None => true,
-            Some(current) => accepted.lww_cmp(current).is_gt(),
-        });
-        Ok(Prepared::Round(Round {
-            ballot,
-            current,
-            promisers: promises
-                .iter()
-                .map(|(id, promise)| (*id, promise.current.as_ref().map(stamp_of)))
-                .collect(),
-            in_progress,
-        }))
-    }
-
-    /// Proposes `version` under `ballot`; once a majority accepted it,
-    /// commits it (an ordinary write, hinted to replicas that miss it) and
-    /// waits until a majority holds it.
-    async fn propose(
-        &self,
-        key: u8,
-        targets: &[ReplicaId],
-        ballot: Stamp,
-        version: Versioned,
-        deadline: Instant,
-    ) -> Proposed {
-        let need = self.majority(key);
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        let proposal = Arc::new(version);
-        let mut fan = self.fan_out(
-            targets,
-            ReplicaAsk::Propose(key, ballot, proposal.clone()),
-            false,
-            remaining,
-        );
-        fan.gather_while(|outcomes| accepted(outcomes) < need).await;
-        if accepted(&fan.outcomes) < need {
-            let higher = fan
-                .outcomes
-                .iter()
-                .filter_map(|(_, outcome)| match outcome {
-                    Outcome::Accepted(false, promised) => *promised,
-                    _ => None,
-                })
-                .max();
-            let maybe_accepted = accepted(&fan.outcomes) > 0
-                || fan.outcomes.len() < targets.len()
-                || fan
-                    .outcomes
-                    .iter()
-                    .any(|(_, outcome)| !matches!(outcome, Outcome::Accepted(..)));
-            return match higher {
-                Some(higher) => Proposed::Preempted(higher, maybe_accepted),
-                None => Proposed::Unknown(format!(
-                    "{} of {need} replicas accepted the proposal ({})",
-                    accepted(&fan.outcomes),
-                    describe(&fan.misses(remaining))
-                )),
-            };
-        }
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        let replicas = self.ring.replicas_for(key);
-        let mut commit = self.fan_out(
-            replicas,
-            ReplicaAsk::Write(key, proposal, WriteOf::Repair),
-            self.mode.hinted_handoff(),
-            remaining,
-        );
-        commit.gather(Some(need)).await;
-        if commit.answered() >= need {
-            Proposed::Committed
-        } else {
-            Proposed::Unknown(format!(
-                "the proposal was chosen, but only {} of {need} replicas acknowledged its commit ({})",
-                commit.answered(),
-                describe(&commit.misses(remaining))
-            ))
-        }
-    }
-
-    /// Makes the round's current version stand on a majority: writes it to
-    /// the promising replicas that hold something older, and waits until
-    /// enough of them hold it.
-    async fn repair_promisers(
-        &self,
-        key: u8,
-        round: &Round,
-        deadline: Instant,
-    ) -> Result<(), KvError> {
-        let Some(current) = &round.current else {
-            return Ok(());
-        };
-        let newest = stamp_of(current);
-        let stale: Vec<ReplicaId> = round
-            .promisers
-            .iter()
-            .filter(|(_, held)| held.is_none_or(|held| held < newest))
-            .map(|(id, _)| *id)
-            .collect();
-        let holders = round.promisers.len() - stale.len();
-        let need = self.majority(key);
-        if stale.is_empty() || holders >= need {
-            return Ok(());
-        }
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        let mut repair = self.fan_out(
-            &stale,
-            ReplicaAsk::Write(key, Arc::new(current.clone()), WriteOf::Repair),
-            false,
-            remaining,
-        );
-        repair.gather(Some(need - holders)).await;
-        if holders + repair.answered() < need {
-            return Err(KvError::timeout(format!(
-                "key {key}: the value read could not be written to a majority in time ({}); nothing new was written",
-                describe(&repair.misses(remaining))
-            )));
-        }
-        Ok(())
-    }
-
-    /// Waits a random moment, longer with each attempt, before a new round
-    /// after meeting a higher ballot (never past the deadline).
-    async fn back_off(&self, attempt: u32, deadline: Instant) {
-        let ceiling = MAX_BACK_OFF.as_micros().min(1_000 << attempt.min(10)) as u64;
-        let seed = wall_micros() ^ u64::from(self.self_id).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        let pause = Duration::from_micros(mix(seed) % ceiling.max(1));
-        let left = deadline.saturating_duration_since(Instant::now());
-        rt::sleep(pause.min(left)).await;
-    }
-}
-
-/// The promises among the outcomes so far.
-fn promised(
-    outcomes: &[(ReplicaId, Outcome)],
-) -> Vec<(ReplicaId, &crate::coordinator::link::Promise)> {
-    outcomes
-        .iter()
-        .filter_map(|(id, outcome)| match outcome {
-            Outcome::Promised(promise) if promise.promised => Some((*id, &**promise)),
-            _ => None,
-        })
-        .collect()
-}
-
-/// How many replicas accepted the proposal so far.
-fn accepted(outcomes: &[(ReplicaId, Outcome)]) -> usize {
-    outcomes
-        .iter()
-        .filter(|(_, outcome)| matches!(outcome, Outcome::Accepted(true, _)))
-        .count()
 }
 
 /// Whether the key's current version meets the cas's condition: it holds
@@ -548,12 +295,4 @@ fn applied(stamp: Stamp) -> CasReply {
         current: None,
         timestamp_micros: stamp.0,
     }
-}
-
-/// A 64-bit mix (splitmix64's finaliser) for the back-off's randomness:
-/// no crate, and good enough to keep two coordinators out of step.
-fn mix(mut x: u64) -> u64 {
-    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    x ^ (x >> 31)
 }
