@@ -15,6 +15,7 @@ fn put(client: usize, call: u64, ret: u64, value: &str) -> Op {
         call,
         ret: Some(ret),
         kind: OpKind::Put(value.to_string()),
+        stamp: None,
     }
 }
 
@@ -25,6 +26,7 @@ fn put_lost(client: usize, call: u64, value: &str) -> Op {
         call,
         ret: None,
         kind: OpKind::Put(value.to_string()),
+        stamp: None,
     }
 }
 
@@ -34,6 +36,7 @@ fn delete(client: usize, call: u64, ret: Option<u64>) -> Op {
         call,
         ret,
         kind: OpKind::Delete,
+        stamp: None,
     }
 }
 
@@ -43,6 +46,7 @@ fn get(client: usize, call: u64, ret: u64, value: Option<&str>) -> Op {
         call,
         ret: Some(ret),
         kind: OpKind::Get(value.map(str::to_string)),
+        stamp: None,
     }
 }
 
@@ -89,6 +93,29 @@ fn a_read_of_an_in_flight_put_is_accepted() {
         get(2, 70, 80, Some("b")),
     ];
     assert_eq!(check_register(&ops), Ok(()));
+}
+
+#[test]
+fn a_value_read_again_after_a_newer_one_is_rejected_and_its_stamps_are_shown() {
+    // What the store once did under clock skew: a put's value read, then a
+    // newer put's, then the first again, written under a second stamp.
+    let stamped = |op: Op, at: u64, by: u32| Op {
+        stamp: Some((at, by)),
+        ..op
+    };
+    let ops = [
+        stamped(put(0, 0, 100, "p"), 900, 2),
+        stamped(get(1, 10, 20, Some("p")), 500, 2),
+        stamped(put(2, 30, 40, "q"), 600, 3),
+        stamped(get(1, 50, 60, Some("q")), 600, 3),
+        stamped(get(3, 70, 80, Some("p")), 900, 2),
+    ];
+    let error = check_register(&ops).expect_err("p, q, p");
+    assert!(error.contains("get -> \"p\" (stamp 900 by 2)"), "{error}");
+    assert!(
+        error.contains("read or acknowledged with 2 different stamps: [(500, 2), (900, 2)]"),
+        "{error}"
+    );
 }
 
 #[test]
@@ -247,6 +274,7 @@ fn simulated_history(seed: u64, clients: usize, per_client: usize) -> Vec<Op> {
                 call,
                 ret,
                 kind,
+                stamp: None,
             };
             planned.push((applied.then_some(effect), op));
             now = ret.unwrap_or(call + 1000);
@@ -327,6 +355,7 @@ fn cas(client: usize, call: u64, ret: Option<u64>, old: Option<&str>, new: &str)
         call,
         ret,
         kind: OpKind::Cas(old.map(str::to_string), new.to_string()),
+        stamp: None,
     }
 }
 

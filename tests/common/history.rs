@@ -243,6 +243,7 @@ async fn run_client(workload: Workload, id: usize, origin: Instant) -> ClientOut
                     call,
                     ret,
                     kind,
+                    stamp: None,
                 },
             ));
             if ret.is_none() {
@@ -261,8 +262,11 @@ async fn run_client(workload: Workload, id: usize, origin: Instant) -> ClientOut
                 client.put(key, &value, workload.level).await
             };
             let ret = micros();
-            let ret = match result {
-                Ok(_) => Some(ret),
+            // The coordinator is replica `id % addrs.len()`: the put's
+            // stamp names it.
+            let coordinator = (id % workload.addrs.len()) as u32;
+            let (ret, stamp) = match result {
+                Ok(timestamp) => (Some(ret), Some((timestamp, coordinator))),
                 // Refused before anything was sent or written.
                 Err(e) if e.kind == ErrorKind::Unavailable => {
                     outcome.refused_puts += 1;
@@ -271,7 +275,7 @@ async fn run_client(workload: Workload, id: usize, origin: Instant) -> ClientOut
                 }
                 // Timed out, lost connection, refused by some replicas but
                 // not others, internal fault: it may have been applied.
-                Err(_) => None,
+                Err(_) => (None, None),
             };
             let kind = if deleting {
                 OpKind::Delete
@@ -285,6 +289,7 @@ async fn run_client(workload: Workload, id: usize, origin: Instant) -> ClientOut
                     call,
                     ret,
                     kind,
+                    stamp,
                 },
             ));
             ret.is_none()
@@ -299,6 +304,9 @@ async fn run_client(workload: Workload, id: usize, origin: Instant) -> ClientOut
             let ret = micros();
             match result {
                 Ok(found) => {
+                    let stamp = found
+                        .as_ref()
+                        .map(|v| (v.timestamp_micros, v.coordinator_id));
                     let found = found.map(|v| v.value);
                     last_seen.insert(key, found.clone());
                     let kind = OpKind::Get(found);
@@ -307,6 +315,7 @@ async fn run_client(workload: Workload, id: usize, origin: Instant) -> ClientOut
                         call,
                         ret: Some(ret),
                         kind,
+                        stamp,
                     };
                     outcome.ops.push((key, op));
                     false

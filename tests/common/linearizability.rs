@@ -43,6 +43,13 @@ pub struct Op {
     pub ret: Option<u64>,
     /// What it did.
     pub kind: OpKind,
+    /// The version's stamp (timestamp, coordinator) as the store reported
+    /// it, where it did: the stamp an acknowledged put or delete was
+    /// given, or that of the version a get returned. Never used by the
+    /// check; shown in its explanation, where one value read with two
+    /// stamps, or with another stamp than its put was given, says which
+    /// versions the replicas held.
+    pub stamp: Option<(u64, u32)>,
 }
 
 /// Checks every key on its own (linearizability is compositional), and
@@ -297,6 +304,22 @@ fn report(ops: &[Op], placed: usize, held: &str, stuck: usize, last: &[usize]) -
             }
             None => out.push_str("  no put in the history wrote the value read\n"),
         }
+        // The stamps that value was seen with: more than one means the
+        // store wrote the value under several stamps.
+        let mut seen: Vec<(u64, u32)> = ops
+            .iter()
+            .filter(|o| o.kind == OpKind::Get(Some(v.clone())) || o.kind == OpKind::Put(v.clone()))
+            .filter_map(|o| o.stamp)
+            .collect();
+        seen.sort_unstable();
+        seen.dedup();
+        if seen.len() > 1 {
+            let _ = writeln!(
+                out,
+                "  that value was read or acknowledged with {} different stamps: {seen:?}",
+                seen.len()
+            );
+        }
     }
     // The ops overlapping the stuck one, and a few that came just before.
     let mut by_call: Vec<usize> = (0..ops.len()).collect();
@@ -327,5 +350,13 @@ fn describe(op: &Op) -> String {
         OpKind::Get(None) => "get -> nothing".to_string(),
         OpKind::Cas(old, new) => format!("cas {old:?} -> {new:?} applied"),
     };
-    format!("c{} [{} .. {} ms] {what}", op.client, ms(op.call), ret)
+    let stamp = op
+        .stamp
+        .map_or(String::new(), |(at, by)| format!(" (stamp {at} by {by})"));
+    format!(
+        "c{} [{} .. {} ms] {what}{stamp}",
+        op.client,
+        ms(op.call),
+        ret
+    )
 }
