@@ -80,13 +80,13 @@ fn a_put_through_a_replica_400_ms_behind_beats_the_put_acknowledged_before_it() 
     };
     assert!(
         metrics.stale_write_retries >= 10,
-        "each put through replica 3 was stamped again: {}",
+        "each put through replica 3 was stamped above the one before it: {}",
         metrics.stale_write_retries
     );
 }
 
 #[test]
-fn a_replica_that_missed_a_restamped_put_is_hinted_its_final_stamp() {
+fn a_replica_that_missed_a_put_through_a_clock_behind_is_hinted_its_stamp() {
     let mut cluster = Cluster::start_with_clock_offsets(4, &[(3, -400)]);
     // Key 10 lives on 0, 1, 2. Replica 1 is down for both puts.
     cluster.kill(1);
@@ -96,9 +96,9 @@ fn a_replica_that_missed_a_restamped_put_is_hinted_its_final_stamp() {
     let second = cluster
         .put(3, 10, "second", Consistency::Quorum)
         .expect("put through 3, 400 ms behind");
-    assert!(second > first, "restamped above the first put");
+    assert!(second > first, "stamped above the first put");
     cluster.restart(1);
-    // Its hints arrive: the newest one for key 10 is the final stamp.
+    // Its hints arrive, with the stamp the put was acknowledged with.
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         match cluster.held(0, 1, 10) {
@@ -109,7 +109,7 @@ fn a_replica_that_missed_a_restamped_put_is_hinted_its_final_stamp() {
             }
             held => assert!(
                 Instant::now() < deadline,
-                "replica 1 never got the final stamp: {held:?}"
+                "replica 1 never got the put's stamp: {held:?}"
             ),
         }
         std::thread::sleep(Duration::from_millis(20));

@@ -158,7 +158,7 @@ fn render_metrics(metrics: &MetricsReply) -> String {
     );
     let _ = writeln!(
         block,
-        "  clock: {} writes stamped again after a replica answered stale",
+        "  clock: {} writes stamped above a newer version a replica held",
         metrics.stale_write_retries
     );
     let _ = writeln!(

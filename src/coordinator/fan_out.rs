@@ -12,11 +12,10 @@
 //! still waits for it: outcomes that arrive after the request was answered
 //! can still be collected (background read repair does).
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::coordinator::link::{no_answer_within, Outcome, ReplicaAsk, ReplicaLink, Stamp};
+use crate::coordinator::link::{no_answer_within, stamp_of, Outcome, ReplicaAsk, ReplicaLink};
 use crate::coordinator::read::Heard;
 use crate::coordinator::Coordinator;
 use crate::ops::rt;
@@ -32,10 +31,6 @@ pub(super) struct FanOut<L: ReplicaLink> {
     report: rt::Sender<(ReplicaId, Outcome)>,
     /// Replicas not asked yet, and how to ask them (reads only).
     pub(super) reserve: Option<Reserve<L>>,
-    /// Set once a write's stamp is replaced by a new one: the asks still
-    /// in flight then store no hints, because the hint of a replica that
-    /// missed must be the final stamp's version.
-    pub(super) superseded: Arc<AtomicBool>,
 }
 
 /// The spares of a read that asked only the replicas its level needs.
@@ -44,7 +39,8 @@ pub(super) struct Reserve<L> {
     pub(super) key: u8,
     pub(super) spares: Vec<ReplicaId>,
     /// The replica last asked for the value (the others send digests): if
-    /// it fails, a spare is asked for the value in its place.
+    /// it fails, a spare is asked for the value in its place. None when
+    /// only digests are wanted (a write learning the newest stamp).
     pub(super) value_from: Option<ReplicaId>,
     /// When every spare is asked if the answers are not all in.
     pub(super) speculate_at: Instant,
@@ -74,14 +70,17 @@ impl<L: ReplicaLink> Coordinator<L> {
         timeout: Duration,
     ) -> FanOut<L> {
         let (report, arriving) = rt::unbounded::<(ReplicaId, Outcome)>();
-        let superseded = Arc::new(AtomicBool::new(false));
         let mut outcomes = Vec::new();
         let mut waiting = Vec::with_capacity(asks.len());
         for (target, ask) in asks {
             // This replica's own copy is read from memory at once: no task.
-            if let ReplicaAsk::Read(key) = &ask {
+            if let ReplicaAsk::Read(key) | ReplicaAsk::Digest(key) = &ask {
                 if let Some(found) = self.link.read_now(target, *key) {
-                    outcomes.push((target, Outcome::Answered(found)));
+                    let outcome = match ask {
+                        ReplicaAsk::Digest(_) => Outcome::Digest(found.as_ref().map(stamp_of)),
+                        _ => Outcome::Answered(found),
+                    };
+                    outcomes.push((target, outcome));
                     continue;
                 }
             }
@@ -98,7 +97,6 @@ impl<L: ReplicaLink> Coordinator<L> {
                 ReplicaAsk::Read(_) | ReplicaAsk::Digest(_) | ReplicaAsk::Prepare(..) => None,
             };
             let (link, report) = (self.link.clone(), report.clone());
-            let superseded = superseded.clone();
             let self_id = self.self_id;
             rt::spawn(async move {
                 let _holds = holds;
@@ -107,8 +105,7 @@ impl<L: ReplicaLink> Coordinator<L> {
                     // A replica that answered "stale" holds something newer:
                     // it missed nothing.
                     let missed = matches!(outcome, Outcome::Failed(..) | Outcome::NoAnswer(_));
-                    let superseded = superseded.load(Ordering::SeqCst);
-                    if missed && !superseded && target != self_id {
+                    if missed && target != self_id {
                         let version = Arc::unwrap_or_clone(version);
                         if let Err(error) = link.store_hint(target, key, version).await {
                             crate::error!("cannot store a hint for replica {target}: {error}");
@@ -125,7 +122,6 @@ impl<L: ReplicaLink> Coordinator<L> {
             deadline: Instant::now() + timeout,
             report,
             reserve: None,
-            superseded,
         }
     }
 }
@@ -146,32 +142,6 @@ impl<L: ReplicaLink> FanOut<L> {
     /// How many replicas answered as asked.
     pub(super) fn answered(&self) -> usize {
         self.outcomes.iter().filter(|(_, o)| o.answered()).count()
-    }
-
-    /// The newest stamp up to `horizon` that replicas answering "stale"
-    /// hold, if any did.
-    pub(super) fn newest_stale(&self, horizon: u64) -> Option<Stamp> {
-        self.outcomes
-            .iter()
-            .filter_map(|(_, outcome)| match outcome {
-                Outcome::Stale(stamp) if stamp.0 <= horizon => Some(*stamp),
-                _ => None,
-            })
-            .max()
-    }
-
-    /// Collects a write's outcomes until `need` replicas acknowledged it,
-    /// one answered "stale" with a stamp up to `horizon`, every replica
-    /// answered or failed, or the deadline passed.
-    pub(super) async fn gather_unless_stale(&mut self, need: usize, horizon: u64) {
-        while !self.waiting.is_empty()
-            && self.answered() < need
-            && self.newest_stale(horizon).is_none()
-        {
-            if !self.receive_one().await {
-                return;
-            }
-        }
     }
 
     /// Collects outcomes until `need` replicas answered (None: until every
@@ -234,10 +204,15 @@ impl<L: ReplicaLink> FanOut<L> {
                 Some(Err(_)) => return false,
                 // (`<` or `<=`: no two instants compare equal in practice.)
                 None if speculate_at.is_some() && Instant::now() < self.deadline => {
-                    let value_missing = !self
-                        .outcomes
-                        .iter()
-                        .any(|(_, outcome)| matches!(outcome, Outcome::Answered(_)));
+                    let wants_value = self
+                        .reserve
+                        .as_ref()
+                        .is_some_and(|reserve| reserve.value_from.is_some());
+                    let value_missing = wants_value
+                        && !self
+                            .outcomes
+                            .iter()
+                            .any(|(_, outcome)| matches!(outcome, Outcome::Answered(_)));
                     self.ask_spares(usize::MAX, value_missing);
                 }
                 None => return false,

@@ -39,7 +39,7 @@ pub fn stamp_of(version: &Versioned) -> Stamp {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WriteOf {
     /// A client's put or delete: a replica holding something newer answers
-    /// "stale" rather than acknowledging it.
+    /// "stale", with what it holds, rather than a plain acknowledgement.
     Client,
     /// A read repair: the newest version seen, copied as it is.
     Repair,
@@ -83,7 +83,8 @@ pub enum Outcome {
     /// It answered a digest read: the stamp of what it holds.
     Digest(Option<Stamp>),
     /// It holds a version newer than the client write it was sent (this
-    /// stamp), so it did not acknowledge it.
+    /// stamp), so it did not apply it. The write path counts this as an
+    /// acknowledgement unless the stamp is beyond the clock fence.
     Stale(Stamp),
     /// It answered a Paxos prepare.
     Promised(Box<Promise>),

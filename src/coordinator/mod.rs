@@ -33,23 +33,24 @@
 //! `DIR/hints` before the client hears back. Hints never count toward the
 //! level.
 //!
-//! Writes are never shadowed by earlier ones, whatever the clocks' skew. A
-//! replica that holds a version newer than a client write answers "stale"
-//! instead of acknowledging it (this replica's own copy too); the
-//! coordinator then stamps the write again above every stale stamp it saw
-//! and sends it again to all the key's replicas, within the request's
-//! timeout, and only acknowledgements of the final stamp count. Each
-//! acknowledging replica held nothing newer, and any two quorums
-//! intersect, so an acknowledged QUORUM put beats every put acknowledged
-//! before it started. A coordinator whose clock the clock fence distrusts
+//! Writes are never shadowed by earlier ones, whatever the clocks' skew
+//! (multi-writer ABD). Before stamping a write, the coordinator asks a
+//! quorum of the key's replicas for the stamp they hold and stamps the
+//! write above the newest; any two quorums intersect, so the write beats
+//! every write acknowledged, and every version a QUORUM get returned,
+//! before it started. It is sent once: a replica that holds something
+//! newer by then answers "stale", which counts as acknowledging (that
+//! version comes from a write still in flight, ordered after this one). A
+//! write is never stamped twice, since its first stamp may already have
+//! been read. A coordinator whose clock the clock fence distrusts
 //! (`clock_fence.rs`) takes no writes at all.
 //!
 //! The files, by what they own: `link` (the seam: the `ReplicaLink` trait
 //! the rules below are written against, and `ClusterLink`, the real one over
 //! the peer connections, this replica's store and the hints log),
 //! `fan_out` (asking replicas at once, spares, speculation, collecting
-//! outcomes), `write` (put and delete: stamping, restamping on stale
-//! answers, the error a shortfall ends in), `read` (get: digests, fetching
+//! outcomes), `write` (put and delete: the newest stamp a quorum holds,
+//! stamping above it, "stale" answers, the error a shortfall ends in), `read` (get: digests, fetching
 //! past a newer digest, the newest of what was heard, `where`),
 //! `read_repair` (blocking and background read repair), `read_plan`
 //! (which replicas a get asks). This file keeps the `Coordinator`, its

@@ -35,7 +35,7 @@ pub(super) enum Heard {
 }
 
 impl Heard {
-    fn stamp(&self) -> Option<Stamp> {
+    pub(super) fn stamp(&self) -> Option<Stamp> {
         match self {
             Heard::Value(found) => found.as_ref().map(stamp_of),
             Heard::Stamp(stamp) => *stamp,

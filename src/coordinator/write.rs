@@ -1,17 +1,19 @@
-//! Puts and deletes: stamping the version, sending it to every replica of
-//! the key at once, answering once the level's count acknowledged it,
-//! stamping it again above a replica's "stale" answer and resending, and
-//! the error a request ends in when too few replicas answered (its kind
-//! and a message saying which replicas applied a write).
+//! Puts and deletes, as multi-writer ABD writes: learning the newest stamp
+//! a quorum of the key's replicas holds (digest reads), stamping the
+//! version above it, sending it once to every replica of the key,
+//! answering once the level's count acknowledged it ("stale" answers
+//! included), and the error a request ends in when too few replicas
+//! answered (its kind and a message saying which replicas applied a
+//! write).
 //!
-//! Nothing here writes before the availability check and the clock have
-//! agreed: a refused write wrote nothing anywhere.
+//! Nothing here writes before the availability check, the quorum's stamps
+//! and the clock have agreed: a refused write wrote nothing anywhere.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::coordinator::fan_out::FanOut;
+use crate::coordinator::fan_out::{FanOut, Reserve};
 use crate::coordinator::link::{Outcome, ReplicaAsk, ReplicaLink, Stamp, WriteOf};
 use crate::coordinator::{list, Coordinator};
 use crate::metrics::Op;
@@ -58,7 +60,9 @@ impl<L: ReplicaLink> Coordinator<L> {
         Ok(DeleteReply { timestamp_micros })
     }
 
-    /// The write path shared by put and delete.
+    /// The write path shared by put and delete: learn the newest stamp a
+    /// quorum of the key's replicas holds, stamp the write above it, send
+    /// it to every replica of the key, and count the acknowledgements.
     async fn write(
         &self,
         key: u8,
@@ -76,10 +80,12 @@ impl<L: ReplicaLink> Coordinator<L> {
             )));
         }
         let need = self.check_available(key, level, op).await?;
-        let mut timestamp_micros = self.stamp().await?;
-        // Restamping after a stale answer happens within this too.
         let timeout = self.limits.write_timeout;
+        // Learning the stamp to beat, and waiting out the clock fence to
+        // beat it, happen within this; the writes then have the timeout.
         let deadline = Instant::now() + timeout;
+        let held = self.newest_held(key, level, op, need, deadline).await?;
+        let timestamp_micros = self.stamp_above_held(key, held, deadline).await?;
         let hint_misses = self.mode.hinted_handoff();
         let replicas = self.ring.replicas_for(key);
         let down: Vec<ReplicaId> = replicas
@@ -87,61 +93,167 @@ impl<L: ReplicaLink> Coordinator<L> {
             .copied()
             .filter(|&id| !self.link.is_up(id))
             .collect();
-        loop {
-            let version = Versioned {
-                value: value.clone(),
-                timestamp_micros,
-                coordinator_id: self.self_id,
-                tombstone,
-            };
-            let mut fan = self.fan_out(
-                replicas,
-                ReplicaAsk::Write(key, Arc::new(version), WriteOf::Client),
-                hint_misses,
-                deadline.saturating_duration_since(Instant::now()),
-            );
-            // A replica holds something newer than this stamp: unless the
-            // level is already met, stamp the write again above it and
-            // send it again to every replica of the key. A stamp more than
-            // twice the maximum offset ahead of this clock is not chased:
-            // no replica within the offset of this clock could have
-            // acknowledged it under the fence (it was stored before the
-            // fence, or its replica's clock is fenced), so that replica
-            // just does not count toward the level.
-            let horizon = wall_micros().saturating_add(2 * max_offset_micros());
-            fan.gather_unless_stale(need, horizon).await;
-            // The gathering stops at the first stale answer or at `need`
-            // acknowledgements, so a stale answer never comes with `need`
-            // of them: `<` and `<=` read the same here.
-            if let (Some(held), true) = (fan.newest_stale(horizon), fan.answered() < need) {
-                fan.superseded.store(true, Ordering::SeqCst);
-                self.metrics.stale_write_retry();
-                timestamp_micros = self.restamp_above(key, held, deadline).await?;
-                continue;
+        let version = Versioned {
+            value,
+            timestamp_micros,
+            coordinator_id: self.self_id,
+            tombstone,
+        };
+        let mut fan = self.fan_out(
+            replicas,
+            ReplicaAsk::Write(key, Arc::new(version), WriteOf::Client),
+            hint_misses,
+            timeout,
+        );
+        // A replica that answers "stale" holds a version newer than this
+        // stamp, which is above everything a quorum held when this write
+        // started: that version comes from a write that had not finished
+        // (nor been read) then, so this write is ordered just before it
+        // and the replica counts as acknowledging (it holds this write or
+        // something that legitimately supersedes it). It is never stamped
+        // again: its version may already have been read, and a second,
+        // higher stamp would let it come back after the newer version was
+        // read. A stamp more than twice the maximum offset ahead of this
+        // clock is different: no replica within the offset could have
+        // acknowledged it under the fence (it was stored before the
+        // fence), so that replica just does not count toward the level.
+        let horizon = wall_micros().saturating_add(2 * max_offset_micros());
+        fan.gather_while(|outcomes| acknowledgements(outcomes, horizon) < need)
+            .await;
+        if hint_misses {
+            // Replicas known to be down fail at once; their hints are
+            // durable before the client hears back.
+            fan.gather_until_reported(&down).await;
+        }
+        for (_, outcome) in fan.outcomes.iter_mut() {
+            if acknowledges(outcome, horizon) {
+                *outcome = Outcome::Answered(None);
             }
-            if hint_misses {
-                // Replicas known to be down fail at once; their hints are
-                // durable before the client hears back.
-                fan.gather_until_reported(&down).await;
-            }
-            return if fan.answered() >= need {
-                Ok(timestamp_micros)
-            } else {
-                Err(self.shortfall(op, key, level, need, &fan, timeout))
-            };
+        }
+        if fan.answered() >= need {
+            Ok(timestamp_micros)
+        } else {
+            Err(self.shortfall(op, key, level, need, &fan, timeout))
         }
     }
 
-    /// A new stamp for a write that a replica answered "stale" to, above
-    /// the stamp `held` it holds. The clock observes `held`, but the fence
-    /// stops it at the maximum offset past the wall clock: if `held` is
-    /// beyond that (stamped by a clock ahead of this one), this waits for
-    /// the wall clock, until the request's deadline.
+    /// The newest stamp held by a quorum of the key's replicas (as many as
+    /// the level needs, at most a majority), asked by digest read: the
+    /// first phase of a multi-writer ABD write. Every write acknowledged,
+    /// and every version a QUORUM get returned, before this write started
+    /// is held by a quorum, which meets this one, so stamping above the
+    /// answer orders this write after all of them whatever the skew
+    /// between clocks. Stamps more than twice the maximum offset ahead of
+    /// this clock are not chased (see `write`). Nothing is written here.
+    async fn newest_held(
+        &self,
+        key: u8,
+        level: Consistency,
+        op: Op,
+        need: usize,
+        deadline: Instant,
+    ) -> Result<Option<Stamp>, KvError> {
+        let replicas = self.ring.replicas_for(key);
+        let majority = Consistency::Quorum.required_acks(replicas.len());
+        let quorum = need.min(majority);
+        // A replica rebuilding after losing its data may not know the
+        // newest stamp: like a get, this never counts on it.
+        let servable: Vec<ReplicaId> = replicas
+            .iter()
+            .copied()
+            .filter(|&id| self.can_read_from(id, key))
+            .collect();
+        let up = servable.iter().filter(|&&id| self.link.is_up(id)).count();
+        if up < quorum {
+            return Err(KvError::unavailable(format!(
+                "{level} {} of key {key} first asks {quorum} of its replicas {} what they hold, but only {up} \
+                 of them {} up and not rebuilding after losing their data (nothing was written)",
+                op.name(),
+                list(replicas),
+                if up == 1 { "is" } else { "are" },
+            )));
+        }
+        let turn = self.read_turns[usize::from(key)].fetch_add(1, Ordering::Relaxed);
+        let mut plan = self
+            .read_policy
+            .plan(self.self_id, &servable, quorum, turn, |id| {
+                self.link.is_up(id)
+            });
+        // Only as many as the quorum, whatever share of gets asks everyone.
+        let mut spares = plan.ask.split_off(quorum.min(plan.ask.len()));
+        spares.append(&mut plan.spares);
+        let timeout = self.limits.write_timeout;
+        let asks = plan
+            .ask
+            .iter()
+            .map(|&id| (id, ReplicaAsk::Digest(key)))
+            .collect();
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let mut fan = self.fan_out_asks(asks, false, remaining);
+        if !spares.is_empty() {
+            fan.reserve = Some(Reserve {
+                link: self.link.clone(),
+                key,
+                spares,
+                value_from: None,
+                speculate_at: Instant::now() + self.read_policy.speculate_after,
+            });
+        }
+        fan.gather(Some(quorum)).await;
+        let heard = fan.answers();
+        if heard.len() < quorum {
+            let misses = fan.misses(timeout);
+            return Err(KvError {
+                kind: shortfall_kind(&misses),
+                message: format!(
+                    "{level} {} of key {key}: {} of the {quorum} replicas needed said what they hold ({}); \
+                     nothing was written",
+                    op.name(),
+                    heard.len(),
+                    describe(&misses),
+                ),
+            });
+        }
+        let horizon = wall_micros().saturating_add(2 * max_offset_micros());
+        Ok(heard
+            .iter()
+            .filter_map(|(_, heard)| heard.stamp())
+            .filter(|stamp| stamp.0 <= horizon)
+            .max())
+    }
+
+    /// The write's stamp: above `held` (the newest stamp its quorum
+    /// holds), waiting out the clock fence until `deadline` if `held` is
+    /// further ahead of this clock than the maximum offset.
+    async fn stamp_above_held(
+        &self,
+        key: u8,
+        held: Option<Stamp>,
+        deadline: Instant,
+    ) -> Result<u64, KvError> {
+        let Some(held) = held else {
+            return self.stamp().await;
+        };
+        // This clock was behind a replica's: the write is stamped above
+        // what the clock would have given it.
+        if held.0 >= wall_micros().max(self.clock.last_issued().saturating_add(1)) {
+            self.metrics.stale_write_retry();
+        }
+        self.restamp_above(key, held, deadline, "nothing was written")
+            .await
+    }
+
+    /// A stamp above the stamp `held` that a replica holds. The clock
+    /// observes `held`, but the fence stops it at the maximum offset past
+    /// the wall clock: if `held` is beyond that (stamped by a clock ahead
+    /// of this one), this waits for the wall clock, until the request's
+    /// deadline; `effect` says what the request has done if it cannot.
     pub(super) async fn restamp_above(
         &self,
         key: u8,
         held: Stamp,
         deadline: Instant,
+        effect: &str,
     ) -> Result<u64, KvError> {
         loop {
             self.clock.observe(held.0);
@@ -161,7 +273,7 @@ impl<L: ReplicaLink> Coordinator<L> {
                 return Err(KvError::timeout(format!(
                     "key {key} holds a version stamped {} by coordinator {}, {} ms ahead of replica {}'s clock: \
                      a stamp above it would be more than the maximum clock offset ({} ms) ahead, and the \
-                     write timeout ends first; the write may have been applied on some replicas below that version",
+                     timeout ends first; {effect}",
                     held.0,
                     held.1,
                     held.0.saturating_sub(wall_micros()) / 1_000,
@@ -269,6 +381,23 @@ impl<L: ReplicaLink> Coordinator<L> {
             ),
         }
     }
+}
+
+/// Whether a client write's outcome counts toward its level: an
+/// acknowledgement, or "stale" with a stamp up to `horizon` (see `write`).
+pub(super) fn acknowledges(outcome: &Outcome, horizon: u64) -> bool {
+    match outcome {
+        Outcome::Stale(held) => held.0 <= horizon,
+        other => other.answered(),
+    }
+}
+
+/// How many of `outcomes` count toward a client write's level.
+pub(super) fn acknowledgements(outcomes: &[(ReplicaId, Outcome)], horizon: u64) -> usize {
+    outcomes
+        .iter()
+        .filter(|(_, outcome)| acknowledges(outcome, horizon))
+        .count()
 }
 
 /// The kind of a shortfall's error: INVALID if a replica refused the

@@ -5,7 +5,7 @@
 //! parts that count:
 //! - the coordinator: client gets, puts and deletes by operation and level,
 //!   the errors it answered them with, and their latency (`Request`), and
-//!   the writes it stamped again because a replica held a newer version;
+//!   the writes it stamped above a newer version a replica held;
 //! - the WAL thread (`storage/durable.rs`): group commits, records, checkpoints;
 //! - the hints (`cluster/hints/`): hints stored, delivered and dropped.
 //!
@@ -162,8 +162,8 @@ impl Metrics {
         self.hints_dropped.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// One write stamped again and resent because a replica answered that
-    /// it held a newer version (a stale write).
+    /// One write stamped above a newer version than this replica's clock
+    /// would have given it: a replica of the key held that version.
     pub fn stale_write_retry(&self) {
         self.stale_write_retries.fetch_add(1, Ordering::Relaxed);
     }

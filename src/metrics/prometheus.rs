@@ -131,7 +131,7 @@ pub fn exposition(
         ),
         (
             "ringkv_stale_write_retries_total",
-            "Writes stamped again above a replica's newer version.",
+            "Writes stamped above a newer version a replica held than the coordinator's clock gave.",
             reply.stale_write_retries,
         ),
     ];

@@ -119,9 +119,9 @@ impl Node {
             write.version,
         )?;
         // A client write older than what this replica holds is stale: it
-        // would change nothing here, and acknowledging it could let the
-        // put it carries be shadowed by one acknowledged before it. The
-        // coordinator stamps it again above this and resends.
+        // would change nothing here. The answer says what is held; the
+        // coordinator, which stamped the write above what a quorum held,
+        // counts it (unless the stamp held is beyond the clock fence).
         if write.client_write {
             if let Some(held) = self.local.newer_than(key, &version) {
                 return Ok(ReplicaWriteAck {

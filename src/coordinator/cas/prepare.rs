@@ -68,7 +68,11 @@ impl<L: ReplicaLink> Coordinator<L> {
         deadline: Instant,
     ) -> Result<Prepared, KvError> {
         let need = self.majority(key);
-        let ballot = (self.restamp_above(key, seen, deadline).await?, self.self_id);
+        let effect = "the write may have been applied on some replicas below that version";
+        let ballot = (
+            self.restamp_above(key, seen, deadline, effect).await?,
+            self.self_id,
+        );
         let ballot = if ballot > seen {
             ballot
         } else {

@@ -15,6 +15,7 @@ mod cluster_link;
 mod fan_out;
 mod reads;
 mod repairs;
+mod skew;
 mod stamps;
 mod writes;
 

@@ -1,5 +1,6 @@
 //! The write clock as the coordinator uses it: a clock held after a
-//! restart, a lease not renewed, a stale stamp beyond the clock fence; and
+//! restart, a lease not renewed, a newer stamp held beyond the clock
+//! fence; and
 //! what a write holds of the memory budget while it is in flight.
 //!
 //! A clock held past the second a put waits for it cannot be set up here:
@@ -8,7 +9,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{coordinator, failed, put, settle, version, Setup, KEY};
+use super::{coordinator, failed, put, settle, version, Kind, Setup, KEY};
 use crate::coordinator::link::{ReplicaAsk, WriteOf};
 use crate::coordinator::Limits;
 use crate::metrics::Gauges;
@@ -66,11 +67,14 @@ fn a_lease_not_renewed_refuses_after_waiting_a_second() {
     assert_eq!(error.kind, ErrorKind::Internal);
     assert!(error.message.contains("lease"), "{}", error.message);
     settle(5);
-    assert!(link.asked().is_empty());
+    assert!(
+        link.asked_of(Kind::ClientWrite).is_empty(),
+        "nothing written"
+    );
 }
 
 #[test]
-fn a_stale_stamp_past_the_fence_is_outwaited_within_the_timeout() {
+fn a_newer_stamp_past_the_fence_is_outwaited_within_the_timeout() {
     let (c, link) = coordinator(Setup {
         write_timeout: Duration::from_millis(1_500),
         ..Setup::default()
@@ -91,7 +95,7 @@ fn a_stale_stamp_past_the_fence_is_outwaited_within_the_timeout() {
 }
 
 #[test]
-fn a_stale_stamp_that_cannot_be_outwaited_in_time_is_a_timeout() {
+fn a_newer_stamp_that_cannot_be_outwaited_in_time_is_a_timeout_with_nothing_written() {
     let (c, link) = coordinator(Setup::default());
     let ahead = version("ahead", wall_micros() + 900_000, 0);
     for id in 0..2 {
@@ -108,10 +112,17 @@ fn a_stale_stamp_that_cannot_be_outwaited_in_time_is_a_timeout() {
         error.message
     );
     assert!(
+        error.message.contains("nothing was written"),
+        "{}",
+        error.message
+    );
+    assert!(
         started.elapsed() < Duration::from_millis(300),
         "gives up at once"
     );
     assert_eq!(stale_retries(&c), 1);
+    settle(5);
+    assert!(link.asked_of(Kind::ClientWrite).is_empty());
 }
 
 #[test]
