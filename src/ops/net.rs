@@ -43,11 +43,6 @@ impl TcpListener {
         let (stream, remote) = self.inner.accept().await?;
         Ok((TcpStream::from_async(stream), remote))
     }
-
-    /// The address it listens on (the port the kernel chose, for port 0).
-    pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.inner.get_ref().local_addr()
-    }
 }
 
 /// One TCP connection. Clones share the socket; each clone remembers on
@@ -89,11 +84,6 @@ impl TcpStream {
     /// Shuts down one or both directions, for every clone.
     pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
         self.inner.get_ref().shutdown(how)
-    }
-
-    /// The other end's address.
-    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
-        self.inner.get_ref().peer_addr()
     }
 }
 

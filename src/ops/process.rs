@@ -1,11 +1,7 @@
-//! What this process costs the machine: its CPU time and resident memory,
-//! read from `/proc/self`. The replica reports both (metrics reply and
+//! What this process costs the machine: its CPU time (`getrusage`) and
+//! resident memory (`/proc/self/statm`). The replica reports both (metrics reply and
 //! Prometheus); `ringkv bench` reads its own CPU time so that the load it
 //! generates can be weighed against what the cluster spent serving it.
-
-/// Clock ticks per second in `/proc/*/stat` (`USER_HZ`, 100 on every Linux
-/// architecture ringkv builds for).
-const TICKS_PER_SECOND: u64 = 100;
 
 /// User and system CPU time a process has used, summed over its threads.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -33,24 +29,16 @@ impl CpuTime {
 }
 
 /// This process's CPU time so far, summed over its threads, from
-/// `getrusage` (microseconds; `/proc/self/stat` counts 10 ms ticks, too
-/// coarse for a short run); from `/proc` where that fails, else zero.
+/// `getrusage`, in microseconds (`/proc/self/stat` counts 10 ms ticks, too
+/// coarse for a short run); zero if the call failed, which on Linux it
+/// cannot with these arguments.
 pub fn cpu_time() -> CpuTime {
-    rusage().unwrap_or_else(|| {
-        std::fs::read_to_string("/proc/self/stat")
-            .ok()
-            .and_then(|stat| parse_stat(&stat))
-            .unwrap_or_default()
-    })
-}
-
-fn rusage() -> Option<CpuTime> {
     let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
     // SAFETY: getrusage writes a whole `rusage` into the pointer it is
     // given and nothing else; the struct is read only when it returned 0.
     let usage = unsafe {
         if libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()) != 0 {
-            return None;
+            return CpuTime::default();
         }
         usage.assume_init()
     };
@@ -58,25 +46,10 @@ fn rusage() -> Option<CpuTime> {
         u64::try_from(time.tv_sec).unwrap_or(0) * 1_000_000
             + u64::try_from(time.tv_usec).unwrap_or(0)
     };
-    Some(CpuTime {
+    CpuTime {
         user_us: micros(usage.ru_utime),
         system_us: micros(usage.ru_stime),
-    })
-}
-
-/// utime and stime from a `/proc/PID/stat` line. The command name in
-/// brackets may hold spaces and brackets, so fields are counted from the
-/// last `)`: utime and stime are fields 14 and 15, the 12th and 13th after it.
-fn parse_stat(stat: &str) -> Option<CpuTime> {
-    let (_, after_name) = stat.rsplit_once(')')?;
-    let mut fields = after_name.split_whitespace().skip(11);
-    let mut ticks = || fields.next()?.parse::<u64>().ok();
-    let (user, system) = (ticks()?, ticks()?);
-    let micros = |ticks: u64| ticks * (1_000_000 / TICKS_PER_SECOND);
-    Some(CpuTime {
-        user_us: micros(user),
-        system_us: micros(system),
-    })
+    }
 }
 
 /// Resident memory of this process, from `/proc/self/statm`; 0 where that
@@ -91,20 +64,6 @@ pub fn resident_bytes() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn stat_fields_are_counted_from_the_last_bracket() {
-        let line = "42 (a) b (c)) R 1 42 42 0 -1 4194560 100 0 0 0 250 37 0 0 20 0 3 0";
-        assert_eq!(
-            parse_stat(line),
-            Some(CpuTime {
-                user_us: 2_500_000,
-                system_us: 370_000
-            })
-        );
-        assert_eq!(parse_stat("42 (cut"), None);
-        assert_eq!(parse_stat("42 (x) R 1 2"), None);
-    }
 
     #[test]
     fn this_process_has_used_some_cpu_and_memory() {
