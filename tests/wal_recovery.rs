@@ -190,6 +190,70 @@ fn a_torn_tail_is_cut_off_with_a_warning_and_acknowledged_writes_survive() {
 }
 
 #[test]
+fn a_replica_killed_on_a_preallocated_segment_keeps_every_write_without_a_warning() {
+    // Checkpoints every 4 KiB of log, so segments come from spares of
+    // 5 KiB (a quarter more), zero-filled ahead of time.
+    let mut cluster = Cluster::start_with(4, &["--checkpoint-bytes", "4096"]);
+    let mut round = 0;
+    let preallocated = loop {
+        round += 1;
+        for key in 0..20u32 {
+            cluster
+                .put(
+                    0,
+                    key,
+                    &format!("round {round} of key {key}"),
+                    Consistency::All,
+                )
+                .expect("put");
+        }
+        let newest = newest_segment(&cluster, 1);
+        let bytes = fs::read(&newest).expect("read");
+        if bytes.len() == 5120 && bytes.ends_with(&[0; 64]) {
+            break newest;
+        }
+        assert!(round < 50, "no preallocated segment after {round} rounds");
+    };
+    assert!(
+        cluster.data_dir(1).join("wal/spare.tmp").exists(),
+        "the next spare is ready"
+    );
+    cluster.kill(1);
+    // `ringkv dump` shows the zeros as unused space, not damage.
+    let wal_dir = cluster.data_dir(1).join("wal");
+    let dump = cluster.run_command(&["dump", wal_dir.to_str().expect("utf-8 path")]);
+    let shown = String::from_utf8_lossy(&dump.stdout).to_string();
+    assert!(dump.status.success(), "dump exits 0:\n{shown}");
+    let last = shown.lines().last().expect("lines");
+    assert!(
+        last.contains(" UNUSED: zeros after the last record"),
+        "{shown}"
+    );
+    cluster.restart(1);
+    let log = cluster.log(1);
+    let name = preallocated.display().to_string();
+    assert!(
+        log.lines()
+            .any(|line| line.contains(" INFO ") && line.contains(&name) && line.contains("zeros")),
+        "the zeros after the records are cut off and said so, quietly:\n{log}"
+    );
+    assert!(!log.contains(" WARN "), "nothing to warn about:\n{log}");
+    for key in 0..20u32 {
+        let held = cluster
+            .holdings(1, key)
+            .into_iter()
+            .find(|(id, _)| *id == 1)
+            .expect("replica 1 listed")
+            .1;
+        assert_eq!(
+            held.flatten().map(|v| v.value),
+            Some(format!("round {round} of key {key}")),
+            "key {key}"
+        );
+    }
+}
+
+#[test]
 fn corruption_before_the_tail_stops_the_replica_until_the_operator_skips_it() {
     let mut cluster = Cluster::start(4);
     for key in 0..10u32 {

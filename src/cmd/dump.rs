@@ -222,7 +222,8 @@ fn logs(path: &Path, json: bool) -> Result<Dump, String> {
             lease_line(path, json, &mut dump);
         } else {
             let kind = kind_of_dir(path.parent().unwrap_or(Path::new(".")));
-            segment::dump_segment(path, kind, json, &mut dump)?;
+            // One file on its own: it may well be the newest.
+            segment::dump_segment(path, kind, json, true, &mut dump)?;
         }
         return Ok(dump);
     }
@@ -295,8 +296,9 @@ fn data_dir_logs(path: &Path, json: bool) -> Result<Dump, String> {
         if segments.is_empty() {
             dump.push(format!("{}: no segments", dir.display()));
         }
-        for (_, segment_file) in segments {
-            segment::dump_segment(&segment_file, kind, json, &mut dump)?;
+        let count = segments.len();
+        for (index, (_, segment_file)) in segments.into_iter().enumerate() {
+            segment::dump_segment(&segment_file, kind, json, index + 1 == count, &mut dump)?;
         }
     }
     Ok(dump)

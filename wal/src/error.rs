@@ -262,10 +262,25 @@ pub struct TornTail {
     pub offset: u64,
     /// Bytes removed.
     pub bytes_dropped: u64,
+    /// Every byte removed was zero: space preallocated for records that
+    /// never came (what a replica killed with a preallocated segment
+    /// leaves), or a write none of whose bytes reached the disk. Either
+    /// way nothing was lost that had been acknowledged.
+    pub unwritten: bool,
 }
 
 impl fmt::Display for TornTail {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.unwritten {
+            return write!(
+                f,
+                "WAL {}: {} bytes of zeros after the last record (offset {}) cut off: preallocated space \
+                 never written, or a write that never reached the disk",
+                self.file.display(),
+                self.bytes_dropped,
+                self.offset,
+            );
+        }
         write!(
             f,
             "WAL torn tail repaired: {} truncated at offset {}, {} bytes of an incomplete write dropped",
@@ -420,14 +435,18 @@ mod tests {
     #[test]
     fn reports_say_file_offset_and_size() {
         let file = PathBuf::from("/d/00000000000000000002.wal");
-        let torn = TornTail {
-            file: file.clone(),
-            offset: 100,
-            bytes_dropped: 7,
-        }
-        .to_string();
-        for part in ["00000000000000000002.wal", "offset 100", "7 bytes"] {
-            assert!(torn.contains(part), "{torn}");
+        for unwritten in [false, true] {
+            let torn = TornTail {
+                file: file.clone(),
+                offset: 100,
+                bytes_dropped: 7,
+                unwritten,
+            }
+            .to_string();
+            for part in ["00000000000000000002.wal", "offset 100", "7 bytes"] {
+                assert!(torn.contains(part), "{torn}");
+            }
+            assert_eq!(torn.contains("zeros"), unwritten, "{torn}");
         }
         let skipped = Corruption {
             file: file.clone(),

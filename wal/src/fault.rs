@@ -10,13 +10,14 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::Path;
 
-/// Creates the file at `path`, which must not exist, for appending.
+/// Creates the file at `path`, which must not exist, for writing from its
+/// start.
 pub(crate) fn create_new(path: &Path) -> io::Result<File> {
     #[cfg(test)]
     if no_space::spend(1) == Some(0) {
         return Err(io::Error::from_raw_os_error(28)); // ENOSPC
     }
-    OpenOptions::new().append(true).create_new(true).open(path)
+    OpenOptions::new().write(true).create_new(true).open(path)
 }
 
 /// Writes all of `bytes` to `file`.

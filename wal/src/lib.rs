@@ -13,6 +13,7 @@ mod record;
 mod replay;
 mod seal;
 mod segment;
+mod spare;
 
 pub use crate::dir::{create_durably, LOCK_FILE};
 pub use crate::error::{

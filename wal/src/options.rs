@@ -13,6 +13,14 @@ pub struct Options {
     /// region in [`ReplayReport::skipped`](crate::ReplayReport::skipped). For operator-driven recovery only:
     /// skipped records are lost.
     pub skip_corrupt: bool,
+    /// Bytes each new segment is made long before it takes records (0:
+    /// none). A spare file this long is zero-filled and synced ahead of
+    /// time by a thread of its own and becomes the next segment at rotation
+    /// or checkpoint, so appends inside it overwrite allocated blocks in
+    /// place and each `fdatasync` flushes data only, not the file's size.
+    /// A segment that outgrows it grows as any other. See the README's
+    /// "Preallocated segments".
+    pub preallocate_bytes: u64,
 }
 
 impl Default for Options {
@@ -20,6 +28,7 @@ impl Default for Options {
         Options {
             segment_max_bytes: 64 * 1024 * 1024,
             skip_corrupt: false,
+            preallocate_bytes: 0,
         }
     }
 }

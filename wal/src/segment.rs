@@ -18,19 +18,40 @@ use crate::header::{
 
 /// Creates segment `number` of `kind`, continuing the chain from
 /// `continues`, durably: header written, file synced, directory synced.
-/// Returns the file opened for appending and its header.
+/// Returns the file positioned just after its header, and the header.
+///
+/// With a `spare` (a zero-filled file prepared ahead, at `spare_path`),
+/// the header is written over its first bytes and synced, and only then is
+/// the spare given the segment's name (a link, which never replaces an
+/// existing file, then the spare's name removed): a crash leaves either a
+/// spare, which open deletes, or a complete header followed by zeros, which
+/// replay reads as a segment with no records.
 pub(crate) fn create(
     dir: &Path,
     number: u32,
     kind: Kind,
     continues: u32,
+    spare: Option<(File, &Path)>,
 ) -> Result<(File, Header), WalError> {
     let path = dir.join(file_name(number));
-    let mut file = crate::fault::create_new(&path).map_err(|e| WalError::io(&path, e))?;
     let bytes = header_bytes(number, kind, continues);
-    crate::fault::write_all(&mut file, &bytes)
-        .and_then(|()| file.sync_all())
-        .map_err(|e| WalError::io(&path, e))?;
+    let file = match spare {
+        None => {
+            let mut file = crate::fault::create_new(&path).map_err(|e| WalError::io(&path, e))?;
+            crate::fault::write_all(&mut file, &bytes)
+                .and_then(|()| file.sync_all())
+                .map_err(|e| WalError::io(&path, e))?;
+            file
+        }
+        Some((mut file, spare_path)) => {
+            crate::fault::write_all(&mut file, &bytes)
+                .and_then(|()| file.sync_data())
+                .map_err(|e| WalError::io(spare_path, e))?;
+            std::fs::hard_link(spare_path, &path).map_err(|e| WalError::io(&path, e))?;
+            std::fs::remove_file(spare_path).map_err(|e| WalError::io(spare_path, e))?;
+            file
+        }
+    };
     crate::dir::sync(dir)?;
     let header = parse_header(&bytes).map_err(|reason| WalError::BadHeader {
         file: path.clone(),

@@ -61,10 +61,12 @@ fn a_torn_batch_whose_value_embeds_valid_records_is_a_torn_tail() {
             expected.extend_from_slice(&in_flight[..complete]);
             assert_eq!(seen, expected, "cut {cut} zeros {zeros}");
             let dropped = (cut - survived + zeros) as u64;
+            let offset = synced.len() + survived;
             let expected_tail = (dropped > 0).then(|| TornTail {
                 file: tmp.seg(1),
-                offset: (synced.len() + survived) as u64,
+                offset: offset as u64,
                 bytes_dropped: dropped,
+                unwritten: data[offset..].iter().all(|&b| b == 0),
             });
             assert_eq!(report.torn_tail, expected_tail, "cut {cut} zeros {zeros}");
             drop(wal);

@@ -49,6 +49,7 @@ fn truncation_at_every_byte_of_the_last_two_records() {
             file: tmp.seg(1),
             offset: boundary as u64,
             bytes_dropped: (cut - boundary) as u64,
+            unwritten: full[boundary..cut].iter().all(|&b| b == 0),
         });
         assert_eq!(report.torn_tail, expected_tail, "cut {cut}");
         assert_eq!(file_len(&tmp.seg(1)), boundary as u64, "cut {cut}");
@@ -146,7 +147,8 @@ fn zero_filled_tail_is_truncated() {
         TornTail {
             file: tmp.seg(1),
             offset: len,
-            bytes_dropped: 4096
+            bytes_dropped: 4096,
+            unwritten: true,
         }
     );
     let line = tail.to_string();
@@ -179,7 +181,8 @@ fn torn_header_of_the_newest_segment_is_rewritten() {
             Some(TornTail {
                 file: tmp.seg(3),
                 offset: 0,
-                bytes_dropped: torn.len() as u64
+                bytes_dropped: torn.len() as u64,
+                unwritten: false,
             })
         );
         // Rewritten, continuing from the seal segment 2 gets now: the

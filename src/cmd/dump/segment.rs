@@ -16,11 +16,15 @@ use crate::protocol::describe::{self, Field};
 use crate::protocol::proto::{HintRecord, LogRecord};
 
 /// One line for a segment's header and one per record, seal or damaged
-/// region in it, as `wal::inspect_segment` reads it.
+/// region in it, as `wal::inspect_segment` reads it. In the `newest`
+/// segment of a log, zeros from the end of its records to the end of the
+/// file are unused space (a preallocated segment), not damage: replay cuts
+/// them off the same way.
 pub(super) fn dump_segment(
     path: &Path,
     kind: LogKind,
     json: bool,
+    newest: bool,
     dump: &mut Dump,
 ) -> Result<(), String> {
     let data = fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
@@ -31,6 +35,12 @@ pub(super) fn dump_segment(
         Err(reason) => dump.push_damage(bad_header_line(&file, &data, reason, json)),
     }
     for entry in &inspection.entries {
+        if newest {
+            if let Some(line) = unused_line(&file, entry, &data, json) {
+                dump.push(line);
+                continue;
+            }
+        }
         let (whole, line) = entry_line(&file, entry, kind, json);
         if whole {
             dump.push(line);
@@ -193,6 +203,36 @@ fn record_line(
         let crc = if crc_ok { "ok" } else { "BAD" };
         format!("{file} @{offset} len={len} crc={crc} {}", described.text())
     }
+}
+
+/// The line for `entry` if it is a region of zeros that runs to the end of
+/// the file: space preallocated and not written yet (or a write none of
+/// whose bytes reached the disk).
+fn unused_line(file: &str, entry: &wal::InspectedEntry, data: &[u8], json: bool) -> Option<String> {
+    let wal::InspectedEntry::Damage { offset, len, .. } = entry else {
+        return None;
+    };
+    let start = usize::try_from(*offset).ok()?;
+    let unused = start.checked_add(usize::try_from(*len).ok()?)? == data.len()
+        && data[start..].iter().all(|&byte| byte == 0);
+    if !unused {
+        return None;
+    }
+    Some(if json {
+        json_line(
+            "unused",
+            &[
+                ("file", Field::Text(file.to_string())),
+                ("offset", Field::Num(*offset)),
+                ("len", Field::Num(*len)),
+            ],
+        )
+    } else {
+        format!(
+            "{file} @{offset} len={len} UNUSED: zeros after the last record (preallocated space, \
+             or a write that never reached the disk)"
+        )
+    })
 }
 
 /// A damaged region of a segment: where, how long, and why.

@@ -53,9 +53,14 @@ pub(super) fn open_data(
         window: Duration::from_secs(args.hint_window_secs),
         max_per_replica: args.max_hints_per_replica,
     };
+    // The hints log is emptied whenever every hint is delivered: a
+    // preallocated segment each time would cost more than it saves.
     let (hints, hints_pending) = Hints::open(
         &args.data,
-        settings.log_options.clone(),
+        wal::Options {
+            preallocate_bytes: 0,
+            ..settings.log_options.clone()
+        },
         hint_options,
         args.checkpoint_bytes,
         metrics.clone(),
@@ -77,8 +82,10 @@ pub(super) fn open_data(
 /// Says what replay did: a torn tail cut, records skipped, a checkpoint
 /// started from, and how long it took.
 fn log_replay(report: &OpenReport, took: Duration) {
-    if let Some(torn) = &report.replay.torn_tail {
-        crate::warn!("{torn}");
+    match &report.replay.torn_tail {
+        Some(torn) if torn.unwritten => crate::info!("{torn}"),
+        Some(torn) => crate::warn!("{torn}"),
+        None => {}
     }
     for skipped in &report.replay.skipped {
         crate::error!("skipped a corrupt write-ahead log record (--skip-corrupt-wal): {skipped}");

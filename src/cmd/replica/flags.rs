@@ -75,6 +75,9 @@ pub struct ReplicaArgs {
     /// log growth since the last checkpoint past which the replica writes a checkpoint and deletes the segments behind it, in bytes (default 4 MiB); the hints log too
     #[argh(option, default = "defaults::CHECKPOINT_BYTES")]
     pub checkpoint_bytes: u64,
+    /// bytes each new write-ahead log segment is zero-filled to ahead of time, so that appends inside it change no file metadata and each sync writes data only (default: the checkpoint threshold and a quarter, so that a checkpoint segment and the writes until the next checkpoint fit; at most the segment size; 0 turns it off)
+    #[argh(option)]
+    pub wal_preallocate_bytes: Option<u64>,
     /// start even if the write-ahead log is corrupt, skipping damaged records (each one is logged; data in them is lost)
     #[argh(switch)]
     pub skip_corrupt_wal: bool,
@@ -169,6 +172,11 @@ impl Settings {
             log_options: wal::Options {
                 segment_max_bytes: args.wal_segment_bytes,
                 skip_corrupt: args.skip_corrupt_wal,
+                preallocate_bytes: args.wal_preallocate_bytes.unwrap_or(
+                    args.checkpoint_bytes
+                        .saturating_add(args.checkpoint_bytes / 4)
+                        .min(args.wal_segment_bytes),
+                ),
             },
         })
     }

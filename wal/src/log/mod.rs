@@ -10,6 +10,7 @@ mod checkpoint;
 mod rotate;
 
 use std::fs::{File, OpenOptions};
+use std::io::{Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use crate::dir;
@@ -21,6 +22,7 @@ use crate::record::{self, MAX_RECORD_BYTES};
 use crate::replay::{self, AppendAt};
 use crate::seal::SEAL_LEN;
 use crate::segment;
+use crate::spare::Spare;
 
 /// An open, locked write-ahead log, positioned to append at the end of its
 /// newest segment.
@@ -30,7 +32,8 @@ pub struct Wal {
     options: Options,
     /// Held only for its lock; released when the `Wal` is dropped.
     _lock: File,
-    /// The newest segment, opened in append mode.
+    /// The newest segment, positioned at `active_len`, where its records
+    /// end (a preallocated segment goes on with zeros after that).
     active: File,
     active_number: u32,
     active_len: u64,
@@ -46,6 +49,8 @@ pub struct Wal {
     sealed_bytes: u64,
     /// Set by the first failed write or fsync; see [`WalError::Poisoned`].
     poisoned: Option<String>,
+    /// The next segment's file, prepared ahead (`Options::preallocate_bytes`).
+    spare: Spare,
 }
 
 impl Wal {
@@ -77,19 +82,20 @@ impl Wal {
                 } => {
                     let path = segment::path(dir, number);
                     let file = OpenOptions::new()
-                        .append(true)
+                        .write(true)
                         .open(&path)
+                        .and_then(|mut file| file.seek(SeekFrom::Start(len)).map(|_| file))
                         .map_err(|e| WalError::io(&path, e))?;
                     (file, number, len, next_seed, records, sealable)
                 }
                 AppendAt::Fresh { number, continues } => {
-                    let (file, header) = segment::create(dir, number, Kind::Log, continues)?;
+                    let (file, header) = segment::create(dir, number, Kind::Log, continues, None)?;
                     (file, number, header.len as u64, header.first_seed, 0, true)
                 }
             };
         let wal = Wal {
             dir: dir.to_path_buf(),
-            options,
+            options: options.clone(),
             _lock: lock,
             active,
             active_number,
@@ -99,6 +105,7 @@ impl Wal {
             active_sealable,
             sealed_bytes: recovered.sealed_bytes,
             poisoned: None,
+            spare: Spare::start(dir, options.preallocate_bytes)?,
         };
         Ok((wal, recovered.report))
     }
@@ -175,9 +182,12 @@ impl Wal {
             if !crate::error::is_no_space(&error) {
                 return Err(WalError::io(path, error));
             }
+            // The file is not in append mode: the next write goes where
+            // this one started.
             self.active
                 .set_len(self.active_len)
                 .and_then(|()| self.active.sync_data())
+                .and_then(|()| self.active.seek(SeekFrom::Start(self.active_len)))
                 .map_err(|e| WalError::io(&path, e))?;
             return Err(WalError::DiskFull { path });
         }

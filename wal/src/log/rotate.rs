@@ -34,6 +34,9 @@ impl Wal {
             // A version 2 segment ends where its records end.
             None => (None, self.next_seed),
         };
+        if seal_bytes.is_some() {
+            self.cut_preallocated()?;
+        }
         let (file, header) = self.create_or_take_back(number, Kind::Log, continues)?;
         let mut sealed_len = self.active_len;
         if let Some(bytes) = seal_bytes {
@@ -50,6 +53,25 @@ impl Wal {
         Ok(())
     }
 
+    /// Cuts the active segment's unused preallocated space off, durably,
+    /// before the rotation starts: a seal must end its segment, and only
+    /// the newest segment may end in zeros (a crash leaves it the newest,
+    /// just shorter). Cutting it later would risk a seal on disk with the
+    /// old length, zeros after the seal.
+    fn cut_preallocated(&mut self) -> Result<(), WalError> {
+        let path = segment::path(&self.dir, self.active_number);
+        self.active
+            .metadata()
+            .and_then(|meta| {
+                if meta.len() > self.active_len {
+                    self.active.set_len(self.active_len)?;
+                    self.active.sync_all()?;
+                }
+                Ok(())
+            })
+            .map_err(|e| WalError::io(path, e))
+    }
+
     /// Appends the seal to the active segment and syncs it. On a full disk
     /// the seal is cut off again and the segment `next` (just created,
     /// empty) removed, so the log is as it was.
@@ -63,15 +85,32 @@ impl Wal {
         }
     }
 
-    /// Creates segment `number`; if the disk is full, removes whatever of
-    /// it was created, so the log is exactly as before, and says so.
+    /// Creates segment `number`, from the spare if one is ready; if the
+    /// disk is full, removes whatever of it was created, so the log is
+    /// exactly as before, and says so. Either way the next spare is then
+    /// prepared.
     pub(super) fn create_or_take_back(
-        &self,
+        &mut self,
         number: u32,
         kind: Kind,
         continues: u32,
     ) -> Result<(std::fs::File, Header), WalError> {
-        match segment::create(&self.dir, number, kind, continues) {
+        let spare_path = self.spare.path();
+        let spare = self.spare.take();
+        let used_spare = spare.is_some();
+        let created = segment::create(
+            &self.dir,
+            number,
+            kind,
+            continues,
+            spare.map(|file| (file, spare_path.as_path())),
+        );
+        if used_spare && created.is_err() {
+            // Whatever is left of it under its name is not prepared any more.
+            let _ = std::fs::remove_file(&spare_path);
+        }
+        self.spare.prepare_next();
+        match created {
             Err(error) if error.is_no_space() => {
                 let path = segment::path(&self.dir, number);
                 match std::fs::remove_file(&path) {

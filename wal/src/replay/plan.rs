@@ -7,6 +7,8 @@
 //! This module reads headers and checks a checkpoint's records; it never
 //! replays a record and never modifies anything.
 
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
 use std::ops::ControlFlow;
 use std::path::Path;
 
@@ -248,11 +250,8 @@ pub(super) fn unfinished_rotation(dir: &Path, live: &[Live]) -> Result<Option<Ro
         // Not the first live segment, so not a checkpoint: a log segment.
         Live::Valid { number, header, .. } => {
             let path = segment::path(dir, *number);
-            let len = std::fs::metadata(&path)
-                .map_err(|e| WalError::io(&path, e))?
-                .len();
             match header.continues {
-                Some(continues) if len == header.len as u64 => Some(continues),
+                Some(continues) if holds_only_header(&path, header.len as u64)? => Some(continues),
                 _ => return Ok(None),
             }
         }
@@ -261,4 +260,17 @@ pub(super) fn unfinished_rotation(dir: &Path, live: &[Live]) -> Result<Option<Ro
         sealing: *sealing,
         continues,
     }))
+}
+
+/// Whether the segment at `path` holds its `header_len`-byte header and
+/// nothing else: no more bytes, or (a preallocated segment) only zeros.
+fn holds_only_header(path: &Path, header_len: u64) -> Result<bool, WalError> {
+    let mut rest = Vec::new();
+    File::open(path)
+        .and_then(|mut file| {
+            file.seek(SeekFrom::Start(header_len))?;
+            file.read_to_end(&mut rest)
+        })
+        .map_err(|e| WalError::io(path, e))?;
+    Ok(rest.iter().all(|&byte| byte == 0))
 }

@@ -92,6 +92,9 @@ fn rewrite_torn_header(
         file: path,
         offset: 0,
         bytes_dropped: len,
+        // A torn header is a crash while creating a segment, whatever its
+        // bytes: report it as such.
+        unwritten: false,
     };
     let appends = AppendAt::End {
         number,
@@ -115,5 +118,6 @@ fn finish_rotation(path: &Path, at: u64, seal: Seal) -> Result<TornTail, WalErro
         file: path.to_path_buf(),
         offset: at,
         bytes_dropped: len - at,
+        unwritten: false,
     })
 }

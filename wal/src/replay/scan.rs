@@ -140,6 +140,7 @@ fn judge_damage(
             file: file.to_path_buf(),
             offset: off as u64,
             bytes_dropped: (data.len() - off) as u64,
+            unwritten: data[off..].iter().all(|&byte| byte == 0),
         });
         return Ok(ControlFlow::Break(()));
     }
