@@ -1,7 +1,10 @@
 //! `ringkv bench` against a real cluster: a counted run reports exactly the
 //! requests it made, split by operation, over the time they really took,
 //! with the CPU every replica spent; failed requests make the exit code 1
-//! unless `--allow-errors`.
+//! unless `--allow-errors`; both ways of driving connections (a serial
+//! connection per worker, or a shared multiplexed client with
+//! `--pipeline`) prove the cluster's secret, and a serial connection opens
+//! again after its coordinator restarts.
 
 mod common;
 
@@ -128,5 +131,95 @@ fn failed_requests_make_the_exit_code_one_unless_allowed() {
         output.status.success(),
         "{}",
         String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn both_ways_of_driving_requests_prove_the_secret_and_only_with_it() {
+    let dir = common::unique_dir();
+    std::fs::create_dir_all(&dir).expect("dir");
+    let secret = dir.join("secret");
+    std::fs::write(&secret, "open sesame\n").expect("write the secret");
+    let secret = secret.display().to_string();
+    let cluster = Cluster::start_with(4, &["--secret-file", &secret]);
+    // One request in flight per connection: a serial connection each;
+    // more: workers sharing a multiplexed client.
+    for pipeline in ["1", "4"] {
+        let run = [
+            "--requests",
+            "400",
+            "--pipeline",
+            pipeline,
+            "--secret-file",
+            &secret,
+        ];
+        let output = bench(&cluster, &run);
+        let json = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(output.status.success(), "pipeline {pipeline}: {json}");
+        assert!(
+            json.contains("\"errors\": {}"),
+            "pipeline {pipeline}: {json}"
+        );
+        let output = bench(&cluster, &run[..4]);
+        let json = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert_eq!(output.status.code(), Some(1), "pipeline {pipeline}: {json}");
+        assert!(
+            json.contains("\"UNAUTHENTICATED\": 400"),
+            "pipeline {pipeline}: {json}"
+        );
+    }
+}
+
+#[test]
+fn a_serial_connection_opens_again_once_its_coordinator_is_back() {
+    let mut cluster = Cluster::start(4);
+    let config = cluster.config.display().to_string();
+    let args = [
+        "bench",
+        "--config",
+        &config,
+        "--coordinators",
+        "3",
+        "--connections",
+        "4",
+        "--warmup-seconds",
+        "0",
+        "--seconds",
+        "5",
+        "--reads",
+        "1",
+        "--consistency",
+        "ONE",
+        "--allow-errors",
+    ];
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_ringkv"));
+    command
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let running = command.spawn().expect("bench");
+    std::thread::sleep(std::time::Duration::from_millis(1000));
+    cluster.kill(3);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    cluster.restart(3);
+    let output = running.wait_with_output().expect("bench");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "{stderr}");
+    // Progress lines: "   4 s:     1234 ops/s, 56 errors so far". Errors
+    // came while replica 3 was down, then stopped: the connections were
+    // opened again.
+    let errors: Vec<u64> = stderr
+        .lines()
+        .filter_map(|line| line.split(", ").nth(1)?.split(' ').next()?.parse().ok())
+        .collect();
+    assert!(errors.len() >= 4, "{stderr}");
+    assert!(
+        errors[errors.len() - 1] > 0,
+        "the kill cost requests: {stderr}"
+    );
+    assert_eq!(
+        errors[errors.len() - 1],
+        errors[errors.len() - 2],
+        "no errors in the last second: {stderr}"
     );
 }

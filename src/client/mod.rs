@@ -6,6 +6,7 @@
 
 pub mod console;
 pub mod editor;
+pub mod serial;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,7 +24,7 @@ use crate::protocol::proto::{
 
 /// A request fits any replica's frame limit; a reply may be larger: the
 /// answer to `where` carries up to one value per replica of the key.
-const CLIENT_FRAME_LIMITS: FrameLimits = FrameLimits {
+pub(crate) const CLIENT_FRAME_LIMITS: FrameLimits = FrameLimits {
     request_bytes: DEFAULT_MAX_FRAME_BYTES,
     reply_bytes: REPLICATION_FACTOR * DEFAULT_MAX_FRAME_BYTES,
 };
@@ -37,7 +38,7 @@ pub const DEFAULT_CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
 /// connection attempt. Within it, the client waits as long as its request
 /// timeout, so a client told to be patient is patient here too (on a
 /// loaded machine, a burst of connections can take seconds to be taken).
-const MAX_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const MAX_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A connection to one coordinator.
 pub struct Client {
@@ -75,27 +76,12 @@ impl Client {
     /// The key's value at `level`: `None` if no replica asked holds it, or
     /// the newest version is a delete.
     pub async fn get(&self, key: u32, level: Consistency) -> Result<Option<Versioned>, KvError> {
-        let request = Body::Get(GetRequest {
-            key: Some(key),
-            consistency: level as i32,
-        });
-        match self.call(request).await? {
-            Body::GetReply(reply) => Ok(reply.found),
-            other => Err(unexpected(other)),
-        }
+        found(self.call(get_request(key, level)).await?)
     }
 
     /// Writes the value at `level`; returns the timestamp it was given.
     pub async fn put(&self, key: u32, value: &str, level: Consistency) -> Result<u64, KvError> {
-        let request = Body::Put(PutRequest {
-            key: Some(key),
-            value: value.to_string(),
-            consistency: level as i32,
-        });
-        match self.call(request).await? {
-            Body::PutReply(reply) => Ok(reply.timestamp_micros),
-            other => Err(unexpected(other)),
-        }
+        put_stamp(self.call(put_request(key, value, level)).await?)
     }
 
     /// Writes `value` only if the key holds `expected` (None: only if it
@@ -106,15 +92,7 @@ impl Client {
         expected: Option<&str>,
         value: &str,
     ) -> Result<CasReply, KvError> {
-        let request = Body::Cas(CasRequest {
-            key: Some(key),
-            expected: expected.map(str::to_string),
-            value: value.to_string(),
-        });
-        match self.call(request).await? {
-            Body::CasReply(reply) => Ok(reply),
-            other => Err(unexpected(other)),
-        }
+        cas_outcome(self.call(cas_request(key, expected, value)).await?)
     }
 
     /// Deletes the key at `level` (writes a tombstone); returns the
@@ -169,25 +147,10 @@ impl Client {
     /// Sends any request body and returns the reply body; typed errors from
     /// the coordinator come back as `Err`.
     pub async fn call(&self, body: Body) -> Result<Body, KvError> {
-        let effect = if matches!(body, Body::Put(_) | Body::Delete(_)) {
-            "; the write may have been applied"
-        } else {
-            ""
-        };
+        let effect = write_effect(&body);
         let connection = self.connection().await?;
-        match connection.call(body, self.timeout).await {
-            Ok(reply) => Ok(reply),
-            Err(CallError::Refused(error)) => Err(error),
-            Err(CallError::Disconnected(reason)) => Err(KvError::timeout(format!(
-                "lost the connection to the coordinator at {} before it answered ({reason}){effect}",
-                self.addr
-            ))),
-            Err(CallError::TimedOut) => Err(KvError::timeout(format!(
-                "the coordinator at {} did not answer within {} ms{effect}",
-                self.addr,
-                self.timeout.as_millis()
-            ))),
-        }
+        let outcome = connection.call(body, self.timeout).await;
+        reply_or_error(&self.addr, self.timeout, effect, outcome)
     }
 
     async fn connection(&self) -> Result<Arc<MuxConnection>, KvError> {
@@ -204,30 +167,117 @@ impl Client {
         .await
         .map_err(|reason| KvError::unavailable(format!("coordinator unreachable: {reason}")))?;
         if let Some(secret) = &self.secret {
-            let auth = Body::Auth(AuthRequest {
-                secret: secret.clone(),
-                replica_id: None,
-            });
-            match connection.call(auth, self.timeout).await {
-                Ok(Body::AuthReply(reply)) if reply.secret_required => {}
-                Ok(Body::AuthReply(_)) => {
-                    return Err(KvError::unauthenticated(format!(
-                        "the replica at {} does not require the secret you gave (was it started without --secret-file?): anyone could have written to it, so it is not used",
-                        self.addr
-                    )))
-                }
-                Ok(other) => return Err(unexpected(other)),
-                Err(CallError::Refused(error)) => return Err(error),
-                Err(error) => {
-                    return Err(KvError::unavailable(format!(
-                        "coordinator at {} did not complete authentication: {error:?}",
-                        self.addr
-                    )))
-                }
-            }
+            let outcome = connection.call(auth_request(secret), self.timeout).await;
+            authenticated(&self.addr, outcome)?;
         }
         *slot = Some(connection.clone());
         Ok(connection)
+    }
+}
+
+/// A get of `key` at `level`.
+pub fn get_request(key: u32, level: Consistency) -> Body {
+    Body::Get(GetRequest {
+        key: Some(key),
+        consistency: level as i32,
+    })
+}
+
+/// A put of `value` to `key` at `level`.
+pub fn put_request(key: u32, value: &str, level: Consistency) -> Body {
+    Body::Put(PutRequest {
+        key: Some(key),
+        value: value.to_string(),
+        consistency: level as i32,
+    })
+}
+
+/// A compare-and-set of `key` from `expected` to `value`.
+pub fn cas_request(key: u32, expected: Option<&str>, value: &str) -> Body {
+    Body::Cas(CasRequest {
+        key: Some(key),
+        expected: expected.map(str::to_string),
+        value: value.to_string(),
+    })
+}
+
+/// What a get's reply says the key holds.
+pub fn found(reply: Body) -> Result<Option<Versioned>, KvError> {
+    match reply {
+        Body::GetReply(reply) => Ok(reply.found),
+        other => Err(unexpected(other)),
+    }
+}
+
+/// The timestamp a put's reply says the value was given.
+pub fn put_stamp(reply: Body) -> Result<u64, KvError> {
+    match reply {
+        Body::PutReply(reply) => Ok(reply.timestamp_micros),
+        other => Err(unexpected(other)),
+    }
+}
+
+/// A compare-and-set's reply.
+pub fn cas_outcome(reply: Body) -> Result<CasReply, KvError> {
+    match reply {
+        Body::CasReply(reply) => Ok(reply),
+        other => Err(unexpected(other)),
+    }
+}
+
+/// What an error adds about a request with no answer: a write may have
+/// been applied all the same.
+fn write_effect(body: &Body) -> &'static str {
+    if matches!(body, Body::Put(_) | Body::Delete(_)) {
+        "; the write may have been applied"
+    } else {
+        ""
+    }
+}
+
+/// The reply to a request to the coordinator at `addr`, or the client's
+/// error for what became of it.
+pub(crate) fn reply_or_error(
+    addr: &str,
+    timeout: Duration,
+    effect: &str,
+    outcome: Result<Body, CallError>,
+) -> Result<Body, KvError> {
+    match outcome {
+        Ok(reply) => Ok(reply),
+        Err(CallError::Refused(error)) => Err(error),
+        Err(CallError::Disconnected(reason)) => Err(KvError::timeout(format!(
+            "lost the connection to the coordinator at {addr} before it answered ({reason}){effect}"
+        ))),
+        Err(CallError::TimedOut) => Err(KvError::timeout(format!(
+            "the coordinator at {addr} did not answer within {} ms{effect}",
+            timeout.as_millis()
+        ))),
+    }
+}
+
+/// The first request on a connection to a cluster that requires a secret.
+pub(crate) fn auth_request(secret: &[u8]) -> Body {
+    Body::Auth(AuthRequest {
+        secret: secret.to_vec(),
+        replica_id: None,
+    })
+}
+
+/// Whether the coordinator at `addr` took the secret, from its answer to
+/// `auth_request`: a coordinator that does not require one is refused too,
+/// since anyone could have written to it.
+pub(crate) fn authenticated(addr: &str, outcome: Result<Body, CallError>) -> Result<(), KvError> {
+    match outcome {
+        Ok(Body::AuthReply(reply)) if reply.secret_required => Ok(()),
+        Ok(Body::AuthReply(_)) => Err(KvError::unauthenticated(format!(
+            "the replica at {addr} does not require the secret you gave (was it started without --secret-file?): anyone could have written to it, so it is not used"
+        ))),
+        Ok(other) => Err(unexpected(other)),
+        Err(CallError::Refused(error)) => Err(error),
+        Err(error) => Err(KvError::unavailable(format!(
+            "coordinator at {addr} did not complete authentication: {error:?}"
+        ))),
     }
 }
 

@@ -243,14 +243,7 @@ impl MuxConnection {
         };
         let outcome = rt::timeout(timeout, sent_and_answered).await;
         match outcome {
-            Some(Ok(envelope)) => match envelope.body {
-                Some(Body::Error(error)) => Err(CallError::Refused(error.into())),
-                Some(body) => Ok(body),
-                None => Err(CallError::Refused(KvError::internal(format!(
-                    "{} sent a reply with no body",
-                    self.addr
-                )))),
-            },
+            Some(Ok(envelope)) => reply_body(&self.addr, envelope.body),
             Some(Err(error)) => Err(error),
             None => {
                 lock(&self.in_flight).waiting.remove(&request_id);
@@ -287,6 +280,18 @@ impl MuxConnection {
 impl Drop for MuxConnection {
     fn drop(&mut self) {
         self.close();
+    }
+}
+
+/// What a reply's body means to the request it answers: a typed error
+/// reply is a refusal, a missing body a failure of `addr`.
+pub fn reply_body(addr: &str, body: Option<Body>) -> Result<Body, CallError> {
+    match body {
+        Some(Body::Error(error)) => Err(CallError::Refused(error.into())),
+        Some(body) => Ok(body),
+        None => Err(CallError::Refused(KvError::internal(format!(
+            "{addr} sent a reply with no body"
+        )))),
     }
 }
 

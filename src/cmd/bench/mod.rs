@@ -1,6 +1,10 @@
-//! `ringkv bench`: a closed-loop load generator on the client library the
-//! console uses. Each connection keeps `--pipeline` requests in flight
-//! against one coordinator; connections are spread over the coordinators.
+//! `ringkv bench`: a closed-loop load generator on the client library.
+//! Each connection keeps `--pipeline` requests in flight against one
+//! coordinator; connections are spread over the coordinators. With one in
+//! flight (the default) each connection is a `client::serial::Serial`,
+//! driven in line by its worker (one `send` and one `recv` a request, as
+//! redis-benchmark does); with more, `--pipeline` workers share one
+//! multiplexed `Client`.
 //!
 //! Values are unique per put and name their key (`k<key>-<worker>-<n>`,
 //! padded to `--value-bytes`), so every get checks that what it read was
@@ -25,7 +29,8 @@ use std::time::{Duration, Instant};
 
 use argh::FromArgs;
 
-use crate::client::Client;
+use crate::client::serial::Serial;
+use crate::client::{Client, DEFAULT_CLIENT_TIMEOUT};
 use crate::cluster::ring::Ring;
 use crate::ops::lock::lock;
 use crate::ops::rt;
@@ -33,7 +38,7 @@ use crate::protocol::error::KvError;
 use crate::protocol::proto::Consistency;
 use cost::CpuSpent;
 use report::{RunReport, Settings};
-use worker::{KeyChoice, Load, Shared, WorkerReport};
+use worker::{KeyChoice, Load, Session, Shared, WorkerReport};
 
 /// Generate load against a running cluster and report throughput and latency.
 #[derive(FromArgs, Debug)]
@@ -213,15 +218,22 @@ async fn drive(
     let results = Arc::new(Mutex::new(WorkerReport::default()));
     let mut workers = Vec::new();
     for connection in 0..args.connections {
-        let client = Arc::new(
-            Client::new(coordinators[connection % coordinators.len()].clone())
-                .with_secret(secret.clone()),
-        );
+        let coordinator = &coordinators[connection % coordinators.len()];
+        let client = (args.pipeline > 1)
+            .then(|| Arc::new(Client::new(coordinator.clone()).with_secret(secret.clone())));
         for slot in 0..args.pipeline {
-            let (client, shared, results) = (client.clone(), shared.clone(), results.clone());
+            let mut session = match &client {
+                Some(client) => Session::Shared(client.clone()),
+                None => Session::Own(Serial::new(
+                    coordinator.clone(),
+                    secret.clone(),
+                    DEFAULT_CLIENT_TIMEOUT,
+                )),
+            };
+            let (shared, results) = (shared.clone(), results.clone());
             let worker_id = (connection * args.pipeline + slot) as u64;
             workers.push(rt::spawn(async move {
-                let mine = worker::work(worker_id, &client, &shared, load).await;
+                let mine = worker::work(worker_id, &mut session, &shared, load).await;
                 lock(&results).merge(&mine);
             }));
         }

@@ -1,18 +1,22 @@
 //! One closed loop of `ringkv bench`: a request, its answer, the next
 //! request, recorded per operation. Kept light on purpose, since the load
-//! generator shares the machine with the replicas it measures: values are
-//! written into one reused buffer, the key check on a get allocates
-//! nothing, and the only shared state touched per request is two relaxed
-//! counters.
+//! generator shares the machine with the replicas it measures: with one
+//! request in flight a worker drives its own connection in line (see
+//! `client::serial`), values are written into one reused buffer, the key
+//! check on a get allocates nothing, and the only shared state touched per
+//! request is two relaxed counters.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
-use crate::client::Client;
+use crate::client::serial::Serial;
+use crate::client::{cas_outcome, cas_request, found, get_request, put_request, put_stamp, Client};
 use crate::metrics::histogram::Histogram;
-use crate::protocol::proto::Consistency;
+use crate::protocol::error::KvError;
+use crate::protocol::proto::{Body, Consistency};
 
 /// The kinds of request a worker sends, in report order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,6 +79,26 @@ pub struct Load {
     pub value_bytes: usize,
     /// How keys are chosen.
     pub keys: KeyChoice,
+}
+
+/// How a worker reaches its coordinator: with `--pipeline 1`, a connection
+/// of its own that it drives in line (the lightest load generator); with
+/// more, a multiplexed client shared with the other workers of its
+/// connection, so that several requests are in flight on it.
+pub enum Session {
+    /// A connection of the worker's own.
+    Own(Serial),
+    /// A client shared by `--pipeline` workers.
+    Shared(Arc<Client>),
+}
+
+impl Session {
+    async fn call(&mut self, body: Body) -> Result<Body, KvError> {
+        match self {
+            Session::Own(serial) => serial.call(body).await,
+            Session::Shared(client) => client.call(body).await,
+        }
+    }
 }
 
 /// What the workers share while they run.
@@ -151,7 +175,12 @@ impl WorkerReport {
 
 /// Runs one closed loop until told to stop (or, with `--requests`, until
 /// the measured requests have all been started).
-pub async fn work(worker_id: u64, client: &Client, shared: &Shared, load: Load) -> WorkerReport {
+pub async fn work(
+    worker_id: u64,
+    session: &mut Session,
+    shared: &Shared,
+    load: Load,
+) -> WorkerReport {
     let mut report = WorkerReport::default();
     let mut random = worker_id.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
     let mut n = 0u64;
@@ -185,21 +214,26 @@ pub async fn work(worker_id: u64, client: &Client, shared: &Shared, load: Load) 
         }
         let began = Instant::now();
         let outcome = match operation {
-            Operation::Get => match client.get(key, load.consistency).await {
-                Ok(Some(version)) if !names_key(&version.value, key) => {
-                    Err("WRONG_KEY".to_string())
-                }
-                Ok(_) => Ok(()),
+            Operation::Get => match session.call(get_request(key, load.consistency)).await {
+                Ok(reply) => match found(reply) {
+                    Ok(Some(version)) if !names_key(&version.value, key) => {
+                        Err("WRONG_KEY".to_string())
+                    }
+                    Ok(_) => Ok(()),
+                    Err(error) => Err(error.kind.as_str().to_string()),
+                },
                 Err(error) => Err(error.kind.as_str().to_string()),
             },
-            Operation::Put => client
-                .put(key, &value, load.consistency)
+            Operation::Put => session
+                .call(put_request(key, &value, load.consistency))
                 .await
+                .and_then(put_stamp)
                 .map(|_| ())
                 .map_err(|error| error.kind.as_str().to_string()),
             Operation::Cas => {
                 let expected = last_seen[key as usize].take();
-                match client.cas(key, expected.as_deref(), &value).await {
+                let request = cas_request(key, expected.as_deref(), &value);
+                match session.call(request).await.and_then(cas_outcome) {
                     Ok(reply) if reply.applied => {
                         last_seen[key as usize] = Some(value.clone());
                         Ok(())
