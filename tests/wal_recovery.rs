@@ -47,20 +47,25 @@ fn many_segments_then_kill_replica_1() -> Cluster {
         ],
     );
     for round in 0..2 {
-        for key in 0..40u32 {
-            cluster
-                .put(
-                    0,
-                    key,
-                    &format!("round {round} of key {key}"),
-                    Consistency::All,
-                )
-                .expect("put");
-        }
+        put_round(&cluster, round, 40);
     }
     cluster.kill(1);
     assert!(segments(&cluster, 1).len() >= 4, "test setup");
     cluster
+}
+
+/// Puts "round R of key K" to keys `0..keys` at ALL through replica 0.
+fn put_round(cluster: &Cluster, round: u32, keys: u32) {
+    for key in 0..keys {
+        cluster
+            .put(
+                0,
+                key,
+                &format!("round {round} of key {key}"),
+                Consistency::All,
+            )
+            .expect("put");
+    }
 }
 
 /// Starts replica 1 on its damaged log: it must refuse, with one error
@@ -174,19 +179,25 @@ fn a_torn_tail_is_cut_off_with_a_warning_and_acknowledged_writes_survive() {
         "one warning line names the file and the 3 bytes dropped:\n{log}"
     );
     for key in 0..20u32 {
-        // Replica 1 holds keys 0-63 as the second replica.
-        let held = cluster
-            .holdings(1, key)
-            .into_iter()
-            .find(|(id, _)| *id == 1)
-            .expect("replica 1 listed")
-            .1;
         assert_eq!(
-            held.flatten().map(|v| v.value),
+            held_by_replica_1(&cluster, key),
             Some(format!("v{key}")),
             "key {key}"
         );
     }
+}
+
+/// The value replica 1 holds locally for `key` (it holds keys 0-63 as
+/// their second replica).
+fn held_by_replica_1(cluster: &Cluster, key: u32) -> Option<String> {
+    cluster
+        .holdings(1, key)
+        .into_iter()
+        .find(|(id, _)| *id == 1)
+        .expect("replica 1 listed")
+        .1
+        .flatten()
+        .map(|version| version.value)
 }
 
 #[test]
@@ -197,16 +208,7 @@ fn a_replica_killed_on_a_preallocated_segment_keeps_every_write_without_a_warnin
     let mut round = 0;
     let preallocated = loop {
         round += 1;
-        for key in 0..20u32 {
-            cluster
-                .put(
-                    0,
-                    key,
-                    &format!("round {round} of key {key}"),
-                    Consistency::All,
-                )
-                .expect("put");
-        }
+        put_round(&cluster, round, 20);
         let newest = newest_segment(&cluster, 1);
         let bytes = fs::read(&newest).expect("read");
         if bytes.len() == 5120 && bytes.ends_with(&[0; 64]) {
@@ -239,14 +241,8 @@ fn a_replica_killed_on_a_preallocated_segment_keeps_every_write_without_a_warnin
     );
     assert!(!log.contains(" WARN "), "nothing to warn about:\n{log}");
     for key in 0..20u32 {
-        let held = cluster
-            .holdings(1, key)
-            .into_iter()
-            .find(|(id, _)| *id == 1)
-            .expect("replica 1 listed")
-            .1;
         assert_eq!(
-            held.flatten().map(|v| v.value),
+            held_by_replica_1(&cluster, key),
             Some(format!("round {round} of key {key}")),
             "key {key}"
         );
