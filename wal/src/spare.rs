@@ -208,6 +208,27 @@ mod tests {
     }
 
     #[test]
+    fn a_closed_log_leaves_no_thread_writing_its_spare() {
+        let dir = temp_dir("drop");
+        let bytes = 32 * CHUNK as u64;
+        drop(Spare::start(&dir, bytes).expect("start"));
+        // Dropping waited for the spare to be whole: nothing writes it now.
+        assert_eq!(
+            fs::metadata(dir.join(SPARE_NAME)).expect("meta").len(),
+            bytes
+        );
+        fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    #[test]
+    fn a_spare_that_cannot_be_removed_fails_the_open() {
+        let dir = temp_dir("in-the-way");
+        fs::create_dir_all(dir.join(SPARE_NAME).join("inside")).expect("a directory in the way");
+        assert!(Spare::start(&dir, CHUNK as u64).is_err());
+        fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    #[test]
     fn no_spare_is_made_without_room_for_it_several_times_over() {
         let dir = temp_dir("room");
         let free = free_bytes(&dir).expect("statvfs");
