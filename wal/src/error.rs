@@ -265,7 +265,8 @@ pub struct TornTail {
     /// Every byte removed was zero: space preallocated for records that
     /// never came (what a replica killed with a preallocated segment
     /// leaves), or a write none of whose bytes reached the disk. Either
-    /// way nothing was lost that had been acknowledged.
+    /// way no record was cut off (unless the disk acknowledged a flush it
+    /// never made, which no software can see).
     pub unwritten: bool,
 }
 

@@ -38,6 +38,8 @@ pub(crate) struct Spare {
     dir: PathBuf,
     bytes: u64,
     preparing: Option<JoinHandle<io::Result<File>>>,
+    /// A spare whose thread `wait` joined, not taken yet.
+    ready: Option<File>,
 }
 
 impl Spare {
@@ -54,6 +56,7 @@ impl Spare {
             dir: dir.to_path_buf(),
             bytes,
             preparing: None,
+            ready: None,
         };
         spare.prepare_next();
         Ok(spare)
@@ -69,22 +72,38 @@ impl Spare {
     /// caller then creates a segment the ordinary way, without waiting.
     /// Call `prepare_next` once the file has been renamed away.
     pub(crate) fn take(&mut self) -> Option<File> {
+        if let Some(file) = self.ready.take() {
+            return Some(file);
+        }
         if !self.preparing.as_ref()?.is_finished() {
             return None;
         }
-        let prepared = self.preparing.take()?.join().ok()?;
-        if prepared.is_err() {
+        self.join()
+    }
+
+    /// Waits for the spare being prepared, if any, and keeps it for `take`.
+    pub(crate) fn wait(&mut self) {
+        if self.ready.is_none() {
+            self.ready = self.join();
+        }
+    }
+
+    /// Joins the preparing thread: its spare, or `None` (and the next
+    /// preparation started) if it failed.
+    fn join(&mut self) -> Option<File> {
+        let prepared = self.preparing.take()?.join().ok().and_then(Result::ok);
+        if prepared.is_none() {
             // A spare that failed is gone (the thread removed what it
             // wrote); try again for the segment after.
             self.prepare_next();
         }
-        prepared.ok()
+        prepared
     }
 
     /// Starts preparing the next spare, unless preallocation is off or one
     /// is already being prepared.
     pub(crate) fn prepare_next(&mut self) {
-        if self.bytes == 0 || self.preparing.is_some() {
+        if self.bytes == 0 || self.preparing.is_some() || self.ready.is_some() {
             return;
         }
         let (path, bytes) = (self.path(), self.bytes);
@@ -172,9 +191,7 @@ mod tests {
     }
 
     fn ready(spare: &mut Spare) -> Option<File> {
-        while !spare.preparing.as_ref().is_none_or(|p| p.is_finished()) {
-            std::thread::sleep(std::time::Duration::from_millis(1));
-        }
+        spare.wait();
         spare.take()
     }
 
@@ -210,7 +227,7 @@ mod tests {
     #[test]
     fn a_closed_log_leaves_no_thread_writing_its_spare() {
         let dir = temp_dir("drop");
-        let bytes = 32 * CHUNK as u64;
+        let bytes = 8 * CHUNK as u64;
         drop(Spare::start(&dir, bytes).expect("start"));
         // Dropping waited for the spare to be whole: nothing writes it now.
         assert_eq!(
@@ -231,8 +248,9 @@ mod tests {
     #[test]
     fn no_spare_is_made_without_room_for_it_several_times_over() {
         let dir = temp_dir("room");
-        let free = free_bytes(&dir).expect("statvfs");
-        let mut spare = Spare::start(&dir, free / FREE_SPACE_FACTOR + 1).expect("start");
+        // More than any disk here has, four times over, so that a file
+        // freed elsewhere meanwhile cannot make room.
+        let mut spare = Spare::start(&dir, u64::MAX / 8).expect("start");
         assert!(ready(&mut spare).is_none());
         assert!(!dir.join(SPARE_NAME).exists());
         drop(spare);

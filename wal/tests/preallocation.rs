@@ -7,8 +7,6 @@
 mod common;
 
 use std::fs;
-use std::path::Path;
-use std::time::{Duration, Instant};
 
 use common::{file_len, open, segment_numbers, Rng, TempDir};
 use wal::{Options, Wal};
@@ -24,30 +22,16 @@ fn options(preallocate_bytes: u64) -> Options {
     }
 }
 
-/// Waits until the spare in `dir` is whole (then a little longer, for its
-/// thread to finish syncing it), so that the next rotation takes it.
-fn wait_for_spare(dir: &Path) {
-    let started = Instant::now();
-    while fs::metadata(dir.join(SPARE)).map_or(true, |meta| meta.len() < SEGMENT) {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "no spare prepared in 20 s"
-        );
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    std::thread::sleep(Duration::from_millis(30));
-}
-
 /// Appends the same batches, and a checkpoint halfway, to `plain` (no
 /// preallocation) and `prepared` (segments preallocated), waiting before
 /// each batch of `prepared` until its spare is ready. Returns the records.
-fn write_both(plain: &mut Wal, prepared: &mut Wal, dir: &Path) -> Vec<Vec<u8>> {
+fn write_both(plain: &mut Wal, prepared: &mut Wal) -> Vec<Vec<u8>> {
     let mut rng = Rng::new(7);
     let mut all = Vec::new();
     for batch_number in 0..40 {
         let batch: Vec<Vec<u8>> = (0..rng.range(1, 4)).map(|_| rng.payload(5, 90)).collect();
         let refs: Vec<&[u8]> = batch.iter().map(Vec::as_slice).collect();
-        wait_for_spare(dir);
+        prepared.wait_for_spare();
         if batch_number == 20 {
             plain.checkpoint(&refs).expect("checkpoint");
             prepared.checkpoint(&refs).expect("checkpoint");
@@ -66,7 +50,7 @@ fn a_preallocated_log_is_the_same_log_with_zeros_after_the_newest_records() {
     let (plain_dir, prepared_dir) = (TempDir::new("plain"), TempDir::new("prepared"));
     let (mut plain, _, _) = open(plain_dir.path(), options(0)).expect("open");
     let (mut prepared, _, _) = open(prepared_dir.path(), options(SEGMENT)).expect("open");
-    let records = write_both(&mut plain, &mut prepared, prepared_dir.path());
+    let records = write_both(&mut plain, &mut prepared);
     let numbers = segment_numbers(plain_dir.path());
     assert_eq!(segment_numbers(prepared_dir.path()), numbers);
     assert!(numbers.len() >= 4, "rotations to compare: {numbers:?}");
@@ -114,7 +98,7 @@ fn a_crash_while_a_spare_becomes_the_next_segment_loses_nothing() {
     let mut records = Vec::new();
     while segment_numbers(tmp.path()).len() < 2 {
         let payload = rng.payload(20, 60);
-        wait_for_spare(tmp.path());
+        wal.wait_for_spare();
         wal.append_batch(&[&payload]).expect("append");
         records.push(payload);
     }

@@ -51,6 +51,7 @@ impl Wal {
         // it is deleted, and until then (a crash) it is still the newest
         // segment of the log. The header records where that segment ends,
         // so replay can tell that it was not cut since.
+        self.cut_preallocated()?;
         let (file, header) =
             self.create_or_take_back(number, Kind::Checkpoint { records: count }, self.next_seed)?;
         let previous = (
@@ -114,6 +115,35 @@ mod tests {
     use crate::fault::no_space;
     use crate::header::SEGMENT_HEADER_LEN;
     use crate::{segment, Options, Wal};
+
+    #[test]
+    fn a_preallocated_segment_is_cut_to_its_records_before_a_checkpoint_starts() {
+        // A checkpoint cut short by a crash leaves the segment before it
+        // below a newer one, where zeros after its records would be damage.
+        let dir = temp_dir("preallocated-checkpoint");
+        let options = Options {
+            preallocate_bytes: 4096,
+            ..Options::default()
+        };
+        let (mut wal, _) = Wal::open(&dir, options, |_| Ok(())).expect("open");
+        wal.wait_for_spare();
+        wal.checkpoint(&[b"one"]).expect("checkpoint");
+        wal.append_batch(&[b"two"]).expect("append");
+        let two = segment::path(&dir, 2);
+        assert_eq!(
+            fs::metadata(&two).expect("meta").len(),
+            4096,
+            "from the spare"
+        );
+        // The next checkpoint fails once it has cut the zeros: no room.
+        no_space::after(0);
+        let full = wal.checkpoint(&[b"one", b"two"]);
+        expect_disk_full(full, segment::path(&dir, 3));
+        assert_eq!(fs::metadata(&two).expect("meta").len(), wal.total_bytes());
+        drop(wal);
+        assert_eq!(replayed(&dir), [b"one".to_vec(), b"two".to_vec()]);
+        fs::remove_dir_all(&dir).expect("cleanup");
+    }
 
     #[test]
     fn a_checkpoint_that_does_not_fit_changes_nothing() {

@@ -30,6 +30,10 @@ use crate::spare::Spare;
 pub struct Wal {
     dir: PathBuf,
     options: Options,
+    /// The next segment's file, prepared ahead (`Options::preallocate_bytes`).
+    /// Declared before the lock, so that dropping the `Wal` waits for the
+    /// spare's thread before another opener can take the directory.
+    spare: Spare,
     /// Held only for its lock; released when the `Wal` is dropped.
     _lock: File,
     /// The newest segment, positioned at `active_len`, where its records
@@ -49,8 +53,6 @@ pub struct Wal {
     sealed_bytes: u64,
     /// Set by the first failed write or fsync; see [`WalError::Poisoned`].
     poisoned: Option<String>,
-    /// The next segment's file, prepared ahead (`Options::preallocate_bytes`).
-    spare: Spare,
 }
 
 impl Wal {
@@ -192,6 +194,35 @@ impl Wal {
             return Err(WalError::DiskFull { path });
         }
         self.active.sync_data().map_err(|e| WalError::io(path, e))
+    }
+
+    /// Cuts the active segment's unused preallocated space off, durably,
+    /// before the log moves past it (rotation or checkpoint). Only the
+    /// newest segment may end in zeros: a seal must end its segment, and a
+    /// checkpoint cut short by a crash leaves this segment below a newer
+    /// one. A crash after the cut leaves it the newest segment, just
+    /// shorter. (Cutting later would risk a seal on disk with the old
+    /// length, zeros after the seal.)
+    fn cut_preallocated(&mut self) -> Result<(), WalError> {
+        let path = segment::path(&self.dir, self.active_number);
+        self.active
+            .metadata()
+            .and_then(|meta| {
+                if meta.len() > self.active_len {
+                    self.active.set_len(self.active_len)?;
+                    self.active.sync_all()?;
+                }
+                Ok(())
+            })
+            .map_err(|e| WalError::io(path, e))
+    }
+
+    /// Blocks until the spare being prepared is ready (or has failed), so
+    /// that the next rotation or checkpoint takes it. For tests, which
+    /// otherwise could only guess when the spare's thread is done.
+    #[doc(hidden)]
+    pub fn wait_for_spare(&mut self) {
+        self.spare.wait();
     }
 
     /// Bytes in all live segments, headers included (for status reporting).

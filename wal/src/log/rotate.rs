@@ -53,25 +53,6 @@ impl Wal {
         Ok(())
     }
 
-    /// Cuts the active segment's unused preallocated space off, durably,
-    /// before the rotation starts: a seal must end its segment, and only
-    /// the newest segment may end in zeros (a crash leaves it the newest,
-    /// just shorter). Cutting it later would risk a seal on disk with the
-    /// old length, zeros after the seal.
-    fn cut_preallocated(&mut self) -> Result<(), WalError> {
-        let path = segment::path(&self.dir, self.active_number);
-        self.active
-            .metadata()
-            .and_then(|meta| {
-                if meta.len() > self.active_len {
-                    self.active.set_len(self.active_len)?;
-                    self.active.sync_all()?;
-                }
-                Ok(())
-            })
-            .map_err(|e| WalError::io(path, e))
-    }
-
     /// Appends the seal to the active segment and syncs it. On a full disk
     /// the seal is cut off again and the segment `next` (just created,
     /// empty) removed, so the log is as it was.

@@ -264,13 +264,21 @@ pub(super) fn unfinished_rotation(dir: &Path, live: &[Live]) -> Result<Option<Ro
 
 /// Whether the segment at `path` holds its `header_len`-byte header and
 /// nothing else: no more bytes, or (a preallocated segment) only zeros.
+/// Reads only until the first byte that is not zero.
 fn holds_only_header(path: &Path, header_len: u64) -> Result<bool, WalError> {
-    let mut rest = Vec::new();
-    File::open(path)
-        .and_then(|mut file| {
-            file.seek(SeekFrom::Start(header_len))?;
-            file.read_to_end(&mut rest)
-        })
-        .map_err(|e| WalError::io(path, e))?;
-    Ok(rest.iter().all(|&byte| byte == 0))
+    let read = || -> std::io::Result<bool> {
+        let mut file = File::open(path)?;
+        file.seek(SeekFrom::Start(header_len))?;
+        let mut chunk = vec![0u8; 64 * 1024];
+        loop {
+            let n = file.read(&mut chunk)?;
+            if n == 0 {
+                return Ok(true);
+            }
+            if chunk[..n].iter().any(|&byte| byte != 0) {
+                return Ok(false);
+            }
+        }
+    };
+    read().map_err(|e| WalError::io(path, e))
 }
