@@ -2,13 +2,15 @@
 //! a checkpoint among them (restating every durable record), then one
 //! unsynced batch written raw and cut at a random point (sometimes followed
 //! by zeros, as when a file's size reached disk before its data). Replay
-//! must return exactly the records whose bytes survived whole, in order.
-//! A second test crashes in the middle of writing a checkpoint instead.
+//! must return exactly the records whose bytes survived whole, in order,
+//! with segments grown append by append and with preallocated ones (where
+//! the unsynced batch lands among zeros). Other tests crash in the middle
+//! of writing a checkpoint, and of a rotation.
 
 mod common;
 
 use std::fs::OpenOptions;
-use std::io::Write;
+use std::io::{Seek, SeekFrom, Write};
 
 use common::{
     checkpoint_header_after, encode_chain, file_len, header_seed, header_v3, next_seed, open, seal,
@@ -17,11 +19,27 @@ use common::{
 
 #[test]
 fn replay_after_a_random_crash_is_exactly_the_surviving_prefix() {
-    for seed in 0..300 {
+    random_crashes(0..300, false);
+}
+
+/// The same with preallocated segments: the unsynced batch lands inside
+/// the zeros after the records, so everything after it is zeros too.
+#[test]
+fn replay_after_a_random_crash_on_preallocated_segments_is_exactly_the_surviving_prefix() {
+    random_crashes(300..400, true);
+}
+
+fn random_crashes(seeds: std::ops::Range<u64>, preallocate: bool) {
+    let mut zeros_after_records = 0;
+    for seed in seeds {
         let mut rng = Rng::new(seed);
         let tmp = TempDir::new("crash");
-        let options = small(rng.range(64, 1024));
+        let mut options = small(rng.range(64, 1024));
+        if preallocate {
+            options.preallocate_bytes = options.segment_max_bytes;
+        }
         let mut durable = Vec::new();
+        let synced;
         {
             let (mut wal, _, _) = open(tmp.path(), options.clone()).expect("open");
             let batches = rng.range(0, 8);
@@ -32,6 +50,9 @@ fn replay_after_a_random_crash_is_exactly_the_surviving_prefix() {
                 _ => None,
             };
             for i in 0..=batches {
+                if preallocate {
+                    wal.wait_for_spare();
+                }
                 if checkpoint_after == Some(i) {
                     let refs: Vec<&[u8]> = durable.iter().map(Vec::as_slice).collect();
                     wal.checkpoint(&refs).expect("checkpoint");
@@ -45,13 +66,24 @@ fn replay_after_a_random_crash_is_exactly_the_surviving_prefix() {
                 wal.append_batch(&refs).expect("append");
                 durable.extend(batch);
             }
+            // Where the newest segment's records end: the log's bytes less
+            // those of the (cut and sealed) segments before it.
+            let numbers = segment_numbers(tmp.path());
+            let older: u64 = numbers[..numbers.len() - 1]
+                .iter()
+                .map(|&n| file_len(&tmp.seg(n)))
+                .sum();
+            synced = wal.total_bytes() - older;
         }
         // The batch in flight when the process died.
         let newest = *segment_numbers(tmp.path()).last().expect("a segment");
         let path = tmp.seg(newest);
-        let synced = file_len(&path);
         let in_flight: Vec<Vec<u8>> = (0..rng.range(1, 4)).map(|_| rng.payload(1, 120)).collect();
-        let seed = next_seed(&std::fs::read(&path).expect("read segment"));
+        let written = std::fs::read(&path).expect("read segment");
+        if written.len() as u64 > synced {
+            zeros_after_records += 1;
+        }
+        let seed = next_seed(&written[..synced as usize]);
         let (raw, _) = encode_chain(seed, &in_flight);
         let cut = rng.range(0, raw.len() as u64) as usize;
         let zeros = if rng.range(0, 2) == 0 {
@@ -60,12 +92,14 @@ fn replay_after_a_random_crash_is_exactly_the_surviving_prefix() {
             0
         };
         let mut f = OpenOptions::new()
-            .append(true)
+            .write(true)
             .open(&path)
             .expect("open raw");
+        f.seek(SeekFrom::Start(synced)).expect("seek");
         f.write_all(&raw[..cut]).expect("raw write");
         f.write_all(&vec![0u8; zeros]).expect("zeros");
         drop(f);
+        let file_end = file_len(&path);
 
         let mut expected = durable.clone();
         let mut survived_end = 0;
@@ -79,7 +113,7 @@ fn replay_after_a_random_crash_is_exactly_the_surviving_prefix() {
         let (mut wal, report, seen) =
             open(tmp.path(), options.clone()).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
         assert_eq!(seen, expected, "seed {seed}");
-        let dropped = (cut - survived_end + zeros) as u64;
+        let dropped = file_end - synced - survived_end as u64;
         match &report.torn_tail {
             None => assert_eq!(dropped, 0, "seed {seed}"),
             Some(tail) => {
@@ -97,6 +131,13 @@ fn replay_after_a_random_crash_is_exactly_the_surviving_prefix() {
         let (_, report, seen) = open(tmp.path(), options).expect("reopen");
         assert_eq!(seen, expected, "seed {seed}");
         assert_eq!(report.torn_tail, None, "seed {seed}");
+    }
+    // Without preallocation the newest segment ends with its records;
+    // with it, most crashes land in a preallocated one.
+    if preallocate {
+        assert!(zeros_after_records > 50, "{zeros_after_records} of 100");
+    } else {
+        assert_eq!(zeros_after_records, 0);
     }
 }
 
