@@ -44,11 +44,16 @@ pub(crate) fn create(
             file
         }
         Some((mut file, spare_path)) => {
-            crate::fault::write_all(&mut file, &bytes)
+            let linked = crate::fault::write_all(&mut file, &bytes)
                 .and_then(|()| file.sync_data())
-                .map_err(|e| WalError::io(spare_path, e))?;
-            std::fs::hard_link(spare_path, &path).map_err(|e| WalError::io(&path, e))?;
-            std::fs::remove_file(spare_path).map_err(|e| WalError::io(spare_path, e))?;
+                .map_err(|e| WalError::io(spare_path, e))
+                .and_then(|()| {
+                    std::fs::hard_link(spare_path, &path).map_err(|e| WalError::io(&path, e))
+                });
+            // Linked, the file is the segment; not linked, it is no longer
+            // a prepared spare. Either way its spare name goes.
+            let unnamed = std::fs::remove_file(spare_path).map_err(|e| WalError::io(spare_path, e));
+            linked.and(unnamed)?;
             file
         }
     };

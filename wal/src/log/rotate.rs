@@ -78,7 +78,6 @@ impl Wal {
     ) -> Result<(std::fs::File, Header), WalError> {
         let spare_path = self.spare.path();
         let spare = self.spare.take();
-        let used_spare = spare.is_some();
         let created = segment::create(
             &self.dir,
             number,
@@ -86,10 +85,6 @@ impl Wal {
             continues,
             spare.map(|file| (file, spare_path.as_path())),
         );
-        if used_spare && created.is_err() {
-            // Whatever is left of it under its name is not prepared any more.
-            let _ = std::fs::remove_file(&spare_path);
-        }
         self.spare.prepare_next();
         match created {
             Err(error) if error.is_no_space() => {
@@ -140,6 +135,32 @@ mod tests {
             wal.append_batch(&[b"x"]),
             Err(WalError::Poisoned { .. })
         ));
+        drop(wal);
+        fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    #[test]
+    fn a_segment_in_the_way_of_a_spare_is_left_alone_and_the_spare_is_dropped() {
+        let dir = temp_dir("in-the-way-of-a-spare");
+        let options = Options {
+            segment_max_bytes: 80,
+            preallocate_bytes: 80,
+            ..Options::default()
+        };
+        let (mut wal, _) = Wal::open(&dir, options, |_| Ok(())).expect("open");
+        wal.append_batch(&[b"first record"]).expect("append");
+        let squatter = segment::path(&dir, 2);
+        fs::write(&squatter, b"not ours").expect("write");
+        wal.wait_for_spare();
+        match wal.append_batch(&[b"a record that does not fit"]) {
+            Err(WalError::Io { path, .. }) => assert_eq!(path, squatter),
+            other => panic!("expected Io, got {other:?}"),
+        }
+        assert_eq!(fs::read(&squatter).expect("read"), b"not ours");
+        // The spare it had written a header into is not left as a spare.
+        wal.wait_for_spare();
+        let spare = fs::read(dir.join("spare.tmp")).expect("the next spare");
+        assert!(spare.iter().all(|&b| b == 0), "a fresh spare, all zeros");
         drop(wal);
         fs::remove_dir_all(&dir).expect("cleanup");
     }
