@@ -8,6 +8,16 @@
 //!
 //! Nothing here writes before the availability check, the quorum's stamps
 //! and the clock have agreed: a refused write wrote nothing anywhere.
+//!
+//! Why the stamp read comes first, at the cost of a round trip: a write
+//! sent at once with this clock's stamp is linearizable when every
+//! replica of a quorum applies it, but not when one answers with a newer
+//! stamp from a write that had finished before this one began (this clock
+//! is behind). A replica that did not have the newer version yet may have
+//! applied this write, and a get that started before the newer write
+//! finished could have read this one there and returned it; gets after it
+//! return the newer write again, which finished before this one began.
+//! Neither failing this write nor stamping it again undoes that read.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
