@@ -55,20 +55,11 @@ impl Serial {
     }
 
     /// Sends one request and waits for its reply; typed errors from the
-    /// coordinator come back as `Err`, as from `Client::call`.
+    /// coordinator come back as `Err`, as from `Client::call`. A request
+    /// over the frame limit is refused before anything is sent (or any
+    /// connection opened).
     pub async fn call(&mut self, body: Body) -> Result<Body, KvError> {
         let effect = write_effect(&body);
-        if self.open.is_none() {
-            self.open = Some(self.connect().await?);
-        }
-        let outcome = self.exchange(body).await;
-        reply_or_error(&self.addr, self.timeout, effect, outcome)
-    }
-
-    /// Writes the request and reads until its reply, within the timeout. A
-    /// connection that failed or timed out is dropped: a reply still on its
-    /// way must not meet the next request.
-    async fn exchange(&mut self, body: Body) -> Result<Body, CallError> {
         let request_id = self.next_request_id;
         self.next_request_id += 1;
         let frame = encode_frame(&Envelope {
@@ -76,25 +67,28 @@ impl Serial {
             body: Some(body),
         });
         if frame.len() > CLIENT_FRAME_LIMITS.request_bytes {
-            return Err(CallError::Refused(KvError::invalid(format!(
+            return Err(KvError::invalid(format!(
                 "the request is {} bytes, over the frame limit of {} bytes",
                 frame.len(),
                 CLIENT_FRAME_LIMITS.request_bytes
-            ))));
+            )));
         }
-        let Some(open) = self.open.as_mut() else {
-            return Err(CallError::Disconnected("not connected".to_string()));
+        let open = match self.open.as_mut() {
+            Some(open) => open,
+            None => self.open.insert(self.connect().await?),
         };
         let outcome = rt::timeout(self.timeout, open.exchange(&self.addr, request_id, &frame))
             .await
             .unwrap_or(Err(CallError::TimedOut));
+        // A connection that failed or timed out is dropped: a reply still
+        // on its way must not meet the next request.
         if matches!(
             outcome,
             Err(CallError::Disconnected(_) | CallError::TimedOut)
         ) {
             self.open = None;
         }
-        outcome
+        reply_or_error(&self.addr, self.timeout, effect, outcome)
     }
 
     /// Opens the connection and proves the secret, if there is one.
@@ -170,5 +164,54 @@ impl Open {
                 )));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::error::ErrorKind;
+    use crate::protocol::proto::PutRequest;
+
+    /// A put whose frame is exactly `len` bytes.
+    fn put_of_frame_len(len: usize) -> Body {
+        let put = |value_len: usize| {
+            Body::Put(PutRequest {
+                key: Some(1),
+                value: "x".repeat(value_len),
+                consistency: 0,
+            })
+        };
+        let frame_len = |body: Body| {
+            encode_frame(&Envelope {
+                request_id: 1,
+                body: Some(body),
+            })
+            .len()
+        };
+        let mut value_len = len - 32;
+        while frame_len(put(value_len)) < len {
+            value_len += 1;
+        }
+        assert_eq!(
+            frame_len(put(value_len)),
+            len,
+            "no put encodes to {len} bytes"
+        );
+        put(value_len)
+    }
+
+    #[test]
+    fn a_request_over_the_frame_limit_is_refused_before_connecting() {
+        // Port 1 refuses connections: a request that gets as far as
+        // connecting fails UNAVAILABLE, one refused first INVALID.
+        let limit = CLIENT_FRAME_LIMITS.request_bytes;
+        let mut serial = Serial::new("127.0.0.1:1", None, Duration::from_secs(5));
+        let over = rt::block_on(serial.call(put_of_frame_len(limit + 1))).expect_err("over");
+        assert_eq!(over.kind, ErrorKind::Invalid, "{over:?}");
+        assert!(over.message.contains("frame limit"), "{over:?}");
+        let mut serial = Serial::new("127.0.0.1:1", None, Duration::from_secs(5));
+        let at = rt::block_on(serial.call(put_of_frame_len(limit))).expect_err("no server");
+        assert_eq!(at.kind, ErrorKind::Unavailable, "{at:?}");
     }
 }
