@@ -77,9 +77,9 @@ impl Serial {
             Some(open) => open,
             None => self.open.insert(self.connect().await?),
         };
-        let outcome = rt::timeout(self.timeout, open.exchange(&self.addr, request_id, &frame))
-            .await
-            .unwrap_or(Err(CallError::TimedOut));
+        let outcome = open
+            .exchange(&self.addr, request_id, &frame, self.timeout)
+            .await;
         // A connection that failed or timed out is dropped: a reply still
         // on its way must not meet the next request.
         if matches!(
@@ -117,9 +117,9 @@ impl Serial {
                 request_id: u64::MAX,
                 body: Some(auth_request(secret)),
             });
-            let outcome = rt::timeout(self.timeout, open.exchange(&self.addr, u64::MAX, &frame))
-                .await
-                .unwrap_or(Err(CallError::TimedOut));
+            let outcome = open
+                .exchange(&self.addr, u64::MAX, &frame, self.timeout)
+                .await;
             authenticated(&self.addr, outcome)?;
         }
         Ok(open)
@@ -128,8 +128,20 @@ impl Serial {
 
 impl Open {
     /// Writes `frame` (the request numbered `request_id`) and reads frames
-    /// until its reply.
+    /// until its reply, for at most `timeout`.
     async fn exchange(
+        &mut self,
+        addr: &str,
+        request_id: u64,
+        frame: &[u8],
+        timeout: Duration,
+    ) -> Result<Body, CallError> {
+        rt::timeout(timeout, self.send_and_read(addr, request_id, frame))
+            .await
+            .unwrap_or(Err(CallError::TimedOut))
+    }
+
+    async fn send_and_read(
         &mut self,
         addr: &str,
         request_id: u64,

@@ -214,14 +214,15 @@ pub async fn work(
         }
         let began = Instant::now();
         let outcome = match operation {
-            Operation::Get => match session.call(get_request(key, load.consistency)).await {
-                Ok(reply) => match found(reply) {
-                    Ok(Some(version)) if !names_key(&version.value, key) => {
-                        Err("WRONG_KEY".to_string())
-                    }
-                    Ok(_) => Ok(()),
-                    Err(error) => Err(error.kind.as_str().to_string()),
-                },
+            Operation::Get => match session
+                .call(get_request(key, load.consistency))
+                .await
+                .and_then(found)
+            {
+                Ok(Some(version)) if !names_key(&version.value, key) => {
+                    Err("WRONG_KEY".to_string())
+                }
+                Ok(_) => Ok(()),
                 Err(error) => Err(error.kind.as_str().to_string()),
             },
             Operation::Put => session

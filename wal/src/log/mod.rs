@@ -97,7 +97,8 @@ impl Wal {
             };
         let wal = Wal {
             dir: dir.to_path_buf(),
-            options: options.clone(),
+            spare: Spare::start(dir, options.preallocate_bytes)?,
+            options,
             _lock: lock,
             active,
             active_number,
@@ -107,7 +108,6 @@ impl Wal {
             active_sealable,
             sealed_bytes: recovered.sealed_bytes,
             poisoned: None,
-            spare: Spare::start(dir, options.preallocate_bytes)?,
         };
         Ok((wal, recovered.report))
     }
