@@ -450,6 +450,17 @@ pub(super) fn settle(for_ms: u64) {
     rt::block_on(rt::sleep(Duration::from_millis(for_ms)));
 }
 
+/// Waits (up to five seconds, generous for a loaded machine) until
+/// `done` holds: for asks a request sends after it has answered, such as
+/// the write to the replica a quorum did not wait for.
+pub(super) fn settle_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !done() {
+        assert!(Instant::now() < deadline, "still waiting for {what}");
+        settle(1);
+    }
+}
+
 /// The error of a request that should have failed.
 pub(super) fn failed<T: std::fmt::Debug>(result: Result<T, KvError>) -> KvError {
     match result {

@@ -5,7 +5,9 @@
 
 use std::time::{Duration, Instant};
 
-use super::{coordinator, delete, failed, get, put, settle, version, Act, Kind, Setup, KEY};
+use super::{
+    coordinator, delete, failed, get, put, settle, settle_until, version, Act, Kind, Setup, KEY,
+};
 use crate::cluster::repair_mode::RepairMode;
 use crate::coordinator::link::Outcome;
 use crate::protocol::error::ErrorKind;
@@ -470,7 +472,11 @@ fn the_newest_stamp_is_never_learned_from_a_replica_rebuilding_after_lost_data()
         "{:?}",
         link.asked()
     );
-    // It still takes the writes.
+    // It still takes the writes: each put is sent to all three replicas,
+    // the last one possibly after the put has answered.
+    settle_until("the third write of every put", || {
+        link.asked_of(Kind::ClientWrite).len() == 9
+    });
     assert_eq!(link.held(0, KEY).map(|v| v.value), Some("v".into()));
     // With 2 down too, one replica cannot tell what a quorum holds.
     link.script(2, down);
