@@ -6,7 +6,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{coordinator, failed, get, put, settle, version, Act, Kind, ScriptedLink, Setup, KEY};
+use super::{
+    coordinator, failed, get, put, settle, settle_until, version, Act, Kind, ScriptedLink, Setup,
+    KEY,
+};
 use crate::coordinator::link::Outcome;
 use crate::coordinator::Coordinator;
 use crate::ops::rt;
@@ -36,7 +39,9 @@ fn an_uncontended_cas_takes_a_prepare_a_proposal_and_a_commit() {
     let (c, link) = coordinator(Setup::default());
     let reply = cas(&c, None, "first").expect("cas");
     assert!(reply.applied);
-    settle(5);
+    settle_until("the commit at every replica", || {
+        link.asked_of(Kind::Repair).len() == 3 && (0..3).all(|id| link.held(id, KEY).is_some())
+    });
     let kinds: Vec<Kind> = link.asked().iter().map(|a| a.kind).collect();
     let count = |kind| kinds.iter().filter(|&&k| k == kind).count();
     assert_eq!(count(Kind::Prepare), 3);
@@ -102,7 +107,7 @@ fn a_proposal_left_in_progress_is_finished_before_the_new_one() {
     // finished.
     let reply = cas(&c, Some("unfinished"), "next").expect("cas");
     assert!(reply.applied, "{reply:?}");
-    settle(5);
+    settle_until("the commit at replica 2", || link.held(2, KEY).is_some());
     assert_eq!(link.held(2, KEY).map(|v| v.value), Some("next".into()));
 }
 
@@ -129,7 +134,10 @@ fn a_serial_get_finishes_a_proposal_in_progress_and_a_quorum_get_then_sees_it() 
         get(&c, KEY, Quorum).expect("quorum get"),
         Some("chosen".into())
     );
-    settle(5);
+    let chosen = |id| link.held(id, KEY).is_some_and(|v| v.value == "chosen");
+    settle_until("the chosen value at two replicas", || {
+        (0..3).filter(|&id| chosen(id)).count() >= 2
+    });
     let held: Vec<Option<String>> = (0..3)
         .map(|id| link.held(id, KEY).map(|v| v.value))
         .collect();
@@ -158,8 +166,7 @@ fn a_higher_ballot_makes_the_round_start_again_above_it() {
         reply.timestamp_micros > ahead.0,
         "the ballot went above the one it met"
     );
-    settle(5);
-    assert!(link.asked_of(Kind::Prepare).len() >= 6, "a second round");
+    settle_until("a second round", || link.asked_of(Kind::Prepare).len() >= 6);
 }
 
 #[test]
@@ -222,7 +229,12 @@ fn our_proposal_finished_by_another_round_is_applied_not_refused() {
     });
     let reply = cas(&c, None, "once").expect("cas");
     assert!(reply.applied, "{reply:?}");
-    settle(5);
+    settle_until("the commit at every replica", || {
+        (0..3).all(|id| {
+            link.held(id, KEY)
+                .is_some_and(|v| v.timestamp_micros == reply.timestamp_micros)
+        })
+    });
     let values: Vec<Option<String>> = (0..3)
         .map(|id| link.held(id, KEY).map(|v| v.value))
         .collect();

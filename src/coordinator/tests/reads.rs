@@ -115,7 +115,7 @@ fn a_failed_replica_brings_in_a_spare_at_once() {
     link.script(1, |r| r.digests = Act::Fail(ErrorKind::Internal));
     let started = Instant::now();
     assert_eq!(get(&c, KEY, Quorum).expect("get"), None);
-    assert!(started.elapsed() < Duration::from_millis(100));
+    assert!(started.elapsed() < Duration::from_millis(1_000));
     assert_eq!(link.asked_of(Kind::Digest), vec![1, 2]);
 }
 
@@ -146,14 +146,14 @@ fn the_value_replica_failing_brings_in_a_spare_for_the_value() {
 fn a_slow_replica_costs_the_speculation_delay_not_the_timeout() {
     let (c, link) = coordinator(Setup {
         speculate_after: Duration::from_millis(20),
-        read_timeout: Duration::from_secs(2),
+        read_timeout: Duration::from_secs(3),
         ..from_replica_0()
     });
-    link.script(1, |r| r.delay = Duration::from_millis(500));
+    link.script(1, |r| r.delay = Duration::from_millis(1_500));
     let started = Instant::now();
     get(&c, KEY, Quorum).expect("get");
     let took = started.elapsed();
-    assert!(took < Duration::from_millis(200), "{took:?}");
+    assert!(took < Duration::from_millis(500), "{took:?}");
     let spare = link
         .asked()
         .into_iter()
@@ -190,11 +190,11 @@ fn one_answers_from_the_first_replica_even_if_the_others_are_slow() {
     link.script(0, |r| {
         r.held.insert(KEY, recent("v", 5));
     });
-    link.script(1, |r| r.delay = Duration::from_millis(200));
-    link.script(2, |r| r.delay = Duration::from_millis(200));
+    link.script(1, |r| r.delay = Duration::from_millis(1_000));
+    link.script(2, |r| r.delay = Duration::from_millis(1_000));
     let started = Instant::now();
     assert_eq!(get(&c, KEY, One).expect("get"), Some("v".into()));
-    assert!(started.elapsed() < Duration::from_millis(100));
+    assert!(started.elapsed() < Duration::from_millis(500));
     settle(5);
     assert_eq!(link.asked().len(), 3, "this read asked everyone");
 }
@@ -313,7 +313,7 @@ fn speculation_asks_a_spare_for_the_value_when_the_value_is_what_is_late() {
     });
     // Replica 3 coordinates: 0 is asked for the value and hangs, 1 for a
     // digest, 2 is the spare.
-    link.script(0, |r| r.delay = Duration::from_millis(250));
+    link.script(0, |r| r.delay = Duration::from_millis(1_000));
     link.script(1, |r| {
         r.held.insert(KEY, recent("older", 50));
     });
@@ -322,7 +322,7 @@ fn speculation_asks_a_spare_for_the_value_when_the_value_is_what_is_late() {
     });
     let started = Instant::now();
     assert_eq!(get(&c, KEY, Quorum).expect("get"), Some("newer".into()));
-    assert!(started.elapsed() < Duration::from_millis(200));
+    assert!(started.elapsed() < Duration::from_millis(500));
     assert_eq!(
         link.asks_to(2),
         vec![Kind::Read],
@@ -341,7 +341,7 @@ fn no_spare_is_asked_once_the_deadline_has_passed() {
     let started = Instant::now();
     let error = failed(get(&c, KEY, Quorum));
     assert_eq!(error.kind, ErrorKind::Timeout);
-    assert!(started.elapsed() < Duration::from_millis(400));
+    assert!(started.elapsed() < Duration::from_millis(2_000));
     settle(20);
     assert!(link.asks_to(2).is_empty(), "{:?}", link.asked());
 }

@@ -5,7 +5,7 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use super::{coordinator, failed, get, recent, settle, Act, Kind, Setup, KEY};
+use super::{coordinator, failed, get, recent, settle, settle_until, Act, Kind, Setup, KEY};
 use crate::cluster::repair_mode::RepairMode;
 use crate::protocol::error::ErrorKind;
 use crate::protocol::proto::Consistency::{One, Quorum};
@@ -149,7 +149,11 @@ fn late_answers_are_repaired_in_the_background() {
     // Answered before the late replica was heard from or repaired.
     assert!(link.asked_of(Kind::Repair).is_empty());
     assert_eq!(link.held(2, KEY).map(|v| v.value), Some("old".into()));
-    settle(150);
+    settle_until("the background repair", || {
+        c.stats.repairs_sent.load(Ordering::Relaxed) == 1
+            && link.held(2, KEY).is_some_and(|v| v.value == "new")
+    });
+    settle(20);
     assert_eq!(link.held(2, KEY).map(|v| v.value), Some("new".into()));
     assert_eq!(c.stats.repairs_sent.load(Ordering::Relaxed), 1);
 }
@@ -171,7 +175,8 @@ fn a_late_answer_newer_than_the_reply_is_spread_in_the_background() {
         r.delay = Duration::from_millis(30);
     });
     assert_eq!(get(&c, KEY, Quorum).expect("get"), Some("old".into()));
-    settle(150);
+    let newest = |id| link.held(id, KEY).is_some_and(|v| v.value == "newest");
+    settle_until("the newest value spread", || (0..2).all(newest));
     for id in 0..2 {
         assert_eq!(link.held(id, KEY).map(|v| v.value), Some("newest".into()));
     }
@@ -255,7 +260,11 @@ fn the_background_repair_skips_replicas_the_blocking_repair_already_fixed() {
         r.delay = Duration::from_millis(40);
     });
     assert_eq!(get(&c, KEY, Quorum).expect("get"), Some("new".into()));
-    settle(150);
+    settle_until("the background repair", || {
+        c.stats.repairs_sent.load(Ordering::Relaxed) >= 2
+            && link.held(2, KEY).is_some_and(|v| v.value == "new")
+    });
+    settle(20);
     // 0 before answering, 2 after: each once.
     assert_eq!(link.asked_of(Kind::Repair), vec![0, 2]);
     assert_eq!(c.stats.repairs_sent.load(Ordering::Relaxed), 2);

@@ -49,9 +49,9 @@ fn a_clock_held_past_the_deadline_refuses_at_once_with_nothing_sent() {
     let (c, link) = coordinator(Setup::default());
     c.clock.hold_until_past(wall_micros() + 500_000, "a test");
     let started = Instant::now();
-    let refused = rt::block_on(c.stamp_by(Instant::now() + Duration::from_millis(50)));
+    let refused = rt::block_on(c.stamp_by(Instant::now() + Duration::from_millis(300)));
     let error = failed(refused);
-    assert!(started.elapsed() < Duration::from_millis(40));
+    assert!(started.elapsed() < Duration::from_millis(200));
     assert_eq!(error.kind, ErrorKind::Internal);
     assert!(error.message.contains("held until"), "{}", error.message);
     assert!(link.asked().is_empty());
