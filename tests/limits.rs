@@ -113,7 +113,9 @@ fn the_memory_budget_holds_back_a_client_pipelining_large_values_and_serves_the_
     // 48 puts of about 1 MB each, all in flight at once on one connection
     // to replica 0: 48 MB against a 2 MB budget.
     let big = "v".repeat(1_000_000);
-    let heavy = std::sync::Arc::new(cluster.client(0));
+    // Held back means slow: on a loaded machine the last of them may take
+    // longer than a client's default 10 s to be read and written.
+    let heavy = std::sync::Arc::new(cluster.client(0).with_timeout(Duration::from_secs(60)));
     let puts: Vec<_> = (0..48u32)
         .map(|i| {
             let (heavy, value) = (heavy.clone(), format!("{i}:{big}"));
@@ -156,7 +158,9 @@ fn writes_still_on_their_way_after_the_answer_count_against_the_budget() {
     // answered at once, but each leaves a 1 MB write waiting on replica 2.
     cluster.signal(2, "STOP");
     let big = "w".repeat(1_000_000);
-    let heavy = std::sync::Arc::new(cluster.client(0));
+    // Held back means slow: on a loaded machine the last of them may take
+    // longer than a client's default 10 s to be read and written.
+    let heavy = std::sync::Arc::new(cluster.client(0).with_timeout(Duration::from_secs(60)));
     let started = Instant::now();
     let puts: Vec<_> = (0..24u32)
         .map(|i| {
