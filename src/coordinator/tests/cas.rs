@@ -107,7 +107,10 @@ fn a_proposal_left_in_progress_is_finished_before_the_new_one() {
     // finished.
     let reply = cas(&c, Some("unfinished"), "next").expect("cas");
     assert!(reply.applied, "{reply:?}");
-    settle_until("the commit at replica 2", || link.held(2, KEY).is_some());
+    // Replica 2 is sent the unfinished proposal's commit first.
+    settle_until("the new value's commit at replica 2", || {
+        link.held(2, KEY).is_some_and(|v| v.value == "next")
+    });
     assert_eq!(link.held(2, KEY).map(|v| v.value), Some("next".into()));
 }
 
